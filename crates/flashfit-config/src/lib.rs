@@ -110,6 +110,8 @@ pub struct KafkaConfig {
     pub replication_factor: i32,
     /// Prefix of consumer group ids: a stage's group is `<group_prefix>-<stage>`.
     pub group_prefix: String,
+    /// Create missing topics through the admin API at start-up.
+    pub create_topics: bool,
     /// Extra librdkafka properties.
     #[serde(flatten)]
     pub properties: BTreeMap<String, Secret>,
@@ -122,6 +124,7 @@ impl Default for KafkaConfig {
             partitions: 4,
             replication_factor: 1,
             group_prefix: "flashfit".into(),
+            create_topics: true,
             properties: BTreeMap::new(),
         }
     }
@@ -260,7 +263,13 @@ const NAMED_ENV: &[(&str, &[&str])] = &[
 ];
 
 /// Named fields of `[kafka]`; any other key there is a librdkafka property.
-const KAFKA_FIELDS: &[&str] = &["brokers", "partitions", "replication_factor", "group_prefix"];
+const KAFKA_FIELDS: &[&str] = &[
+    "brokers",
+    "partitions",
+    "replication_factor",
+    "group_prefix",
+    "create_topics",
+];
 
 impl Config {
     /// Defaults ← `file` (or `FLASHFIT_CONFIG`) ← the process environment.

@@ -1,1 +1,11 @@
-//! flashfit-quality
+//! The quality stage (seed: "Image Quality Check"): fetch the photo, decode it safely, and
+//! measure size, sharpness and exposure before any model sees it.
+//!
+//! Main items: [`analyze`] (pure: bytes → [`Analysis`], OpenCV-compatible blur score and
+//! brightness), [`QualityStage`] (the [`flashfit_runtime::Stage`]).
+
+mod analysis;
+mod stage;
+
+pub use analysis::{Analysis, AnalyzeError, Limits, analyze, gray_stats};
+pub use stage::{MAX_EVENT_BYTES, QualityStage};

@@ -13,7 +13,8 @@ fn parses_a_valid_upload_and_ignores_unknown_fields() {
 
 #[test]
 fn rejects_missing_empty_and_malformed_fields_naming_the_field() {
-    let missing = r#"{"event_id":"e1","user_id":"u1","image_uri":"x","uploaded_at":"2026-11-22T10:00:00Z"}"#;
+    let missing =
+        r#"{"event_id":"e1","user_id":"u1","image_uri":"x","uploaded_at":"2026-11-22T10:00:00Z"}"#;
     let err = UploadEvent::from_json(missing.as_bytes()).unwrap_err();
     assert!(err.0.contains("garment_id"), "{err}");
 
@@ -25,7 +26,12 @@ fn rejects_missing_empty_and_malformed_fields_naming_the_field() {
     assert!(UploadEvent::from_json(bad_time.as_bytes()).is_err());
 
     let not_utf8 = [0xff, 0xfe, 0x00];
-    assert!(UploadEvent::from_json(&not_utf8).unwrap_err().0.contains("UTF-8"));
+    assert!(
+        UploadEvent::from_json(&not_utf8)
+            .unwrap_err()
+            .0
+            .contains("UTF-8")
+    );
 
     assert!(UploadEvent::from_json(b"[1,2,3]").is_err());
     let wrong_type = GOOD.replace(r#""e1""#, "17");
@@ -42,7 +48,8 @@ fn failed_status_recovers_identifiers_from_partial_input() {
     assert_eq!(s.status, Status::Failed);
     assert_eq!(s.reasons, vec![Reason::InvalidEvent]);
 
-    let garbage = StatusEvent::failed_from_raw(b"\x00\x01garbage", "quality", Reason::InvalidEvent, "x");
+    let garbage =
+        StatusEvent::failed_from_raw(b"\x00\x01garbage", "quality", Reason::InvalidEvent, "x");
     assert_eq!(garbage.event_id, None);
 }
 
@@ -50,18 +57,40 @@ fn failed_status_recovers_identifiers_from_partial_input() {
 fn reason_and_warning_names_are_stable() {
     let names: Vec<String> = Reason::ALL
         .iter()
-        .map(|r| serde_json::to_value(r).expect("ser").as_str().expect("str").to_owned())
+        .map(|r| {
+            serde_json::to_value(r)
+                .expect("ser")
+                .as_str()
+                .expect("str")
+                .to_owned()
+        })
         .collect();
     assert_eq!(
         names,
-        ["too_small", "undecodable", "too_large", "uri_not_allowed", "not_found", "invalid_event"]
+        [
+            "too_small",
+            "undecodable",
+            "too_large",
+            "uri_not_allowed",
+            "not_found",
+            "invalid_event"
+        ]
     );
     for r in Reason::ALL {
         assert_eq!(serde_json::to_value(r).expect("ser"), r.as_str());
     }
-    assert_eq!(serde_json::to_value(Warning::TooDark).expect("ser"), "too_dark");
-    assert_eq!(serde_json::to_value(Warning::Blurry).expect("ser"), "blurry");
-    assert_eq!(serde_json::to_value(Warning::TooBright).expect("ser"), "too_bright");
+    assert_eq!(
+        serde_json::to_value(Warning::TooDark).expect("ser"),
+        "too_dark"
+    );
+    assert_eq!(
+        serde_json::to_value(Warning::Blurry).expect("ser"),
+        "blurry"
+    );
+    assert_eq!(
+        serde_json::to_value(Warning::TooBright).expect("ser"),
+        "too_bright"
+    );
 }
 
 #[test]
@@ -83,7 +112,8 @@ fn quality_record_round_trips_with_flat_upload_fields() {
     let back: QualityRecord = serde_json::from_value(v).expect("de");
     assert_eq!(back, rec);
     // A later stage reads the quality record as an upload: the extra object is ignored.
-    let as_upload = UploadEvent::from_json(&serde_json::to_vec(&rec).expect("ser")).expect("upload");
+    let as_upload =
+        UploadEvent::from_json(&serde_json::to_vec(&rec).expect("ser")).expect("upload");
     assert_eq!(as_upload, rec.upload);
 }
 
@@ -104,22 +134,36 @@ fn schemas_match_the_types() {
 
     let upload = UploadEvent::from_json(GOOD.as_bytes()).expect("valid");
     let schema = load("flashfit.uploads.json");
-    let mut required: Vec<String> = serde_json::from_value(schema["required"].clone()).expect("required");
+    let mut required: Vec<String> =
+        serde_json::from_value(schema["required"].clone()).expect("required");
     required.sort();
     assert_eq!(required, keys(&serde_json::to_value(&upload).expect("ser")));
 
     let status = StatusEvent::failed_from_raw(GOOD.as_bytes(), "quality", Reason::NotFound, "m");
     let schema = load("flashfit.status.json");
-    assert_eq!(keys(&schema["properties"]), keys(&serde_json::to_value(&status).expect("ser")));
+    assert_eq!(
+        keys(&schema["properties"]),
+        keys(&serde_json::to_value(&status).expect("ser"))
+    );
     let enum_reasons: Vec<String> =
-        serde_json::from_value(schema["properties"]["reasons"]["items"]["enum"].clone()).expect("enum");
+        serde_json::from_value(schema["properties"]["reasons"]["items"]["enum"].clone())
+            .expect("enum");
     assert_eq!(enum_reasons.len(), Reason::ALL.len());
 
     let schema = load("flashfit.quality.json");
     let rec = QualityRecord {
         upload,
-        quality: QualityReport { width: 1, height: 1, blur_score: 0.0, brightness: 0.0, warnings: vec![] },
+        quality: QualityReport {
+            width: 1,
+            height: 1,
+            blur_score: 0.0,
+            brightness: 0.0,
+            warnings: vec![],
+        },
     };
     let v = serde_json::to_value(&rec).expect("ser");
-    assert_eq!(keys(&schema["properties"]["quality"]["properties"]), keys(&v["quality"]));
+    assert_eq!(
+        keys(&schema["properties"]["quality"]["properties"]),
+        keys(&v["quality"])
+    );
 }

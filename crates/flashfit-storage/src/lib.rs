@@ -122,8 +122,8 @@ impl Location {
             let root = root
                 .canonicalize()
                 .map_err(|e| config_err(&format!("cannot resolve directory: {e}")))?;
-            let store = LocalFileSystem::new_with_prefix(&root)
-                .map_err(|e| config_err(&e.to_string()))?;
+            let store =
+                LocalFileSystem::new_with_prefix(&root).map_err(|e| config_err(&e.to_string()))?;
             Ok(Location {
                 uri: uri.to_owned(),
                 scheme: Scheme::File { root },

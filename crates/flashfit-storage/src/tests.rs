@@ -14,7 +14,9 @@ fn s3_location() -> Location {
 fn s3_uris_must_stay_in_the_bucket_and_prefix() {
     let loc = s3_location();
     assert_eq!(
-        loc.resolve("s3://flashfit/uploads/u1/a.jpg").expect("inside").as_ref(),
+        loc.resolve("s3://flashfit/uploads/u1/a.jpg")
+            .expect("inside")
+            .as_ref(),
         "uploads/u1/a.jpg"
     );
     for bad in [
@@ -41,14 +43,21 @@ async fn file_uris_must_stay_under_the_root() {
     std::fs::create_dir_all(root.join("u1")).expect("mkdir");
     std::fs::write(root.join("u1/a.jpg"), b"jpeg bytes").expect("write");
     std::fs::write(dir.path().join("secret.txt"), b"secret").expect("write");
-    let root_uri = url::Url::from_directory_path(&root).expect("uri").to_string();
+    let root_uri = url::Url::from_directory_path(&root)
+        .expect("uri")
+        .to_string();
     let loc = Location::open(&root_uri, &S3Config::default()).expect("open");
 
     let inside = format!("{root_uri}u1/a.jpg");
-    assert_eq!(loc.fetch(&inside, 1024).await.expect("fetch").as_ref(), b"jpeg bytes");
+    assert_eq!(
+        loc.fetch(&inside, 1024).await.expect("fetch").as_ref(),
+        b"jpeg bytes"
+    );
     assert_eq!(loc.uri_of(&loc.resolve(&inside).expect("resolve")), inside);
 
-    let outside = url::Url::from_file_path(dir.path().join("secret.txt")).expect("uri").to_string();
+    let outside = url::Url::from_file_path(dir.path().join("secret.txt"))
+        .expect("uri")
+        .to_string();
     for bad in [
         outside.clone(),
         format!("{root_uri}../secret.txt"),
@@ -63,23 +72,44 @@ async fn file_uris_must_stay_under_the_root() {
     }
 
     let missing = format!("{root_uri}u1/missing.jpg");
-    assert!(matches!(loc.fetch(&missing, 1024).await, Err(Error::NotFound(_))));
-    assert!(matches!(loc.fetch(&inside, 4).await, Err(Error::TooLarge { size: 10, max: 4, .. })));
+    assert!(matches!(
+        loc.fetch(&missing, 1024).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        loc.fetch(&inside, 4).await,
+        Err(Error::TooLarge {
+            size: 10,
+            max: 4,
+            ..
+        })
+    ));
 }
 
 #[tokio::test]
 async fn child_paths_round_trip_through_the_store() {
     let dir = tempfile::tempdir().expect("tmp");
-    let uri = url::Url::from_directory_path(dir.path()).expect("uri").to_string();
+    let uri = url::Url::from_directory_path(dir.path())
+        .expect("uri")
+        .to_string();
     let loc = Location::open(&uri, &S3Config::default()).expect("open");
     let p = loc.child("t/x.bin").expect("child");
-    loc.store().put(&p, Bytes::from_static(b"abc").into()).await.expect("put");
-    assert_eq!(loc.fetch(&loc.uri_of(&p), 10).await.expect("get").as_ref(), b"abc");
+    loc.store()
+        .put(&p, Bytes::from_static(b"abc").into())
+        .await
+        .expect("put");
+    assert_eq!(
+        loc.fetch(&loc.uri_of(&p), 10).await.expect("get").as_ref(),
+        b"abc"
+    );
 }
 
 #[tokio::test]
 async fn an_unreachable_store_is_a_retryable_error() {
     let loc = s3_location();
-    let err = loc.fetch("s3://flashfit/uploads/a.jpg", 10).await.expect_err("no server");
+    let err = loc
+        .fetch("s3://flashfit/uploads/a.jpg", 10)
+        .await
+        .expect_err("no server");
     assert!(err.is_retryable(), "{err}");
 }

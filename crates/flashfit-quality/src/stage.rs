@@ -1,0 +1,176 @@
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use flashfit_config::QualityConfig;
+use flashfit_runtime::{Emit, Message, Outcome, Stage, run_blocking};
+use flashfit_schema::{
+    QualityRecord, QualityReport, Reason, Status, StatusEvent, UploadEvent, Warning, topics,
+};
+use flashfit_storage::Location;
+use futures::StreamExt;
+
+use crate::{AnalyzeError, Limits, analyze};
+
+/// Upload events larger than this are not parsed (`invalid_event`).
+pub const MAX_EVENT_BYTES: usize = 64 * 1024;
+
+/// Reads `flashfit.uploads`, writes passing uploads to `flashfit.quality`, and publishes
+/// `rejected` statuses (and `processed` ones while it is the last stage of the pipeline).
+pub struct QualityStage {
+    uploads: Location,
+    cfg: QualityConfig,
+    concurrency: usize,
+    terminal: bool,
+}
+
+impl QualityStage {
+    /// `terminal`: this is the pipeline's last stage, so passing uploads end as `processed`.
+    pub fn new(uploads: Location, cfg: QualityConfig, concurrency: usize, terminal: bool) -> Self {
+        QualityStage {
+            uploads,
+            cfg,
+            concurrency: concurrency.max(1),
+            terminal,
+        }
+    }
+
+    async fn one(&self, msg: Message) -> Outcome {
+        let bad = |reason, message: String| Outcome::BadInput { reason, message };
+        let payload = msg.payload();
+        if payload.len() > MAX_EVENT_BYTES {
+            return bad(
+                Reason::InvalidEvent,
+                format!(
+                    "event is {} bytes, over the {MAX_EVENT_BYTES}-byte cap",
+                    payload.len()
+                ),
+            );
+        }
+        let upload = match UploadEvent::from_json(payload) {
+            Ok(u) => u,
+            Err(e) => return bad(Reason::InvalidEvent, e.0),
+        };
+        let bytes = match self
+            .uploads
+            .fetch(&upload.image_uri, self.cfg.max_bytes)
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                return match e {
+                    flashfit_storage::Error::NotAllowed(m) => bad(Reason::UriNotAllowed, m),
+                    flashfit_storage::Error::NotFound(m) => {
+                        bad(Reason::NotFound, format!("no object at {m}"))
+                    }
+                    flashfit_storage::Error::TooLarge { .. } => {
+                        bad(Reason::TooLarge, e.to_string())
+                    }
+                    other => Outcome::Retry(other.to_string()),
+                };
+            }
+        };
+        let limits = Limits {
+            max_pixels: self.cfg.max_pixels,
+            max_side: self.cfg.max_side,
+        };
+        let analysis = match run_blocking(move || analyze(&bytes, limits)).await {
+            Ok(Ok(a)) => a,
+            Ok(Err(AnalyzeError::Undecodable(m))) => return bad(Reason::Undecodable, m),
+            Ok(Err(AnalyzeError::TooLarge(m))) => return bad(Reason::TooLarge, m),
+            // A decoder panic is deterministic for these bytes: retrying would wedge the
+            // partition, so the input is dead-lettered.
+            Err(m) => return bad(Reason::Undecodable, format!("decoder failed: {m}")),
+        };
+        let mut warnings = Vec::new();
+        if analysis.blur_score < self.cfg.blur_threshold {
+            warnings.push(Warning::Blurry);
+        }
+        if analysis.brightness < self.cfg.dark_threshold {
+            warnings.push(Warning::TooDark);
+        } else if analysis.brightness > self.cfg.bright_threshold {
+            warnings.push(Warning::TooBright);
+        }
+        let key = Some(upload.garment_id.clone().into_bytes());
+        if analysis.width.min(analysis.height) < self.cfg.min_side {
+            let mut s = StatusEvent::for_upload(&upload, Status::Rejected, self.name());
+            s.reasons = vec![Reason::TooSmall];
+            s.warnings = warnings;
+            s.message = Some(format!(
+                "image is {}x{}; the shorter side must be at least {} px",
+                analysis.width, analysis.height, self.cfg.min_side
+            ));
+            return Outcome::Emit(vec![status_emit(key, &s)]);
+        }
+        let mut out = Vec::with_capacity(2);
+        if self.terminal {
+            let mut s = StatusEvent::for_upload(&upload, Status::Processed, self.name());
+            s.warnings = warnings.clone();
+            out.push(status_emit(key.clone(), &s));
+        }
+        let record = QualityRecord {
+            upload,
+            quality: QualityReport {
+                width: analysis.width,
+                height: analysis.height,
+                blur_score: analysis.blur_score,
+                brightness: analysis.brightness,
+                warnings,
+            },
+        };
+        match serde_json::to_vec(&record) {
+            Ok(value) => out.insert(
+                0,
+                Emit {
+                    topic: topics::QUALITY.to_owned(),
+                    key,
+                    value,
+                },
+            ),
+            Err(e) => return Outcome::Retry(format!("cannot serialise record: {e}")),
+        }
+        Outcome::Emit(out)
+    }
+}
+
+fn status_emit(key: Option<Vec<u8>>, s: &StatusEvent) -> Emit {
+    Emit {
+        topic: topics::STATUS.to_owned(),
+        key,
+        value: s.to_json(),
+    }
+}
+
+#[async_trait]
+impl Stage for QualityStage {
+    fn name(&self) -> &str {
+        "quality"
+    }
+
+    fn input_topic(&self) -> &str {
+        topics::UPLOADS
+    }
+
+    fn output_topics(&self) -> Vec<String> {
+        vec![topics::QUALITY.to_owned(), topics::STATUS.to_owned()]
+    }
+
+    async fn process(&self, batch: Vec<Message>) -> Vec<Outcome> {
+        let this = self;
+        futures::stream::iter(batch)
+            .map(|m| this.one(m))
+            .buffered(self.concurrency)
+            .collect()
+            .await
+    }
+}
+
+/// Shared-ownership constructor for the runtime.
+impl From<QualityStage> for Arc<dyn Stage> {
+    fn from(s: QualityStage) -> Self {
+        Arc::new(s)
+    }
+}
+
+#[cfg(test)]
+#[path = "stage_tests.rs"]
+mod tests;

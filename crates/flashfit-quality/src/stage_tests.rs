@@ -1,0 +1,253 @@
+//! The quality stage under the runtime's harness: real photos and hostile inputs in memory, no
+//! broker. Asserts the records, statuses, dead letters and counters the worker would publish.
+
+use std::sync::Arc;
+
+use flashfit_config::{QualityConfig, RuntimeConfig, S3Config};
+use flashfit_runtime::harness;
+use flashfit_schema::{QualityRecord, Reason, Status, StatusEvent, Warning, headers, topics};
+use flashfit_storage::Location;
+
+use super::QualityStage;
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    root_uri: String,
+    outside_uri: String,
+    stage: Arc<dyn flashfit_runtime::Stage>,
+}
+
+fn setup(terminal: bool) -> Setup {
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path().join("uploads");
+    let photos =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/photos");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    for e in std::fs::read_dir(&photos).expect("photos") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), root.join(e.file_name())).expect("copy");
+    }
+    let full = std::fs::read(root.join("person_suit.jpg")).expect("read");
+    std::fs::write(root.join("truncated.jpg"), &full[..full.len() / 2]).expect("write");
+    std::fs::write(
+        root.join("bomb.png"),
+        crate::analysis::tests::png_header_only(30_000, 30_000),
+    )
+    .expect("write");
+    std::fs::write(root.join("garbage.bin"), vec![0x5Au8; 2 * 1024 * 1024]).expect("write");
+    std::fs::write(dir.path().join("outside.jpg"), &full).expect("write");
+    let root_uri = url::Url::from_directory_path(&root)
+        .expect("uri")
+        .to_string();
+    let outside_uri = url::Url::from_file_path(dir.path().join("outside.jpg"))
+        .expect("uri")
+        .to_string();
+    let uploads = Location::open(&root_uri, &S3Config::default()).expect("open");
+    let stage = Arc::new(QualityStage::new(
+        uploads,
+        QualityConfig::default(),
+        4,
+        terminal,
+    ));
+    Setup {
+        _dir: dir,
+        root_uri,
+        outside_uri,
+        stage,
+    }
+}
+
+fn event(id: &str, uri: &str) -> (Option<Vec<u8>>, Vec<u8>) {
+    let v = serde_json::json!({
+        "event_id": id, "user_id": "u1", "garment_id": format!("g-{id}"),
+        "image_uri": uri, "uploaded_at": "2026-11-22T10:00:00Z"
+    });
+    (
+        Some(format!("g-{id}").into_bytes()),
+        serde_json::to_vec(&v).expect("json"),
+    )
+}
+
+fn statuses(run: &harness::HarnessRun) -> Vec<StatusEvent> {
+    run.on(topics::STATUS)
+        .iter()
+        .map(|r| serde_json::from_slice(&r.value).expect("status json"))
+        .collect()
+}
+
+#[tokio::test]
+async fn good_photos_pass_with_measurements_and_warnings() {
+    let s = setup(true);
+    let input = vec![
+        event("sharp", &format!("{}person_suit.jpg", s.root_uri)),
+        event("blurry", &format!("{}person_suit_blurred.jpg", s.root_uri)),
+        event("dark", &format!("{}person_suit_dark.jpg", s.root_uri)),
+        event("bright", &format!("{}person_suit_bright.jpg", s.root_uri)),
+        event("png", &format!("{}coffee.png", s.root_uri)),
+        event("rotated", &format!("{}rocket_exif_rotated.jpg", s.root_uri)),
+        event("small", &format!("{}cat_small.jpg", s.root_uri)),
+    ];
+    let run = harness::run(s.stage.clone(), input, RuntimeConfig::default()).await;
+    let records: Vec<QualityRecord> = run
+        .on(topics::QUALITY)
+        .iter()
+        .map(|r| serde_json::from_slice(&r.value).expect("record"))
+        .collect();
+    assert_eq!(records.len(), 6, "all but the small one pass");
+    let by_id = |id: &str| records.iter().find(|r| r.upload.event_id == id).expect(id);
+    assert!(by_id("sharp").quality.warnings.is_empty());
+    assert_eq!(by_id("blurry").quality.warnings, vec![Warning::Blurry]);
+    assert!(by_id("dark").quality.warnings.contains(&Warning::TooDark));
+    assert_eq!(by_id("bright").quality.warnings, vec![Warning::TooBright]);
+    let rot = &by_id("rotated").quality;
+    assert_eq!(
+        (rot.width, rot.height),
+        (500, 300),
+        "EXIF orientation applied"
+    );
+    assert_eq!(by_id("sharp").quality.width, 512);
+    // Downstream key is garment_id.
+    assert_eq!(
+        run.on(topics::QUALITY)[0].key.as_deref(),
+        Some(b"g-sharp".as_slice())
+    );
+
+    let st = statuses(&run);
+    assert_eq!(st.len(), 7, "every upload gets a terminal status");
+    let small = st
+        .iter()
+        .find(|s| s.event_id.as_deref() == Some("small"))
+        .expect("small");
+    assert_eq!(small.status, Status::Rejected);
+    assert_eq!(small.reasons, vec![Reason::TooSmall]);
+    assert_eq!(
+        st.iter().filter(|s| s.status == Status::Processed).count(),
+        6
+    );
+    assert!(run.on(&topics::dlq("quality")).is_empty());
+    assert_eq!(run.metrics.count("received", None), 7);
+    assert_eq!(run.metrics.count("status", Some("processed")), 6);
+    assert_eq!(run.metrics.count("status", Some("rejected")), 1);
+    assert!(run.result.unfinished.is_empty());
+    assert_eq!(
+        run.result
+            .commit_offsets()
+            .values()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![7]
+    );
+}
+
+#[tokio::test]
+async fn a_non_terminal_quality_stage_emits_no_processed_status() {
+    let s = setup(false);
+    let run = harness::run(
+        s.stage.clone(),
+        vec![event("a", &format!("{}person_suit.jpg", s.root_uri))],
+        RuntimeConfig::default(),
+    )
+    .await;
+    assert_eq!(run.on(topics::QUALITY).len(), 1);
+    assert!(run.on(topics::STATUS).is_empty());
+}
+
+/// Each kind of bad input lands in the DLQ with its reason, original bytes and headers, gets a
+/// `failed` status, and does not stop good events around it.
+#[tokio::test]
+async fn bad_inputs_are_dead_lettered_with_their_reason() {
+    let s = setup(true);
+    let good = |id: &str| event(id, &format!("{}cat.jpg", s.root_uri));
+    let cases: Vec<((Option<Vec<u8>>, Vec<u8>), Reason)> = vec![
+        ((Some(b"k1".to_vec()), b"{not json".to_vec()), Reason::InvalidEvent),
+        (
+            (Some(b"k2".to_vec()), br#"{"event_id":"m1","user_id":"u","image_uri":"x","uploaded_at":"2026-01-01T00:00:00Z"}"#.to_vec()),
+            Reason::InvalidEvent,
+        ),
+        (event("trunc", &format!("{}truncated.jpg", s.root_uri)), Reason::Undecodable),
+        (event("bomb", &format!("{}bomb.png", s.root_uri)), Reason::TooLarge),
+        (event("foreign", "s3://someone-else/uploads/a.jpg"), Reason::UriNotAllowed),
+        (event("outside", &s.outside_uri), Reason::UriNotAllowed),
+        (event("dotdot", &format!("{}../outside.jpg", s.root_uri)), Reason::UriNotAllowed),
+        (event("garbage", &format!("{}garbage.bin", s.root_uri)), Reason::Undecodable),
+        (event("missing", &format!("{}nope.jpg", s.root_uri)), Reason::NotFound),
+        ((Some(b"k3".to_vec()), vec![0x5A; 2 * 1024 * 1024]), Reason::InvalidEvent),
+    ];
+    let mut input = vec![good("g0")];
+    for (i, (msg, _)) in cases.iter().enumerate() {
+        input.push(msg.clone());
+        input.push(good(&format!("g{}", i + 1)));
+    }
+    let run = harness::run(s.stage.clone(), input.clone(), RuntimeConfig::default()).await;
+
+    let dlq = run.on(&topics::dlq("quality"));
+    assert_eq!(dlq.len(), cases.len());
+    for (rec, ((key, value), reason)) in dlq.iter().zip(&cases) {
+        let h = |name: &str| {
+            rec.headers
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(
+            h(headers::ERROR_KIND),
+            Some(reason.as_str()),
+            "{:?}",
+            h(headers::ERROR_MESSAGE)
+        );
+        assert!(!h(headers::ERROR_MESSAGE).unwrap_or_default().is_empty());
+        assert_eq!(h(headers::SOURCE_TOPIC), Some(topics::UPLOADS));
+        assert_eq!(h(headers::STAGE), Some("quality"));
+        assert!(h(headers::SOURCE_OFFSET).is_some() && h(headers::SOURCE_PARTITION) == Some("0"));
+        assert!(h(headers::WORKER_VERSION).is_some());
+        assert_eq!(&rec.value, value, "original bytes kept");
+        assert_eq!(&rec.key, key, "original key kept");
+    }
+    let st = statuses(&run);
+    assert_eq!(st.len(), input.len(), "every message ends with a status");
+    assert_eq!(
+        st.iter().filter(|s| s.status == Status::Failed).count(),
+        cases.len()
+    );
+    assert_eq!(
+        st.iter().filter(|s| s.status == Status::Processed).count(),
+        cases.len() + 1
+    );
+    let trunc = st
+        .iter()
+        .find(|s| s.event_id.as_deref() == Some("trunc"))
+        .expect("trunc");
+    assert_eq!(trunc.reasons, vec![Reason::Undecodable]);
+    assert_eq!(
+        run.metrics.count("dead_lettered", Some("uri_not_allowed")),
+        3
+    );
+    assert_eq!(
+        run.metrics.count("errors", Some("bad_input")),
+        cases.len() as u64
+    );
+}
+
+#[tokio::test]
+async fn the_dead_letter_breaker_trips_on_a_stream_of_bad_input() {
+    let s = setup(true);
+    let cfg = RuntimeConfig {
+        dlq_window: 20,
+        dlq_min_messages: 10,
+        dlq_max_ratio: 0.5,
+        ..RuntimeConfig::default()
+    };
+    let input: Vec<_> = (0..20)
+        .map(|i| (None, format!("junk {i}").into_bytes()))
+        .collect();
+    let run = harness::run(s.stage.clone(), input, cfg).await;
+    let err = run
+        .processor
+        .check_dead_letter_rate()
+        .expect_err("must trip");
+    let text = err.to_string();
+    assert!(
+        text.contains("dead-letter rate 1.00") && text.contains("flashfit.dlq.quality"),
+        "{text}"
+    );
+}

@@ -1,0 +1,63 @@
+//! Runs a stage with in-memory input and output: no broker. Uses the same [`Processor`] as
+//! the Kafka worker, so outcomes, dead letters, statuses and counters are the real ones.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use flashfit_config::RuntimeConfig;
+use tokio_util::sync::CancellationToken;
+
+use crate::{BatchResult, Message, Metrics, Processor, Record, Stage, StageMetrics};
+
+/// What a harness run produced.
+#[derive(Debug)]
+pub struct HarnessRun {
+    pub records: Vec<Record>,
+    pub result: BatchResult,
+    pub metrics: StageMetrics,
+    pub processor: Processor,
+}
+
+impl HarnessRun {
+    /// Records published to `topic`, in order.
+    pub fn on(&self, topic: &str) -> Vec<&Record> {
+        self.records.iter().filter(|r| r.topic == topic).collect()
+    }
+}
+
+/// Feeds `(key, value)` pairs to `stage` as one partition of its input topic, in batches of
+/// `cfg.batch_size`.
+pub async fn run(
+    stage: Arc<dyn Stage>,
+    input: Vec<(Option<Vec<u8>>, Vec<u8>)>,
+    cfg: RuntimeConfig,
+) -> HarnessRun {
+    let metrics = Metrics::new().stage(stage.name());
+    let topic = stage.input_topic().to_owned();
+    let processor = Processor::new(stage, metrics.clone(), cfg.clone());
+    let shutdown = CancellationToken::new();
+    let messages: Vec<Message> = input
+        .into_iter()
+        .enumerate()
+        .map(|(i, (k, v))| Message {
+            topic: topic.clone(),
+            partition: 0,
+            offset: i as i64,
+            key: k.map(Bytes::from),
+            value: Some(Bytes::from(v)),
+        })
+        .collect();
+    let mut all = BatchResult::default();
+    for chunk in messages.chunks(cfg.batch_size.max(1)) {
+        let r = processor.run_batch(chunk.to_vec(), &shutdown).await;
+        all.done.extend(r.done);
+        all.unfinished.extend(r.unfinished);
+    }
+    let records = all.records().cloned().collect();
+    HarnessRun {
+        records,
+        result: all,
+        metrics,
+        processor,
+    }
+}

@@ -1,0 +1,246 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use prometheus::{
+    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// The metric set every stage exports, with fixed low-cardinality labels. One per process,
+/// served on `/metrics`.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    received: IntCounterVec,
+    produced: IntCounterVec,
+    dead_lettered: IntCounterVec,
+    errors: IntCounterVec,
+    statuses: IntCounterVec,
+    batch_seconds: HistogramVec,
+    blocked_seconds: CounterVec,
+    lag: IntGaugeVec,
+    health: Arc<Health>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+/// Process health for `/health`.
+#[derive(Debug, Default)]
+pub struct Health(AtomicU8);
+
+impl Health {
+    pub const STARTING: u8 = 0;
+    pub const RUNNING: u8 = 1;
+    pub const STOPPING: u8 = 2;
+    pub const FAILED: u8 = 3;
+
+    pub fn set(&self, v: u8) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u8 {
+        self.0.load(Ordering::Relaxed)
+    }
+    pub fn label(&self) -> &'static str {
+        match self.get() {
+            Self::STARTING => "starting",
+            Self::RUNNING => "ok",
+            Self::STOPPING => "stopping",
+            _ => "failed",
+        }
+    }
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    r.register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let received = counter(
+            &r,
+            "flashfit_messages_received_total",
+            "Messages consumed.",
+            &["stage"],
+        );
+        let produced = counter(
+            &r,
+            "flashfit_messages_produced_total",
+            "Records acknowledged by the broker, by destination topic.",
+            &["stage", "topic"],
+        );
+        let dead_lettered = counter(
+            &r,
+            "flashfit_messages_dead_lettered_total",
+            "Messages sent to the stage's dead-letter topic, by reason.",
+            &["stage", "reason"],
+        );
+        let errors = counter(
+            &r,
+            "flashfit_errors_total",
+            "Errors by kind: bad_input (dead-lettered), transient (retried), produce (retried), commit.",
+            &["stage", "kind"],
+        );
+        let statuses = counter(
+            &r,
+            "flashfit_status_events_total",
+            "Terminal status events published, by status.",
+            &["stage", "status"],
+        );
+        let batch_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "flashfit_batch_duration_seconds",
+                "Time from a batch closing to its offsets being committed.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["stage"],
+        )
+        .expect("valid metric definition");
+        r.register(Box::new(batch_seconds.clone()))
+            .expect("metric registered once");
+        let blocked_seconds = CounterVec::new(
+            Opts::new(
+                "flashfit_downstream_blocked_seconds_total",
+                "Time spent waiting for the broker to acknowledge produced records and commits.",
+            ),
+            &["stage"],
+        )
+        .expect("valid metric definition");
+        r.register(Box::new(blocked_seconds.clone()))
+            .expect("metric registered once");
+        let lag = IntGaugeVec::new(
+            Opts::new(
+                "flashfit_consumer_lag_messages",
+                "Messages between the stage's position and the high watermark, summed over assigned partitions.",
+            ),
+            &["stage"],
+        )
+        .expect("valid metric definition");
+        r.register(Box::new(lag.clone()))
+            .expect("metric registered once");
+        Metrics {
+            registry: r,
+            received,
+            produced,
+            dead_lettered,
+            errors,
+            statuses,
+            batch_seconds,
+            blocked_seconds,
+            lag,
+            health: Arc::new(Health::default()),
+        }
+    }
+
+    /// The handles one stage uses.
+    pub fn stage(&self, stage: &str) -> StageMetrics {
+        StageMetrics {
+            stage: stage.to_owned(),
+            metrics: self.clone(),
+            received: self.received.with_label_values(&[stage]),
+        }
+    }
+
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            return format!("# encoding failed: {e}\n");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One stage's view of [`Metrics`].
+#[derive(Clone, Debug)]
+pub struct StageMetrics {
+    stage: String,
+    metrics: Metrics,
+    received: IntCounter,
+}
+
+impl StageMetrics {
+    pub fn received(&self, n: u64) {
+        self.received.inc_by(n);
+    }
+    pub fn produced(&self, topic: &str) {
+        self.metrics
+            .produced
+            .with_label_values(&[self.stage.as_str(), topic])
+            .inc();
+    }
+    pub fn dead_lettered(&self, reason: &str) {
+        self.metrics
+            .dead_lettered
+            .with_label_values(&[self.stage.as_str(), reason])
+            .inc();
+    }
+    pub fn error(&self, kind: &str) {
+        self.metrics
+            .errors
+            .with_label_values(&[self.stage.as_str(), kind])
+            .inc();
+    }
+    pub fn status(&self, status: &str) {
+        self.metrics
+            .statuses
+            .with_label_values(&[self.stage.as_str(), status])
+            .inc();
+    }
+    pub fn batch_duration(&self, seconds: f64) {
+        self.metrics
+            .batch_seconds
+            .with_label_values(&[self.stage.as_str()])
+            .observe(seconds);
+    }
+    pub fn blocked(&self, seconds: f64) {
+        self.metrics
+            .blocked_seconds
+            .with_label_values(&[self.stage.as_str()])
+            .inc_by(seconds);
+    }
+    pub fn lag(&self, messages: i64) {
+        self.metrics
+            .lag
+            .with_label_values(&[self.stage.as_str()])
+            .set(messages);
+    }
+
+    /// Current value of a counter, for tests and the harness.
+    pub fn count(&self, metric: &str, extra_label: Option<&str>) -> u64 {
+        let stage = self.stage.as_str();
+        let get = |v: &IntCounterVec| {
+            let labels: Vec<&str> = std::iter::once(stage).chain(extra_label).collect();
+            v.get_metric_with_label_values(&labels)
+                .map(|c| c.get())
+                .unwrap_or(0)
+        };
+        match metric {
+            "received" => self.received.get(),
+            "produced" => get(&self.metrics.produced),
+            "dead_lettered" => get(&self.metrics.dead_lettered),
+            "errors" => get(&self.metrics.errors),
+            "status" => get(&self.metrics.statuses),
+            _ => 0,
+        }
+    }
+}

@@ -1,0 +1,166 @@
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use flashfit_schema::Reason;
+
+use super::*;
+use crate::Metrics;
+
+/// Fails transiently the first `fail_times` calls for values starting with "flaky", dead-letters
+/// values starting with "bad", passes everything else through.
+struct Scripted {
+    calls: AtomicUsize,
+    fail_times: usize,
+}
+
+#[async_trait]
+impl Stage for Scripted {
+    fn name(&self) -> &str {
+        "scripted"
+    }
+    fn input_topic(&self) -> &str {
+        "in"
+    }
+    fn output_topics(&self) -> Vec<String> {
+        vec!["out".into()]
+    }
+    async fn process(&self, batch: Vec<Message>) -> Vec<Outcome> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        batch
+            .iter()
+            .map(|m| {
+                let v = m.payload();
+                if v.starts_with(b"flaky") && call < self.fail_times {
+                    Outcome::Retry("dependency down".into())
+                } else if v.starts_with(b"bad") {
+                    Outcome::BadInput {
+                        reason: Reason::InvalidEvent,
+                        message: "bad".into(),
+                    }
+                } else {
+                    Outcome::Emit(vec![Emit {
+                        topic: "out".into(),
+                        key: None,
+                        value: v.to_vec(),
+                    }])
+                }
+            })
+            .collect()
+    }
+}
+
+fn msgs(values: &[&str]) -> Vec<Message> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Message {
+            topic: "in".into(),
+            partition: (i % 2) as i32,
+            offset: 100 + i as i64,
+            key: Some(Bytes::from(format!("k{i}"))),
+            value: Some(Bytes::from(v.to_string())),
+        })
+        .collect()
+}
+
+fn fast_cfg() -> RuntimeConfig {
+    RuntimeConfig {
+        retry_initial_backoff_ms: 1,
+        retry_max_backoff_ms: 4,
+        ..RuntimeConfig::default()
+    }
+}
+
+fn processor(fail_times: usize) -> Processor {
+    let stage = Arc::new(Scripted {
+        calls: AtomicUsize::new(0),
+        fail_times,
+    });
+    Processor::new(stage, Metrics::new().stage("scripted"), fast_cfg())
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_until_they_succeed_never_dead_lettered() {
+    let p = processor(3);
+    let r = p
+        .run_batch(msgs(&["a", "flaky-b", "c"]), &CancellationToken::new())
+        .await;
+    assert!(r.unfinished.is_empty());
+    let outs: Vec<&[u8]> = r.records().map(|r| r.value.as_slice()).collect();
+    assert_eq!(outs.len(), 3);
+    assert!(outs.contains(&b"flaky-b".as_slice()));
+    assert_eq!(p.metrics().count("errors", Some("transient")), 3);
+    assert_eq!(p.metrics().count("dead_lettered", Some("invalid_event")), 0);
+    // Partition 0 had offsets 100, 102; partition 1 had 101.
+    let c = r.commit_offsets();
+    assert_eq!(c[&("in".to_owned(), 0)], 103);
+    assert_eq!(c[&("in".to_owned(), 1)], 102);
+}
+
+#[tokio::test]
+async fn shutdown_during_retries_commits_only_below_the_unfinished_message() {
+    let p = processor(usize::MAX);
+    let token = CancellationToken::new();
+    let t2 = token.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        t2.cancel();
+    });
+    // Partition 0: offsets 100 (ok), 102 (flaky), 104 (ok). Partition 1: 101, 103 (ok).
+    let r = p
+        .run_batch(msgs(&["a", "b", "flaky", "d", "e"]), &token)
+        .await;
+    assert_eq!(r.unfinished.len(), 1);
+    let c = r.commit_offsets();
+    assert_eq!(
+        c[&("in".to_owned(), 0)],
+        102,
+        "must not skip the unfinished offset 102"
+    );
+    assert_eq!(c[&("in".to_owned(), 1)], 104);
+}
+
+#[tokio::test]
+async fn bad_input_becomes_a_dead_letter_and_a_failed_status() {
+    let p = processor(0);
+    let r = p
+        .run_batch(msgs(&["bad json"]), &CancellationToken::new())
+        .await;
+    let recs: Vec<&Record> = r.records().collect();
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[0].topic, "flashfit.dlq.scripted");
+    assert_eq!(recs[0].value, b"bad json");
+    assert_eq!(recs[0].key.as_deref(), Some(b"k0".as_slice()));
+    assert_eq!(recs[1].topic, topics::STATUS);
+    let s: StatusEvent = serde_json::from_slice(&recs[1].value).expect("status");
+    assert_eq!(s.status, flashfit_schema::Status::Failed);
+    assert_eq!(s.stage, "scripted");
+}
+
+#[test]
+fn the_dead_letter_guard_slides_over_its_window() {
+    let cfg = RuntimeConfig {
+        dlq_window: 10,
+        dlq_min_messages: 5,
+        dlq_max_ratio: 0.5,
+        ..RuntimeConfig::default()
+    };
+    let mut g = DlqGuard::new(&cfg);
+    for _ in 0..4 {
+        g.record(true);
+    }
+    assert_eq!(g.tripped(), None, "below the minimum sample");
+    g.record(true);
+    assert_eq!(g.tripped(), Some(1.0));
+    for _ in 0..10 {
+        g.record(false);
+    }
+    assert_eq!(g.tripped(), None, "old failures slid out of the window");
+    for _ in 0..5 {
+        g.record(true);
+    }
+    assert_eq!(g.tripped(), None, "exactly at the limit is allowed");
+    g.record(true);
+    assert!(g.tripped().is_some());
+}

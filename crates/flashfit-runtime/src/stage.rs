@@ -1,0 +1,66 @@
+use async_trait::async_trait;
+use bytes::Bytes;
+use flashfit_schema::Reason;
+
+/// One consumed message, detached from the Kafka client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+}
+
+impl Message {
+    /// The value bytes, or empty for a tombstone.
+    pub fn payload(&self) -> &[u8] {
+        self.value.as_deref().unwrap_or_default()
+    }
+}
+
+/// A record a stage wants published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emit {
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+}
+
+/// What became of one message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Handled: publish these records (the next topic and/or a status), then commit.
+    Emit(Vec<Emit>),
+    /// The input is bad and always will be: the runtime dead-letters the original bytes with
+    /// this reason and publishes a `failed` status.
+    BadInput { reason: Reason, message: String },
+    /// A dependency failed (storage, network, timeout): the runtime retries with backoff and
+    /// never dead-letters or drops the message.
+    Retry(String),
+}
+
+/// A pipeline stage: an async function from a batch of messages to one outcome per message,
+/// in the same order. Everything else (Kafka, retries, dead letters, commits) is the runtime's.
+#[async_trait]
+pub trait Stage: Send + Sync + 'static {
+    /// Stable name, used in metrics, the consumer group and `flashfit.dlq.<name>`.
+    fn name(&self) -> &str;
+    /// The topic this stage consumes.
+    fn input_topic(&self) -> &str;
+    /// Topics this stage may write (created at start-up if missing).
+    fn output_topics(&self) -> Vec<String>;
+    /// Processes a batch. Must return exactly one outcome per message, in order; CPU-heavy
+    /// work belongs in [`run_blocking`].
+    async fn process(&self, batch: Vec<Message>) -> Vec<Outcome>;
+}
+
+/// Runs CPU-heavy work off the async reactor. A panic inside becomes a `Retry` for the caller
+/// to map, never a crashed worker.
+pub async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| format!("blocking task failed: {e}"))
+}

@@ -1,0 +1,290 @@
+//! The Kafka driver: consume → batch → [`Processor`] → produce and await acks → commit.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flashfit_config::Config;
+use futures::future::join_all;
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::{Header, Message as _, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
+use rdkafka::util::Timeout;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::{
+    BatchResult, Error, Health, Message, Metrics, Processor, Record, Result, Stage, StageMetrics,
+    kafka,
+};
+
+/// Client context: turns librdkafka statistics into the lag gauge and logs rebalances.
+struct WorkerContext {
+    metrics: StageMetrics,
+    stage: String,
+}
+
+impl ClientContext for WorkerContext {
+    fn stats(&self, stats: Statistics) {
+        let lag: i64 = stats
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+            .map(|p| p.consumer_lag)
+            .sum();
+        self.metrics.lag(lag);
+    }
+}
+
+impl ConsumerContext for WorkerContext {
+    fn post_rebalance(&self, _c: &rdkafka::consumer::BaseConsumer<Self>, r: &Rebalance<'_>) {
+        match r {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(stage = %self.stage, partitions = tpl.count(), "partitions assigned")
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(stage = %self.stage, partitions = tpl.count(), "partitions revoked")
+            }
+            Rebalance::Error(e) => {
+                tracing::warn!(stage = %self.stage, error = %e, "rebalance error")
+            }
+        }
+    }
+}
+
+type WorkerConsumer = StreamConsumer<WorkerContext>;
+
+/// Runs one stage against Kafka until `shutdown` fires (then drains, commits and returns
+/// `Ok`) or something an operator must see happens (then returns the error).
+pub async fn run_worker(
+    config: &Config,
+    stage: Arc<dyn Stage>,
+    metrics: &Metrics,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let name = stage.name().to_owned();
+    let span = tracing::info_span!("worker", stage = %name);
+    async move {
+        let sm = metrics.stage(&name);
+        let processor = Processor::new(stage.clone(), sm.clone(), config.runtime.clone());
+        let mut topics = vec![
+            stage.input_topic().to_owned(),
+            processor.dlq_topic().to_owned(),
+        ];
+        topics.extend(stage.output_topics());
+        kafka::ensure_topics(&config.kafka, &topics).await?;
+
+        let group = format!("{}-{}", config.kafka.group_prefix, name);
+        let consumer: Arc<WorkerConsumer> = Arc::new(
+            kafka::consumer_config(&config.kafka, &group, config.runtime.stats_interval_ms)?
+                .create_with_context(WorkerContext {
+                    metrics: sm.clone(),
+                    stage: name.clone(),
+                })?,
+        );
+        consumer.subscribe(&[stage.input_topic()])?;
+        let producer = kafka::producer(&config.kafka)?;
+        tracing::info!(group, input = stage.input_topic(), "worker started");
+        metrics.health().set(Health::RUNNING);
+
+        let result = drive(config, &processor, &consumer, &producer, &shutdown).await;
+        match &result {
+            Ok(()) => tracing::info!("worker stopped cleanly"),
+            Err(e) => {
+                metrics.health().set(Health::FAILED);
+                tracing::error!(error = %e, "worker stopped with an error");
+            }
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+async fn drive(
+    config: &Config,
+    processor: &Processor,
+    consumer: &Arc<WorkerConsumer>,
+    producer: &FutureProducer,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    let rt = &config.runtime;
+    let linger = Duration::from_millis(rt.linger_ms);
+    let sm = processor.metrics().clone();
+    let mut batch_no: u64 = 0;
+    loop {
+        let batch = next_batch(consumer, rt.batch_size, linger, shutdown, &sm).await;
+        if batch.is_empty() {
+            break; // only on shutdown
+        }
+        batch_no += 1;
+        let started = Instant::now();
+        let span = tracing::debug_span!("batch", n = batch_no, size = batch.len());
+        let result = processor.run_batch(batch, shutdown).instrument(span).await;
+        let interrupted = !result.unfinished.is_empty();
+        let blocked = Instant::now();
+        produce_all(producer, &result, &sm, rt, shutdown).await?;
+        commit(consumer, &result, &sm).await?;
+        sm.blocked(blocked.elapsed().as_secs_f64());
+        sm.batch_duration(started.elapsed().as_secs_f64());
+        processor.check_dead_letter_rate()?;
+        if interrupted || shutdown.is_cancelled() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Waits for a first message (or shutdown), then fills the batch until it is full or the
+/// linger time since the first message has passed.
+async fn next_batch(
+    consumer: &WorkerConsumer,
+    max: usize,
+    linger: Duration,
+    shutdown: &CancellationToken,
+    sm: &StageMetrics,
+) -> Vec<Message> {
+    let mut batch = Vec::with_capacity(max);
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => return batch,
+            m = consumer.recv() => m,
+        };
+        match first {
+            Ok(m) => {
+                batch.push(detach(&m));
+                break;
+            }
+            Err(e) => {
+                sm.error("consume");
+                tracing::warn!(error = %e, "consume error; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return batch,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
+    }
+    let deadline = tokio::time::Instant::now() + linger;
+    while batch.len() < max {
+        match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(Ok(m)) => batch.push(detach(&m)),
+            Ok(Err(e)) => {
+                sm.error("consume");
+                tracing::warn!(error = %e, "consume error");
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+fn detach(m: &rdkafka::message::BorrowedMessage<'_>) -> Message {
+    Message {
+        topic: m.topic().to_owned(),
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(bytes::Bytes::copy_from_slice),
+        value: m.payload().map(bytes::Bytes::copy_from_slice),
+    }
+}
+
+/// Publishes every record and waits for each acknowledgement, re-sending failed ones with
+/// backoff. Nothing is committed until this returns `Ok`.
+async fn produce_all(
+    producer: &FutureProducer,
+    result: &BatchResult,
+    sm: &StageMetrics,
+    rt: &flashfit_config::RuntimeConfig,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    let mut pending: Vec<&Record> = result.records().collect();
+    let mut backoff = Duration::from_millis(rt.retry_initial_backoff_ms);
+    let mut warned_shutdown = false;
+    while !pending.is_empty() {
+        let sends = pending.iter().map(|r| async move {
+            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+            for (k, v) in &r.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                });
+            }
+            let mut rec = FutureRecord::<[u8], [u8]>::to(&r.topic)
+                .payload(&r.value)
+                .headers(headers);
+            if let Some(k) = &r.key {
+                rec = rec.key(k);
+            }
+            (r, producer.send(rec, Timeout::Never).await)
+        });
+        let mut failed = Vec::new();
+        for (r, res) in join_all(sends).await {
+            match res {
+                Ok(_) => sm.produced(&r.topic),
+                Err((e, _)) => {
+                    sm.error("produce");
+                    tracing::warn!(topic = %r.topic, error = %e, "produce failed; will resend");
+                    failed.push(*r);
+                }
+            }
+        }
+        if failed.is_empty() {
+            break;
+        }
+        if shutdown.is_cancelled() && !warned_shutdown {
+            warned_shutdown = true;
+            tracing::warn!("still resending produced records during shutdown");
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_millis(rt.retry_max_backoff_ms));
+        pending = failed;
+    }
+    Ok(())
+}
+
+/// Commits the batch's offsets synchronously (off the reactor). A commit refused because the
+/// partitions moved to another member is not an error: they will be redelivered there.
+async fn commit(
+    consumer: &Arc<WorkerConsumer>,
+    result: &BatchResult,
+    sm: &StageMetrics,
+) -> Result<()> {
+    let offsets = result.commit_offsets();
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset) in &offsets {
+        tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+    }
+    let c = consumer.clone();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let c2 = c.clone();
+        let tpl2 = tpl.clone();
+        let res = tokio::task::spawn_blocking(move || c2.commit(&tpl2, CommitMode::Sync))
+            .await
+            .map_err(|e| Error::Config(format!("commit task failed: {e}")))?;
+        match res {
+            Ok(()) => {
+                tracing::debug!(?offsets, "committed");
+                return Ok(());
+            }
+            Err(e) if attempt < 5 => {
+                sm.error("commit");
+                tracing::warn!(error = %e, attempt, "commit failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+            }
+            Err(e) => {
+                sm.error("commit");
+                tracing::warn!(error = %e, "commit failed; the batch will be redelivered (at-least-once)");
+                return Ok(());
+            }
+        }
+    }
+}
