@@ -153,6 +153,8 @@ pub struct RuntimeConfig {
     pub linger_ms: u64,
     /// Messages of one batch processed concurrently (fetches, inference jobs).
     pub concurrency: usize,
+    /// Batches whose records may await broker acknowledgement while the next is processed.
+    pub max_in_flight_batches: usize,
     /// First retry delay for transient failures; doubles up to `retry_max_backoff_ms`.
     pub retry_initial_backoff_ms: u64,
     pub retry_max_backoff_ms: u64,
@@ -174,6 +176,7 @@ impl Default for RuntimeConfig {
             batch_size: 64,
             linger_ms: 50,
             concurrency: 8,
+            max_in_flight_batches: 4,
             retry_initial_backoff_ms: 200,
             retry_max_backoff_ms: 10_000,
             dlq_window: 500,

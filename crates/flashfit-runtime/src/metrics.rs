@@ -28,6 +28,16 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
+/// Values of the `kind` label of `flashfit_errors_total`.
+pub const ERROR_KINDS: &[&str] = &[
+    "bad_input",
+    "transient",
+    "produce",
+    "commit",
+    "consume",
+    "internal",
+];
+
 /// Process health for `/health`.
 #[derive(Debug, Default)]
 pub struct Health(AtomicU8);
@@ -143,6 +153,19 @@ impl Metrics {
 
     /// The handles one stage uses.
     pub fn stage(&self, stage: &str) -> StageMetrics {
+        // Export every series at zero from the start, so dashboards and alerts see them.
+        for kind in ERROR_KINDS {
+            self.errors.with_label_values(&[stage, kind]);
+        }
+        for reason in flashfit_schema::Reason::ALL {
+            self.dead_lettered
+                .with_label_values(&[stage, reason.as_str()]);
+        }
+        for status in ["processed", "rejected", "failed"] {
+            self.statuses.with_label_values(&[stage, status]);
+        }
+        self.lag.with_label_values(&[stage]);
+        self.blocked_seconds.with_label_values(&[stage]);
         StageMetrics {
             stage: stage.to_owned(),
             metrics: self.clone(),

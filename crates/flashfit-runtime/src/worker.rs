@@ -1,5 +1,6 @@
 //! The Kafka driver: consume → batch → [`Processor`] → produce and await acks → commit.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,8 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
-    BatchResult, Error, Health, Message, Metrics, Processor, Record, Result, Stage, StageMetrics,
-    kafka,
+    Error, Health, Message, Metrics, Processor, Record, Result, Stage, StageMetrics, kafka,
 };
 
 /// Client context: turns librdkafka statistics into the lag gauge and logs rebalances.
@@ -103,6 +103,17 @@ pub async fn run_worker(
     .await
 }
 
+/// A batch whose records are being produced; its offsets are committed once they are acked.
+struct InFlight {
+    produced: tokio::task::JoinHandle<()>,
+    offsets: BTreeMap<(String, i32), i64>,
+}
+
+/// The consume loop. Batches are pipelined: while batch N's records wait for broker acks (in
+/// their own task), batch N+1 is already being processed. A single committer awaits batches in
+/// order and commits each one's offsets only after all its records were acknowledged, so
+/// commits stay ordered and nothing is committed before it is durable. At most
+/// `max_in_flight_batches` batches wait at once (backpressure).
 async fn drive(
     config: &Config,
     processor: &Processor,
@@ -113,7 +124,10 @@ async fn drive(
     let rt = &config.runtime;
     let linger = Duration::from_millis(rt.linger_ms);
     let sm = processor.metrics().clone();
+    let (tx, rx) = tokio::sync::mpsc::channel::<InFlight>(rt.max_in_flight_batches.max(1));
+    let committer = tokio::spawn(commit_loop(consumer.clone(), rx, sm.clone()));
     let mut batch_no: u64 = 0;
+    let mut outcome = Ok(());
     loop {
         let batch = next_batch(consumer, rt.batch_size, linger, shutdown, &sm).await;
         if batch.is_empty() {
@@ -124,17 +138,57 @@ async fn drive(
         let span = tracing::debug_span!("batch", n = batch_no, size = batch.len());
         let result = processor.run_batch(batch, shutdown).instrument(span).await;
         let interrupted = !result.unfinished.is_empty();
+        let offsets = result.commit_offsets();
+        let records: Vec<Record> = result.done.into_iter().flat_map(|(_, r)| r).collect();
+        let produced = tokio::spawn(produce_all(
+            producer.clone(),
+            records,
+            sm.clone(),
+            rt.clone(),
+            started,
+        ));
         let blocked = Instant::now();
-        produce_all(producer, &result, &sm, rt, shutdown).await?;
-        commit(consumer, &result, &sm).await?;
+        if tx.send(InFlight { produced, offsets }).await.is_err() {
+            outcome = Err(Error::Config("committer stopped unexpectedly".into()));
+            break;
+        }
         sm.blocked(blocked.elapsed().as_secs_f64());
-        sm.batch_duration(started.elapsed().as_secs_f64());
-        processor.check_dead_letter_rate()?;
+        if let Err(e) = processor.check_dead_letter_rate() {
+            outcome = Err(e);
+            break;
+        }
         if interrupted || shutdown.is_cancelled() {
             break;
         }
     }
-    Ok(())
+    drop(tx);
+    // Drain: every batch already handed over is produced and committed before we return.
+    committer
+        .await
+        .map_err(|e| Error::Config(format!("committer task failed: {e}")))?;
+    outcome
+}
+
+async fn commit_loop(
+    consumer: Arc<WorkerConsumer>,
+    mut rx: tokio::sync::mpsc::Receiver<InFlight>,
+    sm: StageMetrics,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut offsets = first.offsets;
+        let waited = Instant::now();
+        let _ = first.produced.await;
+        // Coalesce batches that are already waiting: one commit covers them all.
+        while let Ok(next) = rx.try_recv() {
+            let _ = next.produced.await;
+            for (tp, o) in next.offsets {
+                let e = offsets.entry(tp).or_insert(o);
+                *e = (*e).max(o);
+            }
+        }
+        commit(&consumer, offsets, &sm).await;
+        sm.blocked(waited.elapsed().as_secs_f64());
+    }
 }
 
 /// Waits for a first message (or shutdown), then fills the batch until it is full or the
@@ -193,17 +247,17 @@ fn detach(m: &rdkafka::message::BorrowedMessage<'_>) -> Message {
 }
 
 /// Publishes every record and waits for each acknowledgement, re-sending failed ones with
-/// backoff. Nothing is committed until this returns `Ok`.
+/// backoff until they are acknowledged: a record is never dropped.
 async fn produce_all(
-    producer: &FutureProducer,
-    result: &BatchResult,
-    sm: &StageMetrics,
-    rt: &flashfit_config::RuntimeConfig,
-    shutdown: &CancellationToken,
-) -> Result<()> {
-    let mut pending: Vec<&Record> = result.records().collect();
+    producer: FutureProducer,
+    records: Vec<Record>,
+    sm: StageMetrics,
+    rt: flashfit_config::RuntimeConfig,
+    batch_started: Instant,
+) {
+    let mut pending: Vec<&Record> = records.iter().collect();
     let mut backoff = Duration::from_millis(rt.retry_initial_backoff_ms);
-    let mut warned_shutdown = false;
+    let producer = &producer;
     while !pending.is_empty() {
         let sends = pending.iter().map(|r| async move {
             let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
@@ -219,7 +273,7 @@ async fn produce_all(
             if let Some(k) = &r.key {
                 rec = rec.key(k);
             }
-            (r, producer.send(rec, Timeout::Never).await)
+            (*r, producer.send(rec, Timeout::Never).await)
         });
         let mut failed = Vec::new();
         for (r, res) in join_all(sends).await {
@@ -228,62 +282,62 @@ async fn produce_all(
                 Err((e, _)) => {
                     sm.error("produce");
                     tracing::warn!(topic = %r.topic, error = %e, "produce failed; will resend");
-                    failed.push(*r);
+                    failed.push(r);
                 }
             }
         }
         if failed.is_empty() {
             break;
         }
-        if shutdown.is_cancelled() && !warned_shutdown {
-            warned_shutdown = true;
-            tracing::warn!("still resending produced records during shutdown");
-        }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_millis(rt.retry_max_backoff_ms));
         pending = failed;
     }
-    Ok(())
+    sm.batch_duration(batch_started.elapsed().as_secs_f64());
 }
 
-/// Commits the batch's offsets synchronously (off the reactor). A commit refused because the
-/// partitions moved to another member is not an error: they will be redelivered there.
+/// Commits offsets synchronously (off the reactor). A commit refused because the partitions
+/// moved to another member is not fatal: they will be redelivered there (at-least-once).
 async fn commit(
     consumer: &Arc<WorkerConsumer>,
-    result: &BatchResult,
+    offsets: BTreeMap<(String, i32), i64>,
     sm: &StageMetrics,
-) -> Result<()> {
-    let offsets = result.commit_offsets();
+) {
     if offsets.is_empty() {
-        return Ok(());
+        return;
     }
     let mut tpl = TopicPartitionList::new();
     for ((topic, partition), offset) in &offsets {
-        tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+        if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
+            tracing::error!(error = %e, "cannot build commit list");
+            return;
+        }
     }
-    let c = consumer.clone();
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let c2 = c.clone();
+        let c = consumer.clone();
         let tpl2 = tpl.clone();
-        let res = tokio::task::spawn_blocking(move || c2.commit(&tpl2, CommitMode::Sync))
-            .await
-            .map_err(|e| Error::Config(format!("commit task failed: {e}")))?;
+        let res = tokio::task::spawn_blocking(move || c.commit(&tpl2, CommitMode::Sync)).await;
         match res {
-            Ok(()) => {
+            Ok(Ok(())) => {
                 tracing::debug!(?offsets, "committed");
-                return Ok(());
+                return;
             }
-            Err(e) if attempt < 5 => {
+            Ok(Err(e)) if attempt < 5 => {
                 sm.error("commit");
                 tracing::warn!(error = %e, attempt, "commit failed; retrying");
                 tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
             }
+            Ok(Err(e)) => {
+                sm.error("commit");
+                tracing::warn!(error = %e, "commit failed; these messages will be redelivered (at-least-once)");
+                return;
+            }
             Err(e) => {
                 sm.error("commit");
-                tracing::warn!(error = %e, "commit failed; the batch will be redelivered (at-least-once)");
-                return Ok(());
+                tracing::error!(error = %e, "commit task failed");
+                return;
             }
         }
     }

@@ -1,1 +1,345 @@
-fn main() {}
+//! `flashfit`: the command-line entry point. Thin by design: parse arguments, load config,
+//! start telemetry and signal handling, call into `flashfit-pipeline`, map the result to an exit
+//! code (0 ok, 1 failed, 2 bad configuration or usage).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use flashfit_config::{Config, LogFormat};
+use flashfit_pipeline::{
+    EmbeddedBroker, Pipeline, bench, build_stage, ingest, run_stages, shutdown_on_signals, watch,
+};
+use flashfit_runtime::Metrics;
+use flashfit_schema::topics;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "flashfit",
+    version,
+    about = "Turns clothing photos into searchable wardrobe data"
+)]
+struct Cli {
+    /// TOML config file (also FLASHFIT_CONFIG); environment variables override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Pipeline definition (default: the built-in pipelines/default.toml).
+    #[arg(long, global = true)]
+    pipeline: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one stage as its own process (quality, …).
+    Worker { stage: String },
+    /// Run every stage of the pipeline in one process. Without FLASHFIT_KAFKA_BROKERS an
+    /// embedded broker is started; without FLASHFIT_UPLOADS_URI the --ingest folder (or
+    /// ./uploads) is the uploads location.
+    Run {
+        /// Publish an upload event for each photo in this folder and print each status.
+        #[arg(long)]
+        ingest: Option<PathBuf>,
+        /// user_id for ingested photos.
+        #[arg(long, default_value = "local-user")]
+        user: String,
+        /// Exit once every ingested photo has its status (exit 0) or the timeout passes (1).
+        #[arg(long)]
+        exit_when_done: bool,
+        /// Seconds to wait for statuses with --exit-when-done.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Publish an upload event for each photo in a folder (copying photos into the uploads
+    /// location when they are outside it).
+    Ingest {
+        dir: PathBuf,
+        #[arg(long, default_value = "local-user")]
+        user: String,
+        /// Wait for and print each photo's status.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Print the effective configuration (secrets masked).
+    Config,
+    /// Benchmarks that print figures.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Quality-stage images/s vs the seed's Python/OpenCV checker on the same ~1024 px JPEGs.
+    Quality {
+        #[arg(long, default_value_t = 24)]
+        images: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Python with opencv-python-headless (default: $FLASHFIT_VENV/bin/python).
+        #[arg(long)]
+        python: Option<PathBuf>,
+        /// Repository root (for tests/fixtures and benches/).
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+    },
+    /// Pass-through stage on the runtime vs a bare rdkafka loop, same broker.
+    Runtime {
+        #[arg(long, default_value_t = 20_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 2_000)]
+        latency_messages: usize,
+        #[arg(long, default_value_t = 1_000)]
+        rate: u32,
+        #[arg(long, default_value_t = 256)]
+        payload_bytes: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("flashfit: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&config);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("flashfit: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "flashfit failed");
+            eprintln!("flashfit: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
+    let pipeline = Pipeline::load(cli.pipeline.as_deref())?;
+    match cli.command {
+        Command::Config => {
+            print!("{}", config.to_masked_toml());
+            Ok(())
+        }
+        Command::Worker { stage } => {
+            let stage = build_stage(&stage, &config, &pipeline)?;
+            let shutdown = CancellationToken::new();
+            shutdown_on_signals(shutdown.clone());
+            run_stages(&config, vec![stage], Metrics::new(), shutdown).await?;
+            Ok(())
+        }
+        Command::Ingest {
+            dir,
+            user,
+            wait,
+            timeout,
+        } => {
+            let files =
+                ingest::list_images(&dir).with_context(|| format!("reading {}", dir.display()))?;
+            if files.is_empty() {
+                bail!("no .jpg/.jpeg/.png files in {}", dir.display());
+            }
+            let watcher = if wait {
+                Some(watch::StatusWatcher::new(&config.kafka)?)
+            } else {
+                None
+            };
+            let events = ingest::ingest_files(&config, &files, &user).await?;
+            for e in &events {
+                println!("{}", serde_json::to_string(e)?);
+            }
+            eprintln!(
+                "published {} upload events to {}",
+                events.len(),
+                topics::UPLOADS
+            );
+            if let Some(w) = watcher {
+                print_statuses(&w, &events, timeout).await?;
+            }
+            Ok(())
+        }
+        Command::Run {
+            ingest: dir,
+            user,
+            exit_when_done,
+            timeout,
+        } => {
+            let mut all_topics: Vec<String> = Vec::new();
+            // Build stages first only to learn their topics; uploads default below.
+            if config.uploads_uri.is_none() {
+                let base = match &dir {
+                    Some(d) => d
+                        .canonicalize()
+                        .with_context(|| format!("reading {}", d.display()))?,
+                    None => std::env::current_dir()?.join("uploads"),
+                };
+                std::fs::create_dir_all(&base)?;
+                config.uploads_uri = Some(format!("file://{}", base.display()));
+            }
+            let stages = pipeline
+                .stages
+                .iter()
+                .map(|s| build_stage(s, &config, &pipeline))
+                .collect::<Result<Vec<_>, _>>()?;
+            for s in &stages {
+                all_topics.push(s.input_topic().to_owned());
+                all_topics.push(topics::dlq(s.name()));
+                all_topics.extend(s.output_topics());
+            }
+            let _broker = if config.kafka.brokers.is_none() {
+                let b = EmbeddedBroker::start(&all_topics, config.kafka.partitions)?;
+                tracing::info!(bootstrap = b.bootstrap_servers(), "started embedded broker");
+                config.kafka.brokers = Some(b.bootstrap_servers().to_owned());
+                config.kafka.create_topics = false;
+                Some(b)
+            } else {
+                None
+            };
+            let shutdown = CancellationToken::new();
+            shutdown_on_signals(shutdown.clone());
+            let feeder = match dir {
+                Some(d) => {
+                    let files = ingest::list_images(&d)?;
+                    let config = config.clone();
+                    let token = shutdown.clone();
+                    Some(tokio::spawn(async move {
+                        let res = feed(&config, &files, &user, timeout).await;
+                        if exit_when_done {
+                            token.cancel();
+                        }
+                        res
+                    }))
+                }
+                None => None,
+            };
+            run_stages(&config, stages, Metrics::new(), shutdown).await?;
+            if let Some(f) = feeder {
+                f.await.context("ingest task")??;
+            }
+            Ok(())
+        }
+        Command::Bench {
+            which:
+                BenchCommand::Quality {
+                    images,
+                    seconds,
+                    python,
+                    repo,
+                },
+        } => {
+            let python = python.unwrap_or_else(|| {
+                let venv = std::env::var("FLASHFIT_VENV")
+                    .unwrap_or_else(|_| "/var/lib/flashfit/venv".into());
+                PathBuf::from(venv).join("bin/python")
+            });
+            let opts = bench::QualityBench {
+                fixtures: repo.join("tests/fixtures/photos"),
+                script: repo.join("benches/opencv_quality.py"),
+                python,
+                images,
+                seconds,
+            };
+            bench::quality(&opts).await.map_err(Into::into)
+        }
+        Command::Bench {
+            which:
+                BenchCommand::Runtime {
+                    messages,
+                    latency_messages,
+                    rate,
+                    payload_bytes,
+                },
+        } => {
+            let opts = bench::RuntimeBench {
+                messages,
+                latency_messages,
+                rate,
+                payload_bytes,
+            };
+            bench::runtime(&config, &opts).await.map_err(Into::into)
+        }
+    }
+}
+
+async fn feed(config: &Config, files: &[PathBuf], user: &str, timeout: u64) -> anyhow::Result<()> {
+    let watcher = watch::StatusWatcher::new(&config.kafka)?;
+    let events = ingest::ingest_files(config, files, user).await?;
+    eprintln!("published {} upload events", events.len());
+    print_statuses(&watcher, &events, timeout).await
+}
+
+async fn print_statuses(
+    w: &watch::StatusWatcher,
+    events: &[flashfit_schema::UploadEvent],
+    timeout: u64,
+) -> anyhow::Result<()> {
+    let ids: HashSet<String> = events.iter().map(|e| e.event_id.clone()).collect();
+    let uri_of = |id: &str| {
+        events
+            .iter()
+            .find(|e| e.event_id == id)
+            .map(|e| e.image_uri.clone())
+            .unwrap_or_default()
+    };
+    let seen = w
+        .wait_for(&ids, Duration::from_secs(timeout), |s| {
+            let id = s.event_id.clone().unwrap_or_default();
+            println!(
+                "{}",
+                serde_json::json!({"image_uri": uri_of(&id), "status": s})
+            );
+        })
+        .await;
+    let count = |st: &str| seen.values().filter(|s| s.status.as_str() == st).count();
+    eprintln!(
+        "statuses: {} of {} ({} processed, {} rejected, {} failed)",
+        seen.len(),
+        ids.len(),
+        count("processed"),
+        count("rejected"),
+        count("failed")
+    );
+    if seen.len() < ids.len() {
+        bail!(
+            "{} uploads got no status within {timeout}s",
+            ids.len() - seen.len()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,478 @@
+//! Benchmarks that print figures (run by `flashfit bench …`; never by the test suite).
+//!
+//! - [`quality`]: quality-stage throughput on ~1024 px JPEGs, one thread, next to the seed's
+//!   Python/OpenCV `ImageQualityChecker` on the same files (one OpenCV thread).
+//! - [`runtime`]: a pass-through stage on the worker runtime next to a bare rdkafka
+//!   consume→produce loop against the same broker: messages/s and end-to-end latency.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use flashfit_config::{Config, QualityConfig};
+use flashfit_quality::{Limits, analyze};
+use flashfit_runtime::{Emit, Message, Metrics, Outcome, Stage, kafka, worker};
+use rdkafka::Message as _;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio_util::sync::CancellationToken;
+
+use crate::watch::TopicTail;
+use crate::{EmbeddedBroker, Error, Result};
+
+/// Options of `flashfit bench quality`.
+#[derive(Debug, Clone)]
+pub struct QualityBench {
+    /// Folder of fixture photos the bench images are made from.
+    pub fixtures: PathBuf,
+    /// Python with opencv-python-headless (the venv infra/up.sh creates).
+    pub python: PathBuf,
+    /// The reference script (benches/opencv_quality.py).
+    pub script: PathBuf,
+    pub images: usize,
+    pub seconds: f64,
+}
+
+/// Runs both sides on the same files and prints a comparison.
+pub async fn quality(opts: &QualityBench) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("flashfit-bench-{}", uuid::Uuid::new_v4()));
+    let out = std::process::Command::new(&opts.python)
+        .arg(&opts.script)
+        .arg("make")
+        .arg(&opts.fixtures)
+        .arg(&dir)
+        .arg(opts.images.to_string())
+        .output()?;
+    if !out.status.success() {
+        return Err(Error::Invalid(format!(
+            "making bench images failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    let files = crate::ingest::list_images(&dir)?;
+    let (w, h) = dims(&files[0])?;
+    println!(
+        "quality bench: {} JPEGs, first is {w}x{h}, one thread each side",
+        files.len()
+    );
+
+    let cfg = QualityConfig::default();
+    let seconds = opts.seconds;
+    let files2 = files.clone();
+    let rust = tokio::task::spawn_blocking(move || rust_quality_loop(&files2, &cfg, seconds))
+        .await
+        .map_err(|e| Error::Invalid(e.to_string()))??;
+
+    let out = std::process::Command::new(&opts.python)
+        .arg(&opts.script)
+        .arg("run")
+        .arg(&dir)
+        .arg(opts.seconds.to_string())
+        .env("OMP_NUM_THREADS", "1")
+        .output()?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if !out.status.success() {
+        return Err(Error::Invalid(format!(
+            "OpenCV reference failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    let py: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::Invalid(format!("reference output: {e}")))?;
+    let py_rate = py["images_per_s"].as_f64().unwrap_or(0.0);
+    println!("{:<44} {:>10}", "implementation", "images/s");
+    println!(
+        "{:<44} {:>10.1}",
+        "flashfit quality (zune-jpeg + fused stats)", rust
+    );
+    println!(
+        "{:<44} {:>10.1}",
+        format!(
+            "seed ImageQualityChecker (OpenCV {})",
+            py["opencv"].as_str().unwrap_or("?")
+        ),
+        py_rate
+    );
+    println!(
+        "ratio flashfit / opencv: {:.2}x (floor 1.5x)",
+        rust / py_rate.max(1e-9)
+    );
+    Ok(())
+}
+
+fn dims(p: &Path) -> Result<(u32, u32)> {
+    let a = analyze(
+        &std::fs::read(p)?,
+        Limits {
+            max_pixels: u64::MAX,
+            max_side: u32::MAX,
+        },
+    )
+    .map_err(|e| Error::Invalid(e.to_string()))?;
+    Ok((a.width, a.height))
+}
+
+/// What the stage does per image after the fetch: read, decode, measure, threshold.
+fn rust_quality_loop(files: &[PathBuf], cfg: &QualityConfig, seconds: f64) -> Result<f64> {
+    let limits = Limits {
+        max_pixels: cfg.max_pixels,
+        max_side: cfg.max_side,
+    };
+    let one = |f: &PathBuf| -> Result<bool> {
+        let bytes = std::fs::read(f)?;
+        let a = analyze(&bytes, limits).map_err(|e| Error::Invalid(e.to_string()))?;
+        Ok(a.width.min(a.height) >= cfg.min_side
+            && a.blur_score >= cfg.blur_threshold
+            && (cfg.dark_threshold..=cfg.bright_threshold).contains(&a.brightness))
+    };
+    for f in files {
+        one(f)?; // warm up
+    }
+    let start = Instant::now();
+    let mut n = 0usize;
+    while start.elapsed().as_secs_f64() < seconds {
+        for f in files {
+            std::hint::black_box(one(f)?);
+            n += 1;
+        }
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Options of `flashfit bench runtime`.
+#[derive(Debug, Clone)]
+pub struct RuntimeBench {
+    /// Messages preloaded for the throughput phase.
+    pub messages: usize,
+    /// Messages sent at `rate` per second for the latency phase.
+    pub latency_messages: usize,
+    pub rate: u32,
+    pub payload_bytes: usize,
+}
+
+struct PassThrough {
+    input: String,
+    output: String,
+}
+
+#[async_trait]
+impl Stage for PassThrough {
+    fn name(&self) -> &str {
+        "bench-pass"
+    }
+    fn input_topic(&self) -> &str {
+        &self.input
+    }
+    fn output_topics(&self) -> Vec<String> {
+        vec![self.output.clone()]
+    }
+    async fn process(&self, batch: Vec<Message>) -> Vec<Outcome> {
+        batch
+            .into_iter()
+            .map(|m| {
+                Outcome::Emit(vec![Emit {
+                    topic: self.output.clone(),
+                    key: m.key.map(|k| k.to_vec()),
+                    value: m.value.map(|v| v.to_vec()).unwrap_or_default(),
+                }])
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug)]
+struct Figures {
+    throughput: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// Runs the bare loop, then the runtime, each on fresh topics of the same broker.
+pub async fn runtime(config: &Config, opts: &RuntimeBench) -> Result<()> {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let names = |mode: &str| {
+        (
+            format!("flashfit.bench.{run}.{mode}.in"),
+            format!("flashfit.bench.{run}.{mode}.out"),
+        )
+    };
+    let mut config = config.clone();
+    let mut all_topics = Vec::new();
+    for mode in ["bare", "runtime"] {
+        let (i, o) = names(mode);
+        all_topics.extend([i, o]);
+    }
+    all_topics.push("flashfit.dlq.bench-pass".into());
+    let _broker = if config.kafka.brokers.is_none() {
+        let b = EmbeddedBroker::start(&all_topics, config.kafka.partitions)?;
+        config.kafka.brokers = Some(b.bootstrap_servers().to_owned());
+        config.kafka.create_topics = false;
+        println!(
+            "broker: embedded (librdkafka mock) at {}",
+            b.bootstrap_servers()
+        );
+        Some(b)
+    } else {
+        kafka::ensure_topics(&config.kafka, &all_topics).await?;
+        println!(
+            "broker: {}",
+            config.kafka.brokers.as_deref().unwrap_or_default()
+        );
+        None
+    };
+    println!(
+        "runtime bench: {} preloaded messages of {} bytes, then {} at {}/s for latency; {} partitions; batch_size {}",
+        opts.messages,
+        opts.payload_bytes,
+        opts.latency_messages,
+        opts.rate,
+        config.kafka.partitions,
+        config.runtime.batch_size
+    );
+    let mut results = Vec::new();
+    for mode in ["bare", "runtime"] {
+        let (input, output) = names(mode);
+        let f = measure(&config, opts, mode, &input, &output).await?;
+        results.push((mode, f));
+    }
+    println!(
+        "{:<40} {:>12} {:>10} {:>10}",
+        "loop", "messages/s", "p50 ms", "p99 ms"
+    );
+    for (mode, f) in &results {
+        let label = if *mode == "bare" {
+            "bare rdkafka consume->produce"
+        } else {
+            "flashfit runtime, pass-through stage"
+        };
+        println!(
+            "{label:<40} {:>12.0} {:>10.2} {:>10.2}",
+            f.throughput, f.p50_ms, f.p99_ms
+        );
+    }
+    let ratio = results[1].1.throughput / results[0].1.throughput.max(1e-9);
+    println!(
+        "runtime / bare throughput: {:.0}% (floor 70%)",
+        ratio * 100.0
+    );
+    Ok(())
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+fn payload(seq: usize, size: usize) -> Vec<u8> {
+    let mut v = format!("{seq:010}:{:020}:", now_us()).into_bytes();
+    v.resize(size.max(v.len()), b'x');
+    v
+}
+
+fn parse_payload(p: &[u8]) -> Option<(usize, u64)> {
+    let s = std::str::from_utf8(p.get(..32)?).ok()?;
+    Some((s.get(..10)?.parse().ok()?, s.get(11..31)?.parse().ok()?))
+}
+
+async fn measure(
+    config: &Config,
+    opts: &RuntimeBench,
+    mode: &str,
+    input: &str,
+    output: &str,
+) -> Result<Figures> {
+    let producer = kafka::producer(&config.kafka)?;
+    send_all(
+        &producer,
+        input,
+        (0..opts.messages).map(|i| payload(i, opts.payload_bytes)),
+    )
+    .await?;
+    let tail = TopicTail::new(&config.kafka, output)?;
+    let token = CancellationToken::new();
+    let task = {
+        let config = config.clone();
+        let token = token.clone();
+        let (input, output, mode) = (input.to_owned(), output.to_owned(), mode.to_owned());
+        tokio::spawn(async move {
+            if mode == "bare" {
+                bare_loop(&config, &input, &output, token).await
+            } else {
+                let stage: Arc<dyn Stage> = Arc::new(PassThrough { input, output });
+                worker::run_worker(&config, stage, &Metrics::new(), token)
+                    .await
+                    .map_err(Error::from)
+            }
+        })
+    };
+    // Throughput: spread of the output records' create timestamps (set when the loop produced
+    // them), so consumer-group join time is excluded.
+    let got = tail
+        .collect_until(Duration::from_secs(300), |v| v.len() >= opts.messages)
+        .await;
+    let ts: Vec<i64> = got
+        .iter()
+        .filter_map(|m| m.timestamp().to_millis())
+        .collect();
+    let span_ms =
+        (ts.iter().max().copied().unwrap_or(0) - ts.iter().min().copied().unwrap_or(0)).max(1);
+    let throughput = got.len() as f64 / (span_ms as f64 / 1000.0);
+    if got.len() < opts.messages {
+        return Err(Error::Invalid(format!(
+            "{mode}: only {} of {} messages came through",
+            got.len(),
+            opts.messages
+        )));
+    }
+    // Latency: paced sends while the loop is running and assigned.
+    let base = opts.messages;
+    let sender = {
+        let producer = producer.clone();
+        let input = input.to_owned();
+        let (n, rate, size) = (opts.latency_messages, opts.rate.max(1), opts.payload_bytes);
+        tokio::spawn(async move {
+            let gap = Duration::from_secs_f64(1.0 / f64::from(rate));
+            let mut next = tokio::time::Instant::now();
+            let mut pending = Vec::with_capacity(n);
+            for i in 0..n {
+                tokio::time::sleep_until(next).await;
+                next += gap;
+                let p = payload(base + i, size);
+                let key = format!("{}", i % 64);
+                pending.push(enqueue(&producer, &input, &key, &p).await);
+            }
+            for p in pending {
+                let _ = p.await;
+            }
+        })
+    };
+    let mut lat_ms = Vec::with_capacity(opts.latency_messages);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while lat_ms.len() < opts.latency_messages && Instant::now() < deadline {
+        let Some(m) = tail.recv(Duration::from_secs(10)).await else {
+            continue;
+        };
+        if let Some((seq, sent)) = m.payload().and_then(parse_payload) {
+            if seq >= base {
+                lat_ms.push((now_us().saturating_sub(sent)) as f64 / 1000.0);
+            }
+        }
+    }
+    let _ = sender.await;
+    token.cancel();
+    match task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e),
+        Err(e) => return Err(Error::Invalid(e.to_string())),
+    }
+    lat_ms.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        lat_ms
+            .get(((lat_ms.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    Ok(Figures {
+        throughput,
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+    })
+}
+
+async fn send_all(
+    producer: &FutureProducer,
+    topic: &str,
+    payloads: impl Iterator<Item = Vec<u8>>,
+) -> Result<()> {
+    let mut futs = Vec::new();
+    for (i, p) in payloads.enumerate() {
+        let key = format!("{}", i % 64);
+        futs.push(enqueue(producer, topic, &key, &p).await);
+        if futs.len() >= 5000 {
+            for r in futures::future::join_all(futs.drain(..)).await {
+                check_delivery(r)?;
+            }
+        }
+    }
+    for r in futures::future::join_all(futs).await {
+        check_delivery(r)?;
+    }
+    Ok(())
+}
+
+fn check_delivery(
+    r: std::result::Result<
+        rdkafka::producer::future_producer::OwnedDeliveryResult,
+        futures::channel::oneshot::Canceled,
+    >,
+) -> Result<()> {
+    match r {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((e, _))) => Err(Error::Kafka(e)),
+        Err(_) => Err(Error::Invalid("delivery future cancelled".into())),
+    }
+}
+
+/// Enqueues a record (waiting while librdkafka's queue is full) and returns its delivery future.
+async fn enqueue(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+) -> rdkafka::producer::DeliveryFuture {
+    let mut rec = FutureRecord::to(topic).key(key.as_bytes()).payload(payload);
+    loop {
+        match producer.send_result(rec) {
+            Ok(f) => return f,
+            Err((_, r)) => {
+                rec = r;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+}
+
+/// The baseline: consume, enqueue the produce without waiting for its ack, commit
+/// asynchronously every 1,000 messages. The least a consume→produce loop can do.
+async fn bare_loop(
+    config: &Config,
+    input: &str,
+    output: &str,
+    token: CancellationToken,
+) -> Result<()> {
+    let group = format!("flashfit-bench-bare-{}", uuid::Uuid::new_v4());
+    let consumer: StreamConsumer =
+        kafka::consumer_config(&config.kafka, &group, 60_000)?.create()?;
+    consumer.subscribe(&[input])?;
+    let producer = kafka::producer(&config.kafka)?;
+    let mut since_commit = 0;
+    loop {
+        let m = tokio::select! {
+            _ = token.cancelled() => break,
+            m = consumer.recv() => m?,
+        };
+        let mut rec =
+            FutureRecord::<[u8], [u8]>::to(output).payload(m.payload().unwrap_or_default());
+        if let Some(k) = m.key() {
+            rec = rec.key(k);
+        }
+        loop {
+            match producer.send_result(rec) {
+                Ok(_delivery) => break,
+                Err((_, r)) => {
+                    rec = r;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+        since_commit += 1;
+        if since_commit >= 1000 {
+            consumer.commit_message(&m, CommitMode::Async)?;
+            since_commit = 0;
+        }
+    }
+    Ok(())
+}

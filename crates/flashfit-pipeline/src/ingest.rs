@@ -1,0 +1,119 @@
+//! `flashfit ingest`: publish one upload event per photo in a folder, as an upload service
+//! would. Photos outside the uploads location are first copied into it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::Utc;
+use flashfit_config::Config;
+use flashfit_runtime::kafka;
+use flashfit_schema::{UploadEvent, topics};
+use flashfit_storage::Location;
+use flashfit_storage::object_store::ObjectStoreExt;
+use rdkafka::producer::FutureRecord;
+use rdkafka::util::Timeout;
+
+use crate::{Error, Result};
+
+const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png"];
+
+/// Image files directly in `dir`, sorted by name.
+pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Makes each file readable through the uploads location (copying it in when it lies
+/// outside), publishes an upload event per file keyed by `garment_id`, and waits for the
+/// broker to acknowledge them all.
+pub async fn ingest_files(
+    config: &Config,
+    files: &[PathBuf],
+    user_id: &str,
+) -> Result<Vec<UploadEvent>> {
+    let uploads_uri = config.uploads_uri.as_deref().ok_or_else(|| {
+        Error::Invalid("set FLASHFIT_UPLOADS_URI to say where photos are stored".into())
+    })?;
+    let uploads = Location::open(uploads_uri, &config.s3)?;
+    kafka::ensure_topics(&config.kafka, &[topics::UPLOADS.to_owned()]).await?;
+    let producer = kafka::producer(&config.kafka)?;
+    let mut events = Vec::with_capacity(files.len());
+    for file in files {
+        let garment_id = uuid::Uuid::new_v4().to_string();
+        let image_uri = place(&uploads, file, user_id, &garment_id).await?;
+        events.push(UploadEvent {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            user_id: user_id.to_owned(),
+            garment_id,
+            image_uri,
+            uploaded_at: Utc::now(),
+        });
+    }
+    publish(&producer, &events).await?;
+    Ok(events)
+}
+
+/// Publishes upload events and waits for every acknowledgement.
+pub async fn publish(
+    producer: &rdkafka::producer::FutureProducer,
+    events: &[UploadEvent],
+) -> Result<()> {
+    let sends = events.iter().map(|e| async move {
+        let value = serde_json::to_vec(e).map_err(|x| Error::Invalid(x.to_string()))?;
+        producer
+            .send(
+                FutureRecord::to(topics::UPLOADS)
+                    .key(e.garment_id.as_bytes())
+                    .payload(&value),
+                Timeout::After(Duration::from_secs(30)),
+            )
+            .await
+            .map_err(|(err, _)| Error::Kafka(err))?;
+        Ok::<(), Error>(())
+    });
+    for r in futures::future::join_all(sends).await {
+        r?;
+    }
+    Ok(())
+}
+
+async fn place(uploads: &Location, file: &Path, user_id: &str, garment_id: &str) -> Result<String> {
+    let canonical = file.canonicalize()?;
+    if let Ok(uri) = url::Url::from_file_path(&canonical) {
+        if uploads.resolve(uri.as_str()).is_ok() {
+            return Ok(uri.to_string());
+        }
+    }
+    let ext = file
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("img")
+        .to_ascii_lowercase();
+    let safe_user: String = user_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let path = uploads.child(&format!("{safe_user}/{garment_id}.{ext}"))?;
+    let bytes = tokio::fs::read(file).await?;
+    uploads
+        .store()
+        .put(&path, bytes.into())
+        .await
+        .map_err(flashfit_storage::Error::Store)?;
+    Ok(uploads.uri_of(&path))
+}

@@ -1,0 +1,36 @@
+//! Assembles FlashFit processes from the library crates: the pipeline definition
+//! (`pipelines/*.toml`), the stage registry, running stages under one cancellation tree with
+//! the admin server, the embedded broker for `flashfit run`, publishing upload events
+//! (`flashfit ingest`), watching statuses, and the benchmarks.
+//!
+//! Main items: [`Pipeline`], [`build_stage`], [`run_stages`], [`EmbeddedBroker`],
+//! [`ingest::ingest_dir`], [`watch::StatusWatcher`], [`bench`].
+
+pub mod bench;
+mod embedded;
+pub mod ingest;
+mod pipeline;
+mod supervise;
+pub mod watch;
+
+pub use embedded::EmbeddedBroker;
+pub use pipeline::{Pipeline, build_stage};
+pub use supervise::{run_stages, shutdown_on_signals};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Runtime(#[from] flashfit_runtime::Error),
+    #[error(transparent)]
+    Storage(#[from] flashfit_storage::Error),
+    #[error(transparent)]
+    Config(#[from] flashfit_config::Error),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,81 @@
+use std::sync::Arc;
+
+use flashfit_config::Config;
+use flashfit_runtime::Stage;
+use flashfit_storage::Location;
+use serde::Deserialize;
+
+use crate::{Error, Result};
+
+/// The stages that exist, in pipeline order.
+pub const KNOWN_STAGES: &[&str] = &["quality"];
+
+/// A pipeline definition: the ordered list of stages.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    pub stages: Vec<String>,
+}
+
+impl Pipeline {
+    /// The definition shipped in `pipelines/default.toml`.
+    pub fn default_pipeline() -> Self {
+        Self::parse(include_str!("../../../pipelines/default.toml")).unwrap_or(Pipeline {
+            stages: vec!["quality".into()],
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        let p: Pipeline =
+            toml::from_str(text).map_err(|e| Error::Invalid(format!("pipeline: {e}")))?;
+        if p.stages.is_empty() {
+            return Err(Error::Invalid("pipeline: no stages".into()));
+        }
+        for s in &p.stages {
+            if !KNOWN_STAGES.contains(&s.as_str()) {
+                return Err(Error::Invalid(format!(
+                    "pipeline: unknown stage `{s}` (known: {})",
+                    KNOWN_STAGES.join(", ")
+                )));
+            }
+        }
+        Ok(p)
+    }
+
+    pub fn load(path: Option<&std::path::Path>) -> Result<Self> {
+        match path {
+            Some(p) => Self::parse(&std::fs::read_to_string(p)?),
+            None => Ok(Self::default_pipeline()),
+        }
+    }
+
+    /// True when `stage` is the last one, which emits the `processed` status.
+    pub fn is_terminal(&self, stage: &str) -> bool {
+        self.stages.last().is_some_and(|s| s == stage)
+    }
+}
+
+/// Builds a stage by name from the configuration.
+pub fn build_stage(name: &str, config: &Config, pipeline: &Pipeline) -> Result<Arc<dyn Stage>> {
+    if !pipeline.stages.iter().any(|s| s == name) {
+        return Err(Error::Invalid(format!(
+            "stage `{name}` is not in the pipeline ({})",
+            pipeline.stages.join(", ")
+        )));
+    }
+    match name {
+        "quality" => {
+            let uri = config.uploads_uri.as_deref().ok_or_else(|| {
+                Error::Invalid("the quality stage needs FLASHFIT_UPLOADS_URI (s3://bucket/prefix or file:///dir)".into())
+            })?;
+            let uploads = Location::open(uri, &config.s3)?;
+            Ok(Arc::new(flashfit_quality::QualityStage::new(
+                uploads,
+                config.quality.clone(),
+                config.runtime.concurrency,
+                pipeline.is_terminal(name),
+            )))
+        }
+        other => Err(Error::Invalid(format!("unknown stage `{other}`"))),
+    }
+}
