@@ -112,6 +112,8 @@ pub struct KafkaConfig {
     pub group_prefix: String,
     /// Create missing topics through the admin API at start-up.
     pub create_topics: bool,
+    /// Prepended to every topic name (empty: the contract names such as `flashfit.uploads`).
+    pub topic_prefix: String,
     /// Extra librdkafka properties.
     #[serde(flatten)]
     pub properties: BTreeMap<String, Secret>,
@@ -125,6 +127,7 @@ impl Default for KafkaConfig {
             replication_factor: 1,
             group_prefix: "flashfit".into(),
             create_topics: true,
+            topic_prefix: String::new(),
             properties: BTreeMap::new(),
         }
     }
@@ -272,6 +275,7 @@ const KAFKA_FIELDS: &[&str] = &[
     "replication_factor",
     "group_prefix",
     "create_topics",
+    "topic_prefix",
 ];
 
 impl Config {
@@ -389,6 +393,7 @@ fn env_value(path: &[&str], raw: &str) -> toml::Value {
         "format",
         "level",
         "group_prefix",
+        "topic_prefix",
     ];
     if path.last().is_some_and(|f| text_fields.contains(f)) {
         return toml::Value::String(raw.to_owned());

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 use flashfit_config::Config;
 use flashfit_runtime::kafka;
-use flashfit_schema::{UploadEvent, topics};
+use flashfit_schema::{Topics, UploadEvent};
 use flashfit_storage::Location;
 use flashfit_storage::object_store::ObjectStoreExt;
 use rdkafka::producer::FutureRecord;
@@ -44,7 +44,8 @@ pub async fn ingest_files(
         Error::Invalid("set FLASHFIT_UPLOADS_URI to say where photos are stored".into())
     })?;
     let uploads = Location::open(uploads_uri, &config.s3)?;
-    kafka::ensure_topics(&config.kafka, &[topics::UPLOADS.to_owned()]).await?;
+    let topic = Topics::new(config.kafka.topic_prefix.clone()).uploads();
+    kafka::ensure_topics(&config.kafka, std::slice::from_ref(&topic)).await?;
     let producer = kafka::producer(&config.kafka)?;
     let mut events = Vec::with_capacity(files.len());
     for file in files {
@@ -58,20 +59,21 @@ pub async fn ingest_files(
             uploaded_at: Utc::now(),
         });
     }
-    publish(&producer, &events).await?;
+    publish(&producer, &topic, &events).await?;
     Ok(events)
 }
 
 /// Publishes upload events and waits for every acknowledgement.
 pub async fn publish(
     producer: &rdkafka::producer::FutureProducer,
+    topic: &str,
     events: &[UploadEvent],
 ) -> Result<()> {
     let sends = events.iter().map(|e| async move {
         let value = serde_json::to_vec(e).map_err(|x| Error::Invalid(x.to_string()))?;
         producer
             .send(
-                FutureRecord::to(topics::UPLOADS)
+                FutureRecord::to(topic)
                     .key(e.garment_id.as_bytes())
                     .payload(&value),
                 Timeout::After(Duration::from_secs(30)),

@@ -74,6 +74,7 @@ pub fn build_stage(name: &str, config: &Config, pipeline: &Pipeline) -> Result<A
                 config.quality.clone(),
                 config.runtime.concurrency,
                 pipeline.is_terminal(name),
+                &flashfit_schema::Topics::new(config.kafka.topic_prefix.clone()),
             )))
         }
         other => Err(Error::Invalid(format!("unknown stage `{other}`"))),

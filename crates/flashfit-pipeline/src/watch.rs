@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use flashfit_config::KafkaConfig;
 use flashfit_runtime::kafka;
-use flashfit_schema::{StatusEvent, topics};
+use flashfit_schema::{StatusEvent, Topics};
 use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, OwnedMessage};
@@ -79,7 +79,7 @@ pub struct StatusWatcher {
 impl StatusWatcher {
     pub fn new(k: &KafkaConfig) -> Result<Self> {
         Ok(StatusWatcher {
-            tail: TopicTail::new(k, topics::STATUS)?,
+            tail: TopicTail::new(k, &Topics::new(k.topic_prefix.clone()).status())?,
         })
     }
 

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use flashfit_config::QualityConfig;
 use flashfit_runtime::{Emit, Message, Outcome, Stage, run_blocking};
 use flashfit_schema::{
-    QualityRecord, QualityReport, Reason, Status, StatusEvent, UploadEvent, Warning, topics,
+    QualityRecord, QualityReport, Reason, Status, StatusEvent, Topics, UploadEvent, Warning,
 };
 use flashfit_storage::Location;
 use futures::StreamExt;
@@ -21,16 +21,28 @@ pub struct QualityStage {
     cfg: QualityConfig,
     concurrency: usize,
     terminal: bool,
+    input: String,
+    output: String,
+    status: String,
 }
 
 impl QualityStage {
     /// `terminal`: this is the pipeline's last stage, so passing uploads end as `processed`.
-    pub fn new(uploads: Location, cfg: QualityConfig, concurrency: usize, terminal: bool) -> Self {
+    pub fn new(
+        uploads: Location,
+        cfg: QualityConfig,
+        concurrency: usize,
+        terminal: bool,
+        topics: &Topics,
+    ) -> Self {
         QualityStage {
             uploads,
             cfg,
             concurrency: concurrency.max(1),
             terminal,
+            input: topics.uploads(),
+            output: topics.quality(),
+            status: topics.status(),
         }
     }
 
@@ -99,13 +111,13 @@ impl QualityStage {
                 "image is {}x{}; the shorter side must be at least {} px",
                 analysis.width, analysis.height, self.cfg.min_side
             ));
-            return Outcome::Emit(vec![status_emit(key, &s)]);
+            return Outcome::Emit(vec![self.status_emit(key, &s)]);
         }
         let mut out = Vec::with_capacity(2);
         if self.terminal {
             let mut s = StatusEvent::for_upload(&upload, Status::Processed, self.name());
             s.warnings = warnings.clone();
-            out.push(status_emit(key.clone(), &s));
+            out.push(self.status_emit(key.clone(), &s));
         }
         let record = QualityRecord {
             upload,
@@ -121,7 +133,7 @@ impl QualityStage {
             Ok(value) => out.insert(
                 0,
                 Emit {
-                    topic: topics::QUALITY.to_owned(),
+                    topic: self.output.clone(),
                     key,
                     value,
                 },
@@ -130,13 +142,13 @@ impl QualityStage {
         }
         Outcome::Emit(out)
     }
-}
 
-fn status_emit(key: Option<Vec<u8>>, s: &StatusEvent) -> Emit {
-    Emit {
-        topic: topics::STATUS.to_owned(),
-        key,
-        value: s.to_json(),
+    fn status_emit(&self, key: Option<Vec<u8>>, s: &StatusEvent) -> Emit {
+        Emit {
+            topic: self.status.clone(),
+            key,
+            value: s.to_json(),
+        }
     }
 }
 
@@ -147,11 +159,11 @@ impl Stage for QualityStage {
     }
 
     fn input_topic(&self) -> &str {
-        topics::UPLOADS
+        &self.input
     }
 
     fn output_topics(&self) -> Vec<String> {
-        vec![topics::QUALITY.to_owned(), topics::STATUS.to_owned()]
+        vec![self.output.clone(), self.status.clone()]
     }
 
     async fn process(&self, batch: Vec<Message>) -> Vec<Outcome> {

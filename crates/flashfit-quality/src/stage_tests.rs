@@ -48,6 +48,7 @@ fn setup(terminal: bool) -> Setup {
         QualityConfig::default(),
         4,
         terminal,
+        &flashfit_schema::Topics::default(),
     ));
     Setup {
         _dir: dir,

@@ -34,7 +34,12 @@ pub async fn run(
 ) -> HarnessRun {
     let metrics = Metrics::new().stage(stage.name());
     let topic = stage.input_topic().to_owned();
-    let processor = Processor::new(stage, metrics.clone(), cfg.clone());
+    let processor = Processor::new(
+        stage,
+        metrics.clone(),
+        cfg.clone(),
+        &flashfit_schema::Topics::default(),
+    );
     let shutdown = CancellationToken::new();
     let messages: Vec<Message> = input
         .into_iter()

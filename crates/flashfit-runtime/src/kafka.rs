@@ -65,9 +65,13 @@ pub async fn ensure_topics(k: &KafkaConfig, topics: &[String]) -> Result<()> {
     if !k.create_topics || topics.is_empty() {
         return Ok(());
     }
+    // A topic named twice in one request is rejected by some brokers.
+    let mut unique: Vec<&String> = topics.iter().collect();
+    unique.sort();
+    unique.dedup();
     let admin: AdminClient<DefaultClientContext> = client_config(k)?.create()?;
-    let new: Vec<NewTopic<'_>> = topics
-        .iter()
+    let new: Vec<NewTopic<'_>> = unique
+        .into_iter()
         .map(|t| {
             NewTopic::new(
                 t,

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flashfit_config::RuntimeConfig;
-use flashfit_schema::{StatusEvent, headers, topics};
+use flashfit_schema::{StatusEvent, Topics, headers};
 use tokio_util::sync::CancellationToken;
 
 use crate::{Emit, Error, Message, Outcome, Stage, StageMetrics, WORKER_VERSION};
@@ -113,6 +113,7 @@ pub struct Processor {
     metrics: StageMetrics,
     cfg: RuntimeConfig,
     dlq_topic: String,
+    status_topic: String,
     guard: std::sync::Mutex<DlqGuard>,
 }
 
@@ -125,14 +126,21 @@ impl std::fmt::Debug for Processor {
 }
 
 impl Processor {
-    pub fn new(stage: Arc<dyn Stage>, metrics: StageMetrics, cfg: RuntimeConfig) -> Self {
-        let dlq_topic = topics::dlq(stage.name());
+    pub fn new(
+        stage: Arc<dyn Stage>,
+        metrics: StageMetrics,
+        cfg: RuntimeConfig,
+        topics: &Topics,
+    ) -> Self {
+        let dlq_topic = topics.dlq(stage.name());
+        let status_topic = topics.status();
         let guard = std::sync::Mutex::new(DlqGuard::new(&cfg));
         Processor {
             stage,
             metrics,
             cfg,
             dlq_topic,
+            status_topic,
             guard,
         }
     }
@@ -184,7 +192,7 @@ impl Processor {
                 match outcome {
                     Outcome::Emit(emits) => {
                         for e in &emits {
-                            if e.topic == topics::STATUS {
+                            if e.topic == self.status_topic {
                                 self.count_status(&e.value);
                             }
                         }
@@ -300,7 +308,7 @@ impl Processor {
                 ],
             },
             Record {
-                topic: topics::STATUS.to_owned(),
+                topic: self.status_topic.clone(),
                 key: msg.key.as_ref().map(|k| k.to_vec()),
                 value: status.to_json(),
                 headers: Vec::new(),

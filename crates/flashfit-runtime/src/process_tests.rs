@@ -77,7 +77,12 @@ fn processor(fail_times: usize) -> Processor {
         calls: AtomicUsize::new(0),
         fail_times,
     });
-    Processor::new(stage, Metrics::new().stage("scripted"), fast_cfg())
+    Processor::new(
+        stage,
+        Metrics::new().stage("scripted"),
+        fast_cfg(),
+        &Topics::default(),
+    )
 }
 
 #[tokio::test]
@@ -132,7 +137,7 @@ async fn bad_input_becomes_a_dead_letter_and_a_failed_status() {
     assert_eq!(recs[0].topic, "flashfit.dlq.scripted");
     assert_eq!(recs[0].value, b"bad json");
     assert_eq!(recs[0].key.as_deref(), Some(b"k0".as_slice()));
-    assert_eq!(recs[1].topic, topics::STATUS);
+    assert_eq!(recs[1].topic, flashfit_schema::topics::STATUS);
     let s: StatusEvent = serde_json::from_slice(&recs[1].value).expect("status");
     assert_eq!(s.status, flashfit_schema::Status::Failed);
     assert_eq!(s.stage, "scripted");

@@ -68,10 +68,17 @@ pub async fn run_worker(
     let span = tracing::info_span!("worker", stage = %name);
     async move {
         let sm = metrics.stage(&name);
-        let processor = Processor::new(stage.clone(), sm.clone(), config.runtime.clone());
+        let topic_names = flashfit_schema::Topics::new(config.kafka.topic_prefix.clone());
+        let processor = Processor::new(
+            stage.clone(),
+            sm.clone(),
+            config.runtime.clone(),
+            &topic_names,
+        );
         let mut topics = vec![
             stage.input_topic().to_owned(),
             processor.dlq_topic().to_owned(),
+            topic_names.status(),
         ];
         topics.extend(stage.output_topics());
         kafka::ensure_topics(&config.kafka, &topics).await?;

@@ -24,6 +24,33 @@ pub mod topics {
     }
 }
 
+/// Topic names under an optional prefix (`kafka.topic_prefix`; empty by default, giving the
+/// contract names). A prefix lets several environments or test runs share one cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Topics {
+    prefix: String,
+}
+
+impl Topics {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Topics {
+            prefix: prefix.into(),
+        }
+    }
+    pub fn uploads(&self) -> String {
+        format!("{}{}", self.prefix, topics::UPLOADS)
+    }
+    pub fn status(&self) -> String {
+        format!("{}{}", self.prefix, topics::STATUS)
+    }
+    pub fn quality(&self) -> String {
+        format!("{}{}", self.prefix, topics::QUALITY)
+    }
+    pub fn dlq(&self, stage: &str) -> String {
+        format!("{}{}", self.prefix, topics::dlq(stage))
+    }
+}
+
 pub mod headers {
     //! Header names on dead-letter records (values are UTF-8).
 

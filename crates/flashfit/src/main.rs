@@ -14,7 +14,7 @@ use flashfit_pipeline::{
     EmbeddedBroker, Pipeline, bench, build_stage, ingest, run_stages, shutdown_on_signals, watch,
 };
 use flashfit_runtime::Metrics;
-use flashfit_schema::topics;
+use flashfit_schema::Topics;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -187,7 +187,7 @@ async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
             eprintln!(
                 "published {} upload events to {}",
                 events.len(),
-                topics::UPLOADS
+                Topics::new(config.kafka.topic_prefix.clone()).uploads()
             );
             if let Some(w) = watcher {
                 print_statuses(&w, &events, timeout).await?;
@@ -219,7 +219,7 @@ async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
                 .collect::<Result<Vec<_>, _>>()?;
             for s in &stages {
                 all_topics.push(s.input_topic().to_owned());
-                all_topics.push(topics::dlq(s.name()));
+                all_topics.push(Topics::new(config.kafka.topic_prefix.clone()).dlq(s.name()));
                 all_topics.extend(s.output_topics());
             }
             let _broker = if config.kafka.brokers.is_none() {

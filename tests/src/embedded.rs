@@ -1,0 +1,46 @@
+//! `flashfit run` on embedded defaults: no external services at all.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flashfit_run_processes_a_folder_with_no_external_services() -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("flashfit-embedded-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir)?;
+    let names = photo_names();
+    for n in &names {
+        std::fs::write(dir.join(n), photo(n))?;
+    }
+    let port = free_port();
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new(flashfit_bin())
+            .args(["run", "--exit-when-done", "--timeout", "90", "--ingest"])
+            .arg(&dir)
+            // Nothing inherited may point it at the local stack.
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("FLASHFIT_ADMIN_ADDR", format!("127.0.0.1:{port}"))
+            .output(),
+    )
+    .await??;
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}\n{stderr}", out.status);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(
+        lines.len(),
+        names.len(),
+        "one status line per photo:\n{stdout}"
+    );
+    let count = |s: &str| lines.iter().filter(|l| l["status"]["status"] == s).count();
+    assert_eq!(count("rejected"), 1, "cat_small.jpg is under 224 px");
+    assert_eq!(count("processed"), names.len() - 1);
+    assert!(stderr.contains("embedded broker"), "{stderr}");
+    Ok(())
+}

@@ -1,0 +1,254 @@
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use flashfit_config::{Config, Secret};
+use flashfit_pipeline::watch::{StatusWatcher, TopicTail};
+use flashfit_schema::{StatusEvent, Topics, UploadEvent};
+use flashfit_storage::Location;
+use flashfit_storage::object_store::ObjectStoreExt;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+
+/// One test's view of the stack: a config pointing at it, with a private topic prefix.
+pub struct Stack {
+    pub config: Config,
+    pub prefix: String,
+    pub topics: Topics,
+    pub uploads: Location,
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+impl Stack {
+    pub fn new() -> anyhow::Result<Self> {
+        let prefix = format!("t{}.", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let mut env: Vec<(String, String)> = vec![
+            (
+                "FLASHFIT_KAFKA_BROKERS".into(),
+                env_or("FLASHFIT_KAFKA_BROKERS", "127.0.0.1:9092"),
+            ),
+            (
+                "FLASHFIT_UPLOADS_URI".into(),
+                env_or("FLASHFIT_UPLOADS_URI", "s3://flashfit/uploads"),
+            ),
+            (
+                "AWS_ACCESS_KEY_ID".into(),
+                env_or("AWS_ACCESS_KEY_ID", "flashfit"),
+            ),
+            (
+                "AWS_SECRET_ACCESS_KEY".into(),
+                env_or("AWS_SECRET_ACCESS_KEY", "flashfit-secret"),
+            ),
+            ("AWS_REGION".into(), env_or("AWS_REGION", "us-east-1")),
+            (
+                "AWS_ENDPOINT_URL".into(),
+                env_or("AWS_ENDPOINT_URL", "http://127.0.0.1:5055"),
+            ),
+            ("AWS_ALLOW_HTTP".into(), env_or("AWS_ALLOW_HTTP", "true")),
+            ("FLASHFIT_ADMIN_ADDR".into(), "127.0.0.1:0".into()),
+            ("FLASHFIT_KAFKA__TOPIC_PREFIX".into(), prefix.clone()),
+            (
+                "FLASHFIT_KAFKA__GROUP_PREFIX".into(),
+                format!("{prefix}flashfit"),
+            ),
+            // Fail over quickly when a test kills a worker.
+            ("FLASHFIT_KAFKA__SESSION_TIMEOUT_MS".into(), "6000".into()),
+            ("FLASHFIT_KAFKA__HEARTBEAT_INTERVAL_MS".into(), "500".into()),
+        ];
+        env.push(("FLASHFIT_RUNTIME__LINGER_MS".into(), "20".into()));
+        let config = Config::from_sources(None, env)?;
+        let uploads = Location::open(
+            config.uploads_uri.as_deref().unwrap_or_default(),
+            &config.s3,
+        )?;
+        let topics = Topics::new(prefix.clone());
+        Ok(Stack {
+            config,
+            prefix,
+            topics,
+            uploads,
+        })
+    }
+
+    /// The environment a `flashfit` child process needs to see this stack as the test does.
+    pub fn child_env(&self) -> Vec<(String, String)> {
+        let c = &self.config;
+        let s = |x: &Option<Secret>| {
+            x.as_ref()
+                .map(|v| v.expose().to_owned())
+                .unwrap_or_default()
+        };
+        vec![
+            (
+                "FLASHFIT_KAFKA_BROKERS".into(),
+                c.kafka.brokers.clone().unwrap_or_default(),
+            ),
+            (
+                "FLASHFIT_UPLOADS_URI".into(),
+                c.uploads_uri.clone().unwrap_or_default(),
+            ),
+            ("AWS_ACCESS_KEY_ID".into(), s(&c.s3.access_key_id)),
+            ("AWS_SECRET_ACCESS_KEY".into(), s(&c.s3.secret_access_key)),
+            ("AWS_REGION".into(), c.s3.region.clone().unwrap_or_default()),
+            (
+                "AWS_ENDPOINT_URL".into(),
+                c.s3.endpoint_url.clone().unwrap_or_default(),
+            ),
+            ("AWS_ALLOW_HTTP".into(), "true".into()),
+            ("FLASHFIT_KAFKA__TOPIC_PREFIX".into(), self.prefix.clone()),
+            (
+                "FLASHFIT_KAFKA__GROUP_PREFIX".into(),
+                format!("{}flashfit", self.prefix),
+            ),
+            ("FLASHFIT_KAFKA__SESSION_TIMEOUT_MS".into(), "6000".into()),
+            ("FLASHFIT_KAFKA__HEARTBEAT_INTERVAL_MS".into(), "500".into()),
+            ("FLASHFIT_LOG_FORMAT".into(), "json".into()),
+        ]
+    }
+
+    /// Puts bytes into the uploads bucket and returns their `s3://` URI.
+    pub async fn put_upload(&self, name: &str, bytes: Vec<u8>) -> anyhow::Result<String> {
+        let path = self
+            .uploads
+            .child(&format!("{}/{name}", self.prefix.trim_end_matches('.')))?;
+        self.uploads
+            .store()
+            .put(&path, bytes.into())
+            .await
+            .with_context(|| "S3 put failed: is the stack up? run `bash infra/up.sh`")?;
+        Ok(self.uploads.uri_of(&path))
+    }
+
+    pub fn producer(&self) -> anyhow::Result<FutureProducer> {
+        Ok(flashfit_runtime::kafka::producer(&self.config.kafka)?)
+    }
+
+    pub async fn ensure_topics(&self, stages: &[&str]) -> anyhow::Result<()> {
+        let mut t = vec![
+            self.topics.uploads(),
+            self.topics.status(),
+            self.topics.quality(),
+        ];
+        t.extend(stages.iter().map(|s| self.topics.dlq(s)));
+        flashfit_runtime::kafka::ensure_topics(&self.config.kafka, &t).await?;
+        Ok(())
+    }
+
+    /// Publishes raw (key, value) pairs to the uploads topic.
+    pub async fn publish_raw(
+        &self,
+        p: &FutureProducer,
+        msgs: &[(Vec<u8>, Vec<u8>)],
+    ) -> anyhow::Result<()> {
+        let topic = self.topics.uploads();
+        for (k, v) in msgs {
+            p.send(
+                FutureRecord::to(&topic).key(k).payload(v),
+                Timeout::After(Duration::from_secs(30)),
+            )
+            .await
+            .map_err(|(e, _)| e)?;
+        }
+        Ok(())
+    }
+
+    pub async fn publish(&self, p: &FutureProducer, events: &[UploadEvent]) -> anyhow::Result<()> {
+        flashfit_pipeline::ingest::publish(p, &self.topics.uploads(), events).await?;
+        Ok(())
+    }
+
+    pub fn status_watcher(&self) -> anyhow::Result<StatusWatcher> {
+        Ok(StatusWatcher::new(&self.config.kafka)?)
+    }
+
+    pub fn tail(&self, topic: &str) -> anyhow::Result<TopicTail> {
+        Ok(TopicTail::new(&self.config.kafka, topic)?)
+    }
+}
+
+pub fn upload_event(id: &str, uri: &str) -> UploadEvent {
+    UploadEvent {
+        event_id: id.to_owned(),
+        user_id: "u-test".into(),
+        garment_id: format!("g-{id}"),
+        image_uri: uri.to_owned(),
+        uploaded_at: Utc::now(),
+    }
+}
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+pub fn photo(name: &str) -> Vec<u8> {
+    std::fs::read(fixtures().join("photos").join(name)).expect("fixture photo")
+}
+
+pub fn photo_names() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(fixtures().join("photos"))
+        .expect("photos dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Waits for the statuses of `ids`; fails listing the missing ones.
+pub async fn await_statuses(
+    w: &StatusWatcher,
+    ids: &HashSet<String>,
+    timeout: Duration,
+) -> anyhow::Result<std::collections::HashMap<String, StatusEvent>> {
+    let seen = w.wait_for(ids, timeout, |_| {}).await;
+    let missing: Vec<&String> = ids.iter().filter(|i| !seen.contains_key(*i)).collect();
+    anyhow::ensure!(
+        missing.is_empty(),
+        "no status within {timeout:?} for {} events: {missing:?}",
+        missing.len()
+    );
+    Ok(seen)
+}
+
+/// The `flashfit` binary built beside this test binary.
+pub fn flashfit_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("flashfit");
+    assert!(
+        bin.exists(),
+        "{} missing: build it first (`cargo build -p flashfit`; infra/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A minimal HTTP GET on loopback (status code, body).
+pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await?;
+    let code = buf.split_whitespace().nth(1).unwrap_or("0").parse()?;
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((code, body))
+}
+
+/// A free loopback port for a child's admin server.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
