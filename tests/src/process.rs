@@ -59,10 +59,10 @@ impl StatusCounter {
         let Some(m) = self.tail.recv(timeout).await else {
             return false;
         };
-        if let Some(Ok(s)) = m.payload().map(serde_json::from_slice::<StatusEvent>) {
-            if let Some(id) = s.event_id.filter(|i| self.ids.contains(i)) {
-                *self.counts.entry(id).or_default() += 1;
-            }
+        if let Some(Ok(s)) = m.payload().map(serde_json::from_slice::<StatusEvent>)
+            && let Some(id) = s.event_id.filter(|i| self.ids.contains(i))
+        {
+            *self.counts.entry(id).or_default() += 1;
         }
         true
     }

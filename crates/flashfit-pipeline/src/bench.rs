@@ -355,10 +355,10 @@ async fn measure(
         let Some(m) = tail.recv(Duration::from_secs(10)).await else {
             continue;
         };
-        if let Some((seq, sent)) = m.payload().and_then(parse_payload) {
-            if seq >= base {
-                lat_ms.push((now_us().saturating_sub(sent)) as f64 / 1000.0);
-            }
+        if let Some((seq, sent)) = m.payload().and_then(parse_payload)
+            && seq >= base
+        {
+            lat_ms.push((now_us().saturating_sub(sent)) as f64 / 1000.0);
         }
     }
     let _ = sender.await;

@@ -90,10 +90,10 @@ pub async fn publish(
 
 async fn place(uploads: &Location, file: &Path, user_id: &str, garment_id: &str) -> Result<String> {
     let canonical = file.canonicalize()?;
-    if let Ok(uri) = url::Url::from_file_path(&canonical) {
-        if uploads.resolve(uri.as_str()).is_ok() {
-            return Ok(uri.to_string());
-        }
+    if let Ok(uri) = url::Url::from_file_path(&canonical)
+        && uploads.resolve(uri.as_str()).is_ok()
+    {
+        return Ok(uri.to_string());
     }
     let ext = file
         .extension()

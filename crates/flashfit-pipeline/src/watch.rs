@@ -104,11 +104,12 @@ impl StatusWatcher {
             let Some(Ok(s)) = m.payload().map(serde_json::from_slice::<StatusEvent>) else {
                 continue;
             };
-            if let Some(id) = &s.event_id {
-                if event_ids.contains(id) && !seen.contains_key(id) {
-                    on_status(&s);
-                    seen.insert(id.clone(), s);
-                }
+            if let Some(id) = &s.event_id
+                && event_ids.contains(id)
+                && !seen.contains_key(id)
+            {
+                on_status(&s);
+                seen.insert(id.clone(), s);
             }
         }
         seen

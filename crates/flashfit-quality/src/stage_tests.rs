@@ -58,7 +58,9 @@ fn setup(terminal: bool) -> Setup {
     }
 }
 
-fn event(id: &str, uri: &str) -> (Option<Vec<u8>>, Vec<u8>) {
+type KeyValue = (Option<Vec<u8>>, Vec<u8>);
+
+fn event(id: &str, uri: &str) -> KeyValue {
     let v = serde_json::json!({
         "event_id": id, "user_id": "u1", "garment_id": format!("g-{id}"),
         "image_uri": uri, "uploaded_at": "2026-11-22T10:00:00Z"
@@ -159,7 +161,7 @@ async fn a_non_terminal_quality_stage_emits_no_processed_status() {
 async fn bad_inputs_are_dead_lettered_with_their_reason() {
     let s = setup(true);
     let good = |id: &str| event(id, &format!("{}cat.jpg", s.root_uri));
-    let cases: Vec<((Option<Vec<u8>>, Vec<u8>), Reason)> = vec![
+    let cases: Vec<(KeyValue, Reason)> = vec![
         ((Some(b"k1".to_vec()), b"{not json".to_vec()), Reason::InvalidEvent),
         (
             (Some(b"k2".to_vec()), br#"{"event_id":"m1","user_id":"u","image_uri":"x","uploaded_at":"2026-01-01T00:00:00Z"}"#.to_vec()),

@@ -15,11 +15,11 @@ fn parses_a_valid_upload_and_ignores_unknown_fields() {
 fn rejects_missing_empty_and_malformed_fields_naming_the_field() {
     let missing =
         r#"{"event_id":"e1","user_id":"u1","image_uri":"x","uploaded_at":"2026-11-22T10:00:00Z"}"#;
-    let err = UploadEvent::from_json(missing.as_bytes()).unwrap_err();
+    let err = UploadEvent::from_json(missing.as_bytes()).expect_err("must be invalid");
     assert!(err.0.contains("garment_id"), "{err}");
 
     let empty = GOOD.replace(r#""user_id":"u1""#, r#""user_id":"  ""#);
-    let err = UploadEvent::from_json(empty.as_bytes()).unwrap_err();
+    let err = UploadEvent::from_json(empty.as_bytes()).expect_err("must be invalid");
     assert!(err.0.contains("user_id"), "{err}");
 
     let bad_time = GOOD.replace("2026-11-22T10:00:00+01:00", "yesterday");
@@ -28,7 +28,7 @@ fn rejects_missing_empty_and_malformed_fields_naming_the_field() {
     let not_utf8 = [0xff, 0xfe, 0x00];
     assert!(
         UploadEvent::from_json(&not_utf8)
-            .unwrap_err()
+            .expect_err("must be invalid")
             .0
             .contains("UTF-8")
     );
