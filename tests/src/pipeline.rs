@@ -97,7 +97,10 @@ async fn bad_inputs_land_in_the_dlq_while_good_events_flow() -> anyhow::Result<(
         .put_upload("truncated.jpg", full[..full.len() / 2].to_vec())
         .await?;
     let bomb = stack
-        .put_upload("bomb.png", png_bomb(30_000, 30_000))
+        .put_upload(
+            "bomb.png",
+            flashfit_quality::testkit::png_bomb(30_000, 30_000),
+        )
         .await?;
     let garbage_img = stack
         .put_upload("garbage.jpg", garbage(2 * 1024 * 1024))
@@ -195,46 +198,4 @@ fn garbage(n: usize) -> Vec<u8> {
             (x >> 24) as u8
         })
         .collect()
-}
-
-/// A PNG whose header claims `w`x`h` pixels (a decompression bomb) with valid CRCs.
-pub fn png_bomb(w: u32, h: u32) -> Vec<u8> {
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut c = !0u32;
-        for &b in bytes {
-            c ^= u32::from(b);
-            for _ in 0..8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-            }
-        }
-        !c
-    }
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    for (kind, data) in [
-        (
-            b"IHDR",
-            [w.to_be_bytes(), h.to_be_bytes()]
-                .concat()
-                .into_iter()
-                .chain([8, 2, 0, 0, 0])
-                .collect::<Vec<u8>>(),
-        ),
-        (
-            b"IDAT",
-            vec![0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
-        ),
-        (b"IEND", vec![]),
-    ] {
-        out.extend((data.len() as u32).to_be_bytes());
-        let start = out.len();
-        out.extend(kind);
-        out.extend(&data);
-        let crc = crc32(&out[start..]);
-        out.extend(crc.to_be_bytes());
-    }
-    out
 }

@@ -107,15 +107,7 @@ fn analyze_jpeg(bytes: &[u8], limits: Limits) -> Result<Analysis, AnalyzeError> 
             rgb.len()
         )));
     }
-    let gray = rgb_to_gray(&rgb);
-    let (blur_score, brightness) = gray_stats(&gray, w as usize, h as usize);
-    let (width, height) = oriented(w, h, orientation);
-    Ok(Analysis {
-        width,
-        height,
-        blur_score,
-        brightness,
-    })
+    Ok(measure(&rgb_to_gray(&rgb), w, h, orientation))
 }
 
 fn classify_jpeg_error(msg: &str) -> AnalyzeError {
@@ -152,15 +144,20 @@ fn analyze_other(bytes: &[u8], limits: Limits) -> Result<Analysis, AnalyzeError>
         image::ImageError::Limits(l) => AnalyzeError::TooLarge(l.to_string()),
         other => AnalyzeError::Undecodable(other.to_string()),
     })?;
-    let gray = opencv_gray(&img);
-    let (blur_score, brightness) = gray_stats(&gray, w as usize, h as usize);
+    Ok(measure(&opencv_gray(&img), w, h, orientation))
+}
+
+/// Stats of the stored (unrotated) greyscale image; dimensions as displayed. The Laplacian
+/// variance and the mean do not change under rotation or flips, so the pixels are not rotated.
+fn measure(gray: &[u8], w: u32, h: u32, orientation: Orientation) -> Analysis {
+    let (blur_score, brightness) = gray_stats(gray, w as usize, h as usize);
     let (width, height) = oriented(w, h, orientation);
-    Ok(Analysis {
+    Analysis {
         width,
         height,
         blur_score,
         brightness,
-    })
+    }
 }
 
 /// Greyscale exactly as OpenCV's `cvtColor(…, COLOR_BGR2GRAY)` on 8-bit input: fixed-point
@@ -258,4 +255,4 @@ fn row_interior(up: &[u8], cur: &[u8], down: &[u8]) -> (i64, u64) {
 }
 
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;

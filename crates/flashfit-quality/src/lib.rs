@@ -6,6 +6,7 @@
 
 mod analysis;
 mod stage;
+pub mod testkit;
 
 pub use analysis::{Analysis, AnalyzeError, Limits, analyze, gray_stats};
 pub use stage::{MAX_EVENT_BYTES, QualityStage};

@@ -31,7 +31,7 @@ fn setup(terminal: bool) -> Setup {
     std::fs::write(root.join("truncated.jpg"), &full[..full.len() / 2]).expect("write");
     std::fs::write(
         root.join("bomb.png"),
-        crate::analysis::tests::png_header_only(30_000, 30_000),
+        crate::testkit::png_bomb(30_000, 30_000),
     )
     .expect("write");
     std::fs::write(root.join("garbage.bin"), vec![0x5Au8; 2 * 1024 * 1024]).expect("write");

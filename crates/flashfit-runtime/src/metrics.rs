@@ -64,11 +64,20 @@ impl Health {
     }
 }
 
-fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
-    r.register(Box::new(c.clone()))
+/// Registers a metric built from constant definitions: failure is a programming error caught
+/// by every test that creates [`Metrics`].
+fn register<M: prometheus::core::Collector + Clone + 'static>(
+    r: &Registry,
+    m: prometheus::Result<M>,
+) -> M {
+    let m = m.expect("valid metric definition");
+    r.register(Box::new(m.clone()))
         .expect("metric registered once");
-    c
+    m
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(r, IntCounterVec::new(Opts::new(name, help), labels))
 }
 
 impl Metrics {
@@ -104,39 +113,39 @@ impl Metrics {
             "Terminal status events published, by status.",
             &["stage", "status"],
         );
-        let batch_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "flashfit_batch_duration_seconds",
-                "Time from a batch closing to its offsets being committed.",
-            )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-            &["stage"],
-        )
-        .expect("valid metric definition");
-        r.register(Box::new(batch_seconds.clone()))
-            .expect("metric registered once");
-        let blocked_seconds = CounterVec::new(
-            Opts::new(
-                "flashfit_downstream_blocked_seconds_total",
-                "Time spent waiting for the broker to acknowledge produced records and commits.",
+        let batch_seconds = register(
+            &r,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "flashfit_batch_duration_seconds",
+                    "Time from a batch closing to all its records being acknowledged.",
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]),
+                &["stage"],
             ),
-            &["stage"],
-        )
-        .expect("valid metric definition");
-        r.register(Box::new(blocked_seconds.clone()))
-            .expect("metric registered once");
-        let lag = IntGaugeVec::new(
-            Opts::new(
-                "flashfit_consumer_lag_messages",
-                "Messages between the stage's position and the high watermark, summed over assigned partitions.",
+        );
+        let blocked_seconds = register(
+            &r,
+            CounterVec::new(
+                Opts::new(
+                    "flashfit_downstream_blocked_seconds_total",
+                    "Time spent waiting for the broker: in-flight queue full, acknowledgements, commits.",
+                ),
+                &["stage"],
             ),
-            &["stage"],
-        )
-        .expect("valid metric definition");
-        r.register(Box::new(lag.clone()))
-            .expect("metric registered once");
+        );
+        let lag = register(
+            &r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "flashfit_consumer_lag_messages",
+                    "Messages between the stage's position and the high watermark, summed over assigned partitions.",
+                ),
+                &["stage"],
+            ),
+        );
         Metrics {
             registry: r,
             received,
