@@ -4,6 +4,9 @@
 if [ "$(id -u)" -eq 0 ]; then DEFAULT_HOME=/var/lib/flashfit; else DEFAULT_HOME="$HOME/.cache/flashfit"; fi
 STACK_DIR="${FLASHFIT_STACK_DIR:-$DEFAULT_HOME/stack}"
 VENV="${FLASHFIT_VENV:-$DEFAULT_HOME/venv}"
+# One persistent cargo target dir, so tests, CI and the quickstart reuse one warm build.
+if [ "$(id -u)" -eq 0 ]; then DEFAULT_TARGET=/var/cache/flashfit/target; else DEFAULT_TARGET="$HOME/.cache/flashfit/target"; fi
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$DEFAULT_TARGET}"
 KAFKA_PORT="${FLASHFIT_KAFKA_PORT:-9092}"
 S3_PORT="${FLASHFIT_S3_PORT:-5055}"
 PG_PORT="${FLASHFIT_PG_PORT:-5433}"
@@ -37,6 +40,16 @@ install_debian_packages() {
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${real[@]}" >/dev/null
+  fi
+}
+
+require_cargo() {
+  if ! command -v cargo >/dev/null 2>&1; then
+    [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  if ! command -v cargo >/dev/null 2>&1; then
+    log "cargo not found: install Rust with rustup (https://rustup.rs), then rerun"
+    exit 2
   fi
 }
 

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs what a fresh Debian machine lacks, starts the
+# local stack (broker, S3 server, PostgreSQL), builds, and runs every test (unit, stage
+# harness, end-to-end against the stack). Usage: bash infra/test.sh [extra nextest args]
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+# shellcheck source=infra/common.sh
+source "$HERE/common.sh"
+cd "$ROOT"
+
+bash "$HERE/up.sh"
+# shellcheck disable=SC1091
+source "$STACK_DIR/env.sh"
+require_cargo
+
+log "building (target dir $CARGO_TARGET_DIR)"
+cargo build --workspace --all-targets --locked
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast "$@"
+else
+  log "cargo-nextest not installed; using cargo test"
+  cargo test --workspace --locked --no-fail-fast "$@"
+fi
