@@ -107,7 +107,7 @@ fn analyze_jpeg(bytes: &[u8], limits: Limits) -> Result<Analysis, AnalyzeError> 
             rgb.len()
         )));
     }
-    Ok(measure(&rgb_to_gray(&rgb), w, h, orientation))
+    Ok(measure(&rgb, w, h, orientation))
 }
 
 fn classify_jpeg_error(msg: &str) -> AnalyzeError {
@@ -144,13 +144,13 @@ fn analyze_other(bytes: &[u8], limits: Limits) -> Result<Analysis, AnalyzeError>
         image::ImageError::Limits(l) => AnalyzeError::TooLarge(l.to_string()),
         other => AnalyzeError::Undecodable(other.to_string()),
     })?;
-    Ok(measure(&opencv_gray(&img), w, h, orientation))
+    Ok(measure(img.to_rgb8().as_raw(), w, h, orientation))
 }
 
-/// Stats of the stored (unrotated) greyscale image; dimensions as displayed. The Laplacian
-/// variance and the mean do not change under rotation or flips, so the pixels are not rotated.
-fn measure(gray: &[u8], w: u32, h: u32, orientation: Orientation) -> Analysis {
-    let (blur_score, brightness) = gray_stats(gray, w as usize, h as usize);
+/// Stats of the stored (unrotated) RGB image; dimensions as displayed. The Laplacian variance
+/// and the mean do not change under rotation or flips, so the pixels are not rotated.
+fn measure(rgb: &[u8], w: u32, h: u32, orientation: Orientation) -> Analysis {
+    let (blur_score, brightness) = rgb_stats(rgb, w as usize, h as usize);
     let (width, height) = oriented(w, h, orientation);
     Analysis {
         width,
@@ -162,73 +162,90 @@ fn measure(gray: &[u8], w: u32, h: u32, orientation: Orientation) -> Analysis {
 
 /// Greyscale exactly as OpenCV's `cvtColor(…, COLOR_BGR2GRAY)` on 8-bit input: fixed-point
 /// 0.299 R + 0.587 G + 0.114 B with rounding. (image's `to_luma8` uses other weights.)
-fn opencv_gray(img: &image::DynamicImage) -> Vec<u8> {
-    rgb_to_gray(img.to_rgb8().as_raw())
+#[inline]
+fn gray_row(rgb: &[u8], out: &mut [u8]) {
+    for (o, p) in out.iter_mut().zip(rgb.chunks_exact(3)) {
+        *o =
+            ((u32::from(p[0]) * 4899 + u32::from(p[1]) * 9617 + u32::from(p[2]) * 1868 + (1 << 13))
+                >> 14) as u8;
+    }
 }
 
-fn rgb_to_gray(rgb: &[u8]) -> Vec<u8> {
-    rgb.chunks_exact(3)
-        .map(|p| {
-            ((u32::from(p[0]) * 4899 + u32::from(p[1]) * 9617 + u32::from(p[2]) * 1868 + (1 << 13))
-                >> 14) as u8
-        })
-        .collect()
+/// Stats of an RGB image, converting to grey one row at a time (three rows live at once), so
+/// no full greyscale image is ever allocated.
+fn rgb_stats(rgb: &[u8], w: usize, h: usize) -> (f64, f64) {
+    stats_rows(w, h, |y, out| gray_row(&rgb[y * w * 3..][..w * 3], out))
 }
 
 /// `(Laplacian variance, mean)` of a greyscale image, matching
 /// `cv2.Laplacian(gray, cv2.CV_64F).var()` (3×3 kernel [0,1,0; 1,−4,1; 0,1,0], border
 /// reflect-101) and `gray.mean()`. Integer sums make it exact.
 pub fn gray_stats(gray: &[u8], w: usize, h: usize) -> (f64, f64) {
-    let n = (w * h) as f64;
-    if w == 0 || h == 0 || gray.len() < w * h {
+    if gray.len() < w * h {
         return (0.0, 0.0);
     }
-    let total: u64 = gray.iter().map(|&v| u64::from(v)).sum();
-    let reflect = |i: isize, len: usize| -> usize {
-        if len == 1 {
-            0
-        } else if i < 0 {
-            (-i) as usize
-        } else if i as usize >= len {
-            2 * len - 2 - i as usize
-        } else {
-            i as usize
-        }
-    };
+    stats_rows(w, h, |y, out| out.copy_from_slice(&gray[y * w..][..w]))
+}
+
+fn reflect101(i: isize, len: usize) -> usize {
+    if len == 1 {
+        0
+    } else if i < 0 {
+        (-i) as usize
+    } else if i as usize >= len {
+        2 * len - 2 - i as usize
+    } else {
+        i as usize
+    }
+}
+
+/// The single pass behind [`gray_stats`]: `row(y, out)` writes grey row `y`. Rows are produced
+/// in order into a three-row window; the mean is summed from each row as it becomes current.
+fn stats_rows(w: usize, h: usize, mut row: impl FnMut(usize, &mut [u8])) -> (f64, f64) {
+    if w == 0 || h == 0 {
+        return (0.0, 0.0);
+    }
+    let mut prev = vec![0u8; w];
+    let mut cur = vec![0u8; w];
+    let mut next = vec![0u8; w];
+    row(reflect101(-1, h), &mut prev);
+    row(0, &mut cur);
+    let mut total: u64 = 0;
     let mut sum: i64 = 0;
     let mut sq: u64 = 0;
     for y in 0..h {
-        let up = &gray[reflect(y as isize - 1, h) * w..][..w];
-        let cur = &gray[y * w..][..w];
-        let down = &gray[reflect(y as isize + 1, h) * w..][..w];
-        let lap_at = |x: usize| -> i32 {
-            let l = cur[reflect(x as isize - 1, w)];
-            let r = cur[reflect(x as isize + 1, w)];
-            i32::from(up[x]) + i32::from(down[x]) + i32::from(l) + i32::from(r)
-                - 4 * i32::from(cur[x])
+        row(reflect101(y as isize + 1, h), &mut next);
+        total += cur.iter().map(|&v| u64::from(v)).sum::<u64>();
+        let lap_at = |x: usize| -> i64 {
+            let l = cur[reflect101(x as isize - 1, w)];
+            let r = cur[reflect101(x as isize + 1, w)];
+            i64::from(prev[x]) + i64::from(next[x]) + i64::from(l) + i64::from(r)
+                - 4 * i64::from(cur[x])
         };
-        // Borders.
-        for x in [0, w - 1] {
+        let edges: &[usize] = if w == 1 { &[0] } else { &[0, w - 1] };
+        for &x in edges {
             let v = lap_at(x);
-            sum += i64::from(v);
-            sq += (i64::from(v) * i64::from(v)) as u64;
-            if w == 1 {
-                break;
-            }
+            sum += v;
+            sq += (v * v) as u64;
         }
         if w > 2 {
-            let (s, q) = row_interior(up, cur, down);
+            let (s, q) = row_interior(&prev, &cur, &next);
             sum += s;
             sq += q;
         }
+        // Slide the window down one row.
+        std::mem::swap(&mut prev, &mut cur);
+        std::mem::swap(&mut cur, &mut next);
     }
+    let n = (w * h) as f64;
     let mean_lap = sum as f64 / n;
     let var = sq as f64 / n - mean_lap * mean_lap;
     (var.max(0.0), total as f64 / n)
 }
 
-/// Laplacian sum and sum of squares over `1..w-1` of one row; written over equal-length
-/// slices so the compiler vectorises it.
+/// Laplacian sum and sum of squares over `1..w-1` of one row. Values fit in i16 (|v| ≤ 1020)
+/// and squares in u32 over 1024-pixel chunks (1024 · 1020² < 2³²), which lets the compiler
+/// vectorise with plain SSE2.
 #[inline]
 fn row_interior(up: &[u8], cur: &[u8], down: &[u8]) -> (i64, u64) {
     let w = cur.len();
@@ -236,20 +253,18 @@ fn row_interior(up: &[u8], cur: &[u8], down: &[u8]) -> (i64, u64) {
     let (l, c, r) = (&cur[..w - 2], &cur[1..w - 1], &cur[2..]);
     let mut sum: i64 = 0;
     let mut sq: u64 = 0;
-    // Chunks bound the i32 accumulators: 1024 * 1020^2 < 2^31 is false, so square into u32
-    // per element (1020^2 < 2^32) and widen per chunk.
-    for start in (0..u.len()).step_by(256) {
-        let end = (start + 256).min(u.len());
+    for start in (0..u.len()).step_by(1024) {
+        let end = (start + 1024).min(u.len());
         let mut s: i32 = 0;
-        let mut q: u64 = 0;
+        let mut q: u32 = 0;
         for i in start..end {
-            let v = i32::from(u[i]) + i32::from(d[i]) + i32::from(l[i]) + i32::from(r[i])
-                - 4 * i32::from(c[i]);
-            s += v;
-            q += u64::from((v * v) as u32);
+            let v = i16::from(u[i]) + i16::from(d[i]) + i16::from(l[i]) + i16::from(r[i])
+                - 4 * i16::from(c[i]);
+            s += i32::from(v);
+            q += (i32::from(v) * i32::from(v)) as u32;
         }
         sum += i64::from(s);
-        sq += q;
+        sq += u64::from(q);
     }
     (sum, sq)
 }

@@ -254,3 +254,57 @@ async fn the_dead_letter_breaker_trips_on_a_stream_of_bad_input() {
         "{text}"
     );
 }
+
+/// An unreachable S3 server is a transient failure: retried with backoff, never dead-lettered;
+/// at shutdown the message is left uncommitted for redelivery.
+#[tokio::test]
+async fn an_unreachable_store_is_retried_not_dead_lettered() {
+    let s3 = S3Config {
+        endpoint_url: Some("http://127.0.0.1:9".into()),
+        allow_http: true,
+        ..S3Config::default()
+    };
+    let uploads = Location::open("s3://flashfit/uploads", &s3).expect("open");
+    let topics = flashfit_schema::Topics::default();
+    let stage: Arc<dyn flashfit_runtime::Stage> = Arc::new(QualityStage::new(
+        uploads,
+        QualityConfig::default(),
+        1,
+        true,
+        &topics,
+    ));
+    let metrics = flashfit_runtime::Metrics::new().stage("quality");
+    let cfg = RuntimeConfig {
+        retry_initial_backoff_ms: 10,
+        retry_max_backoff_ms: 40,
+        ..RuntimeConfig::default()
+    };
+    let processor = flashfit_runtime::Processor::new(stage, metrics.clone(), cfg, &topics);
+    let (_, value) = event("e1", "s3://flashfit/uploads/u1/a.jpg");
+    let msg = flashfit_runtime::Message {
+        topic: topics.uploads(),
+        partition: 3,
+        offset: 41,
+        key: None,
+        value: Some(value.into()),
+    };
+    let token = tokio_util::sync::CancellationToken::new();
+    let t2 = token.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        t2.cancel();
+    });
+    let r = processor.run_batch(vec![msg], &token).await;
+    assert_eq!(r.unfinished.len(), 1, "still pending at shutdown");
+    assert!(r.done.is_empty(), "nothing dead-lettered or emitted");
+    assert!(
+        metrics.count("errors", Some("transient")) >= 2,
+        "retried with backoff"
+    );
+    assert_eq!(metrics.count("dead_lettered", Some("not_found")), 0);
+    assert_eq!(
+        r.commit_offsets()[&(topics.uploads(), 3)],
+        41,
+        "offset 41 is not committed"
+    );
+}

@@ -186,8 +186,8 @@ impl Location {
                 key.to_owned()
             }
             Scheme::File { root } => {
-                if !uri.starts_with("file://") {
-                    return Err(not_allowed("expected a file:// uri"));
+                if !uri.starts_with("file:///") {
+                    return Err(not_allowed("expected a file:///absolute/path uri"));
                 }
                 // Reject `..` before URL parsing, which would silently normalise it away.
                 let raw_path = uri.trim_start_matches("file://");
@@ -255,6 +255,13 @@ fn check_segments<'a>(segments: impl Iterator<Item = &'a str>) -> Result<(), Str
 }
 
 fn file_uri_to_path(uri: &str) -> Result<std::path::PathBuf, String> {
+    // `file://./dir` and `file://dir`: relative to the working directory (config defaults).
+    if let Some(rest) = uri.strip_prefix("file://")
+        && !rest.starts_with('/')
+    {
+        let cwd = std::env::current_dir().map_err(|e| format!("no working directory: {e}"))?;
+        return Ok(cwd.join(rest.trim_start_matches("./")));
+    }
     let url = url::Url::parse(uri).map_err(|e| format!("not a file uri: {e}"))?;
     if url.scheme() != "file" || url.host_str().is_some_and(|h| !h.is_empty()) {
         return Err("expected file:///absolute/path".into());

@@ -113,3 +113,29 @@ async fn an_unreachable_store_is_a_retryable_error() {
         .expect_err("no server");
     assert!(err.is_retryable(), "{err}");
 }
+
+#[test]
+fn relative_file_locations_resolve_against_the_working_directory() {
+    let loc = Location::open(
+        "file://./target/flashfit-storage-test",
+        &S3Config::default(),
+    )
+    .expect("open");
+    let cwd = std::env::current_dir().expect("cwd");
+    assert!(loc.uri().starts_with("file://./"));
+    let inside =
+        url::Url::from_file_path(cwd.join("target/flashfit-storage-test/x.jpg")).expect("uri");
+    let canonical_inside = url::Url::from_file_path(
+        cwd.join("target/flashfit-storage-test")
+            .canonicalize()
+            .expect("dir")
+            .join("x.jpg"),
+    )
+    .expect("uri");
+    assert!(loc.resolve(inside.as_str()).is_ok() || loc.resolve(canonical_inside.as_str()).is_ok());
+    // Image URIs themselves must be absolute.
+    assert!(
+        loc.resolve("file://target/flashfit-storage-test/x.jpg")
+            .is_err()
+    );
+}
