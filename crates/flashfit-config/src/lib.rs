@@ -156,8 +156,12 @@ pub struct RuntimeConfig {
     pub linger_ms: u64,
     /// Messages of one batch processed concurrently (fetches, inference jobs).
     pub concurrency: usize,
-    /// Batches whose records may await broker acknowledgement while the next is processed.
-    pub max_in_flight_batches: usize,
+    /// Consumed messages whose output may await broker acknowledgement while later batches
+    /// are processed (backpressure bound; must cover the broker's ack latency).
+    pub max_in_flight_messages: usize,
+    /// Acknowledged offsets are committed at most this often (and always when draining). A
+    /// crash redelivers at most this much work; a shorter interval loads the broker more.
+    pub commit_interval_ms: u64,
     /// First retry delay for transient failures; doubles up to `retry_max_backoff_ms`.
     pub retry_initial_backoff_ms: u64,
     pub retry_max_backoff_ms: u64,
@@ -179,7 +183,8 @@ impl Default for RuntimeConfig {
             batch_size: 64,
             linger_ms: 50,
             concurrency: 8,
-            max_in_flight_batches: 4,
+            max_in_flight_messages: 20_000,
+            commit_interval_ms: 1_000,
             retry_initial_backoff_ms: 200,
             retry_max_backoff_ms: 10_000,
             dlq_window: 500,

@@ -282,7 +282,7 @@ async fn an_unreachable_store_is_retried_not_dead_lettered() {
     let processor = flashfit_runtime::Processor::new(stage, metrics.clone(), cfg, &topics);
     let (_, value) = event("e1", "s3://flashfit/uploads/u1/a.jpg");
     let msg = flashfit_runtime::Message {
-        topic: topics.uploads(),
+        topic: topics.uploads().into(),
         partition: 3,
         offset: 41,
         key: None,

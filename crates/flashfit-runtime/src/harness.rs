@@ -33,7 +33,7 @@ pub async fn run(
     cfg: RuntimeConfig,
 ) -> HarnessRun {
     let metrics = Metrics::new().stage(stage.name());
-    let topic = stage.input_topic().to_owned();
+    let topic: std::sync::Arc<str> = stage.input_topic().into();
     let processor = Processor::new(
         stage,
         metrics.clone(),

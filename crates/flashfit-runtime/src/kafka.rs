@@ -44,7 +44,10 @@ pub fn consumer_config(
     stats_interval_ms: u64,
 ) -> Result<ClientConfig> {
     let mut c = ClientConfig::new();
+    // A fetch waits at most 100 ms for data (librdkafka: 500): brokers that do not answer a
+    // long poll early when data arrives (Tansu) would otherwise add up to 500 ms per stage.
     c.set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "100")
         .set("statistics.interval.ms", stats_interval_ms.to_string());
     merge(&mut c, client_config(k)?);
     // Not overridable: at-least-once depends on them.

@@ -215,10 +215,13 @@ impl StageMetrics {
         self.received.inc_by(n);
     }
     pub fn produced(&self, topic: &str) {
+        self.produced_n(topic, 1);
+    }
+    pub fn produced_n(&self, topic: &str, n: u64) {
         self.metrics
             .produced
             .with_label_values(&[self.stage.as_str(), topic])
-            .inc();
+            .inc_by(n);
     }
     pub fn dead_lettered(&self, reason: &str) {
         self.metrics

@@ -45,13 +45,13 @@ impl BatchResult {
         let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
         for (m, _) in &self.done {
             let e = next
-                .entry((m.topic.clone(), m.partition))
+                .entry((m.topic.to_string(), m.partition))
                 .or_insert(m.offset + 1);
             *e = (*e).max(m.offset + 1);
         }
         for m in &self.unfinished {
             let e = next
-                .entry((m.topic.clone(), m.partition))
+                .entry((m.topic.to_string(), m.partition))
                 .or_insert(m.offset);
             *e = (*e).min(m.offset);
         }
@@ -188,6 +188,7 @@ impl Processor {
                 ];
             }
             let mut retry = Vec::new();
+            let mut verdicts = Vec::with_capacity(outcomes.len());
             for (msg, outcome) in pending.into_iter().zip(outcomes) {
                 match outcome {
                     Outcome::Emit(emits) => {
@@ -196,7 +197,7 @@ impl Processor {
                                 self.count_status(&e.value);
                             }
                         }
-                        self.guard_record(false);
+                        verdicts.push(false);
                         result
                             .done
                             .push((msg, emits.into_iter().map(Record::from).collect()));
@@ -205,7 +206,7 @@ impl Processor {
                         self.metrics.error("bad_input");
                         self.metrics.dead_lettered(reason.as_str());
                         self.metrics.status("failed");
-                        self.guard_record(true);
+                        verdicts.push(true);
                         tracing::warn!(
                             stage = self.stage.name(),
                             topic = %msg.topic,
@@ -233,6 +234,7 @@ impl Processor {
                     }
                 }
             }
+            self.guard_record(&verdicts);
             if retry.is_empty() {
                 break;
             }
@@ -265,11 +267,11 @@ impl Processor {
         }
     }
 
-    fn guard_record(&self, bad: bool) {
-        self.guard
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .record(bad);
+    fn guard_record(&self, verdicts: &[bool]) {
+        let mut g = self.guard.lock().unwrap_or_else(|p| p.into_inner());
+        for &bad in verdicts {
+            g.record(bad);
+        }
     }
 
     fn count_status(&self, value: &[u8]) {
@@ -300,7 +302,7 @@ impl Processor {
                 headers: vec![
                     (headers::ERROR_KIND, reason.as_str().to_owned()),
                     (headers::ERROR_MESSAGE, message.to_owned()),
-                    (headers::SOURCE_TOPIC, msg.topic.clone()),
+                    (headers::SOURCE_TOPIC, msg.topic.to_string()),
                     (headers::SOURCE_PARTITION, msg.partition.to_string()),
                     (headers::SOURCE_OFFSET, msg.offset.to_string()),
                     (headers::STAGE, stage.to_owned()),

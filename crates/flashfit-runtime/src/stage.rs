@@ -5,7 +5,9 @@ use flashfit_schema::Reason;
 /// One consumed message, detached from the Kafka client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
-    pub topic: String,
+    /// Shared: every message of a partition names the same topic, and messages are cloned for
+    /// retries.
+    pub topic: std::sync::Arc<str>,
     pub partition: i32,
     pub offset: i64,
     pub key: Option<Bytes>,

@@ -39,6 +39,17 @@ impl ClientContext for WorkerContext {
 }
 
 impl ConsumerContext for WorkerContext {
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        _offsets: &TopicPartitionList,
+    ) {
+        if let Err(e) = result {
+            self.metrics.error("commit");
+            tracing::warn!(stage = %self.stage, error = %e, "offset commit failed; messages may be redelivered");
+        }
+    }
+
     fn post_rebalance(&self, _c: &rdkafka::consumer::BaseConsumer<Self>, r: &Rebalance<'_>) {
         match r {
             Rebalance::Assign(tpl) => {
@@ -120,7 +131,9 @@ struct InFlight {
 /// their own task), batch N+1 is already being processed. A single committer awaits batches in
 /// order and commits each one's offsets only after all its records were acknowledged, so
 /// commits stay ordered and nothing is committed before it is durable. At most
-/// `max_in_flight_batches` batches wait at once (backpressure).
+/// `max_in_flight_messages` consumed messages await acknowledgement at once (backpressure):
+/// throughput needs enough in flight to cover the broker's acknowledgement latency, whatever
+/// the batch size.
 async fn drive(
     config: &Config,
     processor: &Processor,
@@ -131,8 +144,16 @@ async fn drive(
     let rt = &config.runtime;
     let linger = Duration::from_millis(rt.linger_ms);
     let sm = processor.metrics().clone();
-    let (tx, rx) = tokio::sync::mpsc::channel::<InFlight>(rt.max_in_flight_batches.max(1));
-    let committer = tokio::spawn(commit_loop(consumer.clone(), rx, sm.clone()));
+    // Each queued entry holds at least one permit, so the queue is bounded by the permits.
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<InFlight>();
+    let max_in_flight = rt.max_in_flight_messages.max(rt.batch_size).max(1);
+    let permits = Arc::new(tokio::sync::Semaphore::new(max_in_flight));
+    let committer = tokio::spawn(commit_loop(
+        consumer.clone(),
+        rx,
+        sm.clone(),
+        Duration::from_millis(rt.commit_interval_ms),
+    ));
     let mut batch_no: u64 = 0;
     let mut outcome = Ok(());
     loop {
@@ -146,20 +167,23 @@ async fn drive(
         let result = processor.run_batch(batch, shutdown).instrument(span).await;
         let interrupted = !result.unfinished.is_empty();
         let offsets = result.commit_offsets();
+        let n = u32::try_from(result.done.len().clamp(1, max_in_flight)).unwrap_or(u32::MAX);
         let records: Vec<Record> = result.done.into_iter().flat_map(|(_, r)| r).collect();
-        let produced = tokio::spawn(produce_all(
-            producer.clone(),
-            records,
-            sm.clone(),
-            rt.clone(),
-            started,
-        ));
         let blocked = Instant::now();
-        if tx.send(InFlight { produced, offsets }).await.is_err() {
+        let Ok(permit) = permits.clone().acquire_many_owned(n).await else {
+            outcome = Err(Error::Config("in-flight limiter closed".into()));
+            break;
+        };
+        sm.blocked(blocked.elapsed().as_secs_f64());
+        let (producer, sm2, rt2) = (producer.clone(), sm.clone(), rt.clone());
+        let produced = tokio::spawn(async move {
+            produce_all(producer, records, sm2, rt2, started).await;
+            drop(permit);
+        });
+        if tx.send(InFlight { produced, offsets }).is_err() {
             outcome = Err(Error::Config("committer stopped unexpectedly".into()));
             break;
         }
-        sm.blocked(blocked.elapsed().as_secs_f64());
         if let Err(e) = processor.check_dead_letter_rate() {
             outcome = Err(e);
             break;
@@ -178,9 +202,13 @@ async fn drive(
 
 async fn commit_loop(
     consumer: Arc<WorkerConsumer>,
-    mut rx: tokio::sync::mpsc::Receiver<InFlight>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<InFlight>,
     sm: StageMetrics,
+    interval: Duration,
 ) {
+    // Everything acknowledged so far; committed synchronously once more when draining.
+    let mut all: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    let mut last_commit = Instant::now() - interval;
     while let Some(first) = rx.recv().await {
         let mut offsets = first.offsets;
         let waited = Instant::now();
@@ -188,14 +216,46 @@ async fn commit_loop(
         // Coalesce batches that are already waiting: one commit covers them all.
         while let Ok(next) = rx.try_recv() {
             let _ = next.produced.await;
-            for (tp, o) in next.offsets {
-                let e = offsets.entry(tp).or_insert(o);
-                *e = (*e).max(o);
+            merge(&mut offsets, next.offsets);
+        }
+        sm.blocked(waited.elapsed().as_secs_f64());
+        merge(&mut all, offsets);
+        // Asynchronous and at most once per interval while running: librdkafka keeps commits
+        // in order, failures reach `commit_callback`, and a lost commit only means
+        // redelivery (at-least-once). Offset commits are writes on the broker: batching them
+        // keeps its load independent of our batch size.
+        if last_commit.elapsed() >= interval
+            && let Some(tpl) = commit_list(&all)
+        {
+            last_commit = Instant::now();
+            if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                sm.error("commit");
+                tracing::warn!(error = %e, "commit request failed; the next one covers it");
             }
         }
-        commit(&consumer, offsets, &sm).await;
-        sm.blocked(waited.elapsed().as_secs_f64());
     }
+    commit(&consumer, all, &sm).await;
+}
+
+fn merge(into: &mut BTreeMap<(String, i32), i64>, from: BTreeMap<(String, i32), i64>) {
+    for (tp, o) in from {
+        let e = into.entry(tp).or_insert(o);
+        *e = (*e).max(o);
+    }
+}
+
+fn commit_list(offsets: &BTreeMap<(String, i32), i64>) -> Option<TopicPartitionList> {
+    if offsets.is_empty() {
+        return None;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset) in offsets {
+        if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
+            tracing::error!(error = %e, "cannot build commit list");
+            return None;
+        }
+    }
+    Some(tpl)
 }
 
 /// Waits for a first message (or shutdown), then fills the batch until it is full or the
@@ -208,6 +268,7 @@ async fn next_batch(
     sm: &StageMetrics,
 ) -> Vec<Message> {
     let mut batch = Vec::with_capacity(max);
+    let mut topic: Option<Arc<str>> = None;
     loop {
         let first = tokio::select! {
             _ = shutdown.cancelled() => return batch,
@@ -215,7 +276,7 @@ async fn next_batch(
         };
         match first {
             Ok(m) => {
-                batch.push(detach(&m));
+                batch.push(detach(&m, &mut topic));
                 break;
             }
             Err(e) => {
@@ -228,24 +289,38 @@ async fn next_batch(
             }
         }
     }
-    let deadline = tokio::time::Instant::now() + linger;
+    // One timer per batch, not per message.
+    let linger_done = tokio::time::sleep(linger);
+    tokio::pin!(linger_done);
     while batch.len() < max {
-        match tokio::time::timeout_at(deadline, consumer.recv()).await {
-            Ok(Ok(m)) => batch.push(detach(&m)),
-            Ok(Err(e)) => {
-                sm.error("consume");
-                tracing::warn!(error = %e, "consume error");
-                break;
-            }
-            Err(_) => break,
+        tokio::select! {
+            biased;
+            m = consumer.recv() => match m {
+                Ok(m) => batch.push(detach(&m, &mut topic)),
+                Err(e) => {
+                    sm.error("consume");
+                    tracing::warn!(error = %e, "consume error");
+                    break;
+                }
+            },
+            _ = &mut linger_done => break,
         }
     }
     batch
 }
 
-fn detach(m: &rdkafka::message::BorrowedMessage<'_>) -> Message {
+/// Copies a message out of the client's buffer; the topic name is shared between messages.
+fn detach(m: &rdkafka::message::BorrowedMessage<'_>, topic: &mut Option<Arc<str>>) -> Message {
+    let t = match topic {
+        Some(t) if &**t == m.topic() => t.clone(),
+        _ => {
+            let t: Arc<str> = m.topic().into();
+            *topic = Some(t.clone());
+            t
+        }
+    };
     Message {
-        topic: m.topic().to_owned(),
+        topic: t,
         partition: m.partition(),
         offset: m.offset(),
         key: m.key().map(bytes::Bytes::copy_from_slice),
@@ -267,31 +342,41 @@ async fn produce_all(
     let producer = &producer;
     while !pending.is_empty() {
         let sends = pending.iter().map(|r| async move {
-            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-            for (k, v) in &r.headers {
-                headers = headers.insert(Header {
-                    key: k,
-                    value: Some(v.as_bytes()),
-                });
+            let mut rec = FutureRecord::<[u8], [u8]>::to(&r.topic).payload(&r.value);
+            // Most records carry no headers: skip the native header list for them.
+            if !r.headers.is_empty() {
+                let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+                for (k, v) in &r.headers {
+                    headers = headers.insert(Header {
+                        key: k,
+                        value: Some(v.as_bytes()),
+                    });
+                }
+                rec = rec.headers(headers);
             }
-            let mut rec = FutureRecord::<[u8], [u8]>::to(&r.topic)
-                .payload(&r.value)
-                .headers(headers);
             if let Some(k) = &r.key {
                 rec = rec.key(k);
             }
             (*r, producer.send(rec, Timeout::Never).await)
         });
         let mut failed = Vec::new();
+        // Count per topic, then touch each labelled counter once per batch.
+        let mut acked: Vec<(&str, u64)> = Vec::new();
         for (r, res) in join_all(sends).await {
             match res {
-                Ok(_) => sm.produced(&r.topic),
+                Ok(_) => match acked.iter_mut().find(|(t, _)| *t == r.topic) {
+                    Some((_, n)) => *n += 1,
+                    None => acked.push((&r.topic, 1)),
+                },
                 Err((e, _)) => {
                     sm.error("produce");
                     tracing::warn!(topic = %r.topic, error = %e, "produce failed; will resend");
                     failed.push(r);
                 }
             }
+        }
+        for (topic, n) in acked {
+            sm.produced_n(topic, n);
         }
         if failed.is_empty() {
             break;
@@ -303,23 +388,17 @@ async fn produce_all(
     sm.batch_duration(batch_started.elapsed().as_secs_f64());
 }
 
-/// Commits offsets synchronously (off the reactor). A commit refused because the partitions
-/// moved to another member is not fatal: they will be redelivered there (at-least-once).
+/// Commits offsets synchronously (off the reactor), used when draining. A commit refused
+/// because the partitions moved to another member is not fatal: they will be redelivered
+/// there (at-least-once).
 async fn commit(
     consumer: &Arc<WorkerConsumer>,
     offsets: BTreeMap<(String, i32), i64>,
     sm: &StageMetrics,
 ) {
-    if offsets.is_empty() {
+    let Some(tpl) = commit_list(&offsets) else {
         return;
-    }
-    let mut tpl = TopicPartitionList::new();
-    for ((topic, partition), offset) in &offsets {
-        if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
-            tracing::error!(error = %e, "cannot build commit list");
-            return;
-        }
-    }
+    };
     let mut attempt = 0;
     loop {
         attempt += 1;

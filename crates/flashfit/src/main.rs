@@ -101,6 +101,9 @@ enum BenchCommand {
         rate: u32,
         #[arg(long, default_value_t = 256)]
         payload_bytes: usize,
+        /// Alternating rounds of both loops (medians reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
 }
 
@@ -284,9 +287,11 @@ async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
                     latency_messages,
                     rate,
                     payload_bytes,
+                    rounds,
                 },
         } => {
             let opts = bench::RuntimeBench {
+                rounds: rounds.max(1),
                 messages,
                 latency_messages,
                 rate,
