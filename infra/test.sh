@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what a fresh Debian machine lacks, starts the
-# local stack (broker, S3 server, PostgreSQL), builds, and runs every test (unit, stage
+# local stack (broker, S3 server, PostgreSQL), fetches and converts the models
+# (models/fetch.sh), builds, and runs every test (unit, stage
 # harness, end-to-end against the stack). Usage: bash infra/test.sh [extra nextest args]
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -10,6 +11,9 @@ source "$HERE/common.sh"
 cd "$ROOT"
 
 bash "$HERE/up.sh"
+bash "$ROOT/models/fetch.sh"
+# shellcheck disable=SC1091
+source "${FLASHFIT_MODELS_DIR:-$( [ "$(id -u)" -eq 0 ] && echo /var/lib/flashfit/models || echo "$HOME/.cache/flashfit/models")}/env.sh"
 # shellcheck disable=SC1091
 source "$STACK_DIR/env.sh"
 require_cargo

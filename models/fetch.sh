@@ -63,6 +63,11 @@ fi
 LABELS="$OUT/labels/imagenet.txt"
 if [ ! -f "$LABELS" ]; then
   log "fetching imagenet labels"
+  if ! command -v npm >/dev/null 2>&1; then
+    log "installing npm (Debian) to fetch label files from the npm registry"
+    sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_="sudo"
+    $sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq npm >/dev/null
+  fi
   (cd "$TMP" && npm pack -s @tensorflow-models/mobilenet@2.1.1 >/dev/null && tar xzf tensorflow-models-mobilenet-2.1.1.tgz)
   check_sha "$TMP/package/dist/imagenet_classes.js" 2b077246aef6959d0714d3a454aac148aa71581236ba3233c839ca50307cee1b
   mkdir -p "$OUT/labels"

@@ -1,0 +1,287 @@
+//! ONNX Runtime sessions for the models in `models/manifest.toml`, behind small typed wrappers.
+//! `bash models/fetch.sh` provides the files; this crate finds them, loads ONNX Runtime once per
+//! process (`ort`, load-dynamic) and fails with an error that names the fix when something is
+//! missing.
+//!
+//! Main items: [`ModelDir`], [`runtime`], [`ImageNetModel`] (EfficientNet-Lite0: ImageNet logits
+//! + 1280-d embedding), [`preprocess_imagenet`].
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use image::RgbImage;
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::value::TensorRef;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The ONNX Runtime shared library could not be loaded: an operator must act.
+    #[error(
+        "ONNX Runtime not loaded from {path}: {message}. Run `bash models/fetch.sh` or set ORT_DYLIB_PATH to libonnxruntime.so (1.31)"
+    )]
+    Runtime { path: String, message: String },
+    /// A model file is missing: an operator must act.
+    #[error(
+        "model file {path} is missing: run `bash models/fetch.sh` (or set FLASHFIT_MODELS_DIR)"
+    )]
+    ModelMissing { path: String },
+    /// Inference failed.
+    #[error("inference: {0}")]
+    Inference(String),
+    /// The caller passed something the model cannot take.
+    #[error("bad model input: {0}")]
+    BadInput(String),
+}
+
+impl From<ort::Error> for Error {
+    fn from(e: ort::Error) -> Self {
+        Error::Inference(e.to_string())
+    }
+}
+
+/// Where `models/fetch.sh` put the files: `FLASHFIT_MODELS_DIR`, else `/var/lib/flashfit/models`
+/// (root) or `~/.cache/flashfit/models`.
+#[derive(Debug, Clone)]
+pub struct ModelDir(PathBuf);
+
+impl ModelDir {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        ModelDir(path.into())
+    }
+
+    pub fn from_env() -> Self {
+        if let Some(p) = std::env::var_os("FLASHFIT_MODELS_DIR") {
+            return ModelDir(p.into());
+        }
+        let root = Path::new("/var/lib/flashfit/models");
+        if root.exists() {
+            return ModelDir(root.into());
+        }
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        ModelDir(home.join(".cache/flashfit/models"))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn file(&self, rel: &str) -> Result<PathBuf> {
+        let p = self.0.join(rel);
+        if p.exists() {
+            Ok(p)
+        } else {
+            Err(Error::ModelMissing {
+                path: p.display().to_string(),
+            })
+        }
+    }
+
+    fn ort_library(&self) -> PathBuf {
+        std::env::var_os("ORT_DYLIB_PATH")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.0.join("onnxruntime/libonnxruntime.so.1.31.1"))
+    }
+}
+
+static RUNTIME: OnceLock<std::result::Result<Environment, (String, String)>> = OnceLock::new();
+
+/// The process's ONNX Runtime environment, loaded on first use from `ORT_DYLIB_PATH` or the
+/// model directory.
+pub fn runtime(dir: &ModelDir) -> Result<Environment> {
+    let result = RUNTIME.get_or_init(|| {
+        let lib = dir.ort_library();
+        let shown = lib.display().to_string();
+        if !lib.exists() {
+            return Err((shown, "file not found".into()));
+        }
+        ort::init_from(&lib)
+            .map_err(|e| e.to_string())
+            .and_then(|b| b.with_name("flashfit").build().map_err(|e| e.to_string()))
+            .map_err(|m| (shown, m))
+    });
+    result
+        .clone()
+        .map_err(|(path, message)| Error::Runtime { path, message })
+}
+
+/// Input side of EfficientNet-Lite0.
+pub const IMAGENET_SIDE: u32 = 224;
+
+/// ImageNet preprocessing for EfficientNet-Lite0: resize the short side to 256 (bilinear,
+/// without antialiasing, as OpenCV's `INTER_LINEAR` and TensorFlow's default resize, which the
+/// model was trained with), centre-crop 224×224, scale to (x − 127) / 128, lay out as CHW.
+pub fn preprocess_imagenet(img: &RgbImage) -> Vec<f32> {
+    let (w, h) = img.dimensions();
+    let scale = 256.0 / f64::from(w.min(h).max(1));
+    let nw = ((f64::from(w) * scale).round() as u32).max(IMAGENET_SIDE);
+    let nh = ((f64::from(h) * scale).round() as u32).max(IMAGENET_SIDE);
+    let resized = resize_bilinear(img, nw, nh);
+    let (x0, y0) = ((nw - IMAGENET_SIDE) / 2, (nh - IMAGENET_SIDE) / 2);
+    let crop = image::imageops::crop_imm(&resized, x0, y0, IMAGENET_SIDE, IMAGENET_SIDE).to_image();
+    chw_normalised(&crop)
+}
+
+/// Bilinear resize with half-pixel centres and edge clamping (OpenCV `INTER_LINEAR`).
+pub fn resize_bilinear(img: &RgbImage, nw: u32, nh: u32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let src = img.as_raw();
+    let axis = |out: u32, inp: u32| -> Vec<(usize, usize, f32)> {
+        let scale = f64::from(inp) / f64::from(out);
+        (0..out)
+            .map(|o| {
+                let f = ((f64::from(o) + 0.5) * scale - 0.5).max(0.0);
+                let i0 = (f.floor() as u32).min(inp - 1);
+                let i1 = (i0 + 1).min(inp - 1);
+                (
+                    i0 as usize,
+                    i1 as usize,
+                    (f - f64::from(i0)).clamp(0.0, 1.0) as f32,
+                )
+            })
+            .collect()
+    };
+    let xs = axis(nw, w);
+    let ys = axis(nh, h);
+    let stride = w as usize * 3;
+    let mut out = Vec::with_capacity(nw as usize * nh as usize * 3);
+    for &(y0, y1, fy) in &ys {
+        let (r0, r1) = (&src[y0 * stride..][..stride], &src[y1 * stride..][..stride]);
+        for &(x0, x1, fx) in &xs {
+            for c in 0..3 {
+                let p = |r: &[u8], x: usize| f32::from(r[x * 3 + c]);
+                let top = p(r0, x0) + (p(r0, x1) - p(r0, x0)) * fx;
+                let bottom = p(r1, x0) + (p(r1, x1) - p(r1, x0)) * fx;
+                out.push((top + (bottom - top) * fy).round().clamp(0.0, 255.0) as u8);
+            }
+        }
+    }
+    RgbImage::from_raw(nw, nh, out).unwrap_or_else(|| RgbImage::new(nw, nh))
+}
+
+/// A 224×224 RGB image as the model's CHW tensor data.
+pub fn chw_normalised(img: &RgbImage) -> Vec<f32> {
+    let n = (img.width() * img.height()) as usize;
+    let mut out = vec![0f32; 3 * n];
+    for (i, p) in img.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * n + i] = (f32::from(p.0[c]) - 127.0) / 128.0;
+        }
+    }
+    out
+}
+
+/// What EfficientNet-Lite0 says about one image.
+#[derive(Debug, Clone)]
+pub struct ImageNetOutput {
+    /// 1000 ImageNet logits.
+    pub logits: Vec<f32>,
+    /// The 1280-d global-average-pooled features (not normalised).
+    pub embedding: Vec<f32>,
+}
+
+impl ImageNetOutput {
+    /// The `k` most likely classes as (index, softmax probability).
+    pub fn top_k(&self, k: usize) -> Vec<(usize, f32)> {
+        let max = self.logits.iter().copied().fold(f32::MIN, f32::max);
+        let exps: Vec<f32> = self.logits.iter().map(|l| (l - max).exp()).collect();
+        let sum: f32 = exps.iter().sum();
+        let mut idx: Vec<usize> = (0..exps.len()).collect();
+        idx.sort_by(|a, b| exps[*b].total_cmp(&exps[*a]));
+        idx.into_iter()
+            .take(k)
+            .map(|i| (i, exps[i] / sum))
+            .collect()
+    }
+}
+
+/// EfficientNet-Lite0 (manifest `efficientnet-lite0`, version 1): ImageNet classifier and image
+/// embedder. Safe to share; calls are serialised on one session.
+pub struct ImageNetModel {
+    session: Mutex<Session>,
+    labels: Vec<String>,
+}
+
+impl std::fmt::Debug for ImageNetModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ImageNetModel(efficientnet-lite0)")
+    }
+}
+
+impl ImageNetModel {
+    pub const NAME: &'static str = "efficientnet-lite0";
+    pub const VERSION: &'static str = "1";
+
+    /// Loads the model with `threads` intra-op threads.
+    pub fn load(dir: &ModelDir, threads: usize) -> Result<Self> {
+        let env = runtime(dir)?;
+        let path = dir.file("efficientnet-lite0/1/model.onnx")?;
+        let labels_path = dir.file("labels/imagenet.txt")?;
+        let labels: Vec<String> = std::fs::read_to_string(&labels_path)
+            .map_err(|e| Error::ModelMissing {
+                path: format!("{}: {e}", labels_path.display()),
+            })?
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let session = Session::builder(&env)?
+            .with_intra_threads(threads.max(1))
+            .map_err(|e| Error::Inference(e.to_string()))?
+            .commit_from_file(&path)?;
+        Ok(ImageNetModel {
+            session: Mutex::new(session),
+            labels,
+        })
+    }
+
+    pub fn label(&self, index: usize) -> &str {
+        self.labels.get(index).map(String::as_str).unwrap_or("?")
+    }
+
+    /// Runs a batch of preprocessed images (each `3·224·224` floats from
+    /// [`preprocess_imagenet`]). Blocking: call it off the async reactor.
+    pub fn infer(&self, batch: &[Vec<f32>]) -> Result<Vec<ImageNetOutput>> {
+        let per = 3 * (IMAGENET_SIDE * IMAGENET_SIDE) as usize;
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(bad) = batch.iter().find(|v| v.len() != per) {
+            return Err(Error::BadInput(format!(
+                "expected {per} floats per image, got {}",
+                bad.len()
+            )));
+        }
+        let mut data = Vec::with_capacity(per * batch.len());
+        for v in batch {
+            data.extend_from_slice(v);
+        }
+        let side = IMAGENET_SIDE as usize;
+        let view = ndarray::ArrayView4::from_shape((batch.len(), 3, side, side), &data)
+            .map_err(|e| Error::BadInput(e.to_string()))?;
+        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        let outputs = session.run(ort::inputs!["input" => TensorRef::from_array_view(view)?])?;
+        let logits = outputs["logits"].try_extract_array::<f32>()?;
+        let emb = outputs["embedding"].try_extract_array::<f32>()?;
+        Ok((0..batch.len())
+            .map(|i| ImageNetOutput {
+                logits: logits
+                    .index_axis(ndarray::Axis(0), i)
+                    .iter()
+                    .copied()
+                    .collect(),
+                embedding: emb
+                    .index_axis(ndarray::Axis(0), i)
+                    .iter()
+                    .copied()
+                    .collect(),
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,130 @@
+//! Golden tests: the Rust wrapper on the same ONNX file and pixels as Python onnxruntime
+//! (`models/make_golden.py`). Needs `bash models/fetch.sh` (infra/test.sh runs it).
+
+use super::*;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+fn golden() -> serde_json::Value {
+    let text =
+        std::fs::read_to_string(fixtures().join("models/efficientnet-lite0.json")).expect("golden");
+    serde_json::from_str(&text).expect("json")
+}
+
+fn model() -> ImageNetModel {
+    ImageNetModel::load(&ModelDir::from_env(), 1).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("num") as f32)
+        .collect()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb)
+}
+
+#[test]
+fn outputs_match_python_onnxruntime_on_the_same_pixels() {
+    let g = golden();
+    let m = model();
+    let images = g["images"].as_object().expect("images");
+    let names: Vec<&String> = images.keys().collect();
+    let batch: Vec<Vec<f32>> = names
+        .iter()
+        .map(|n| {
+            let png = fixtures()
+                .join("models")
+                .join(images[*n]["input_png"].as_str().expect("png"));
+            chw_normalised(&image::open(png).expect("png").to_rgb8())
+        })
+        .collect();
+    let outs = m.infer(&batch).expect("infer");
+    assert_eq!(outs.len(), names.len());
+    for (name, out) in names.iter().zip(&outs) {
+        let want = &images[*name];
+        let logits = floats(&want["logits"]);
+        let emb = floats(&want["embedding"]);
+        let max_logit_diff = out
+            .logits
+            .iter()
+            .zip(&logits)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        let max_emb_diff = out
+            .embedding
+            .iter()
+            .zip(&emb)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            max_logit_diff < 1e-3,
+            "{name}: logits differ by {max_logit_diff}"
+        );
+        assert!(
+            max_emb_diff < 1e-3,
+            "{name}: embedding differs by {max_emb_diff}"
+        );
+        let top5: Vec<u64> = want["top5"]
+            .as_array()
+            .expect("top5")
+            .iter()
+            .map(|v| v.as_u64().expect("u64"))
+            .collect();
+        let ours: Vec<u64> = out.top_k(5).iter().map(|(i, _)| *i as u64).collect();
+        assert_eq!(ours, top5, "{name}");
+    }
+    // The labels make sense on real photos.
+    let coffee = names
+        .iter()
+        .position(|n| n.as_str() == "coffee.jpg")
+        .expect("coffee");
+    assert_eq!(m.label(outs[coffee].top_k(1)[0].0), "espresso");
+}
+
+/// Rust's resize + crop against OpenCV's `INTER_LINEAR` pipeline: same top class, embeddings
+/// with cosine similarity above 0.999 (seen: 0.9997-0.9999).
+#[test]
+fn rust_preprocessing_agrees_with_the_opencv_pipeline() {
+    let g = golden();
+    let m = model();
+    for (name, want) in g["images"].as_object().expect("images") {
+        let img = image::open(fixtures().join("photos").join(name))
+            .expect("photo")
+            .to_rgb8();
+        let out = m
+            .infer(&[preprocess_imagenet(&img)])
+            .expect("infer")
+            .remove(0);
+        assert_eq!(
+            out.top_k(1)[0].0 as u64,
+            want["top5"][0].as_u64().expect("top1"),
+            "{name}"
+        );
+        let c = cosine(&out.embedding, &floats(&want["embedding"]));
+        assert!(c > 0.999, "{name}: cosine {c}");
+    }
+}
+
+#[test]
+fn wrong_input_sizes_are_errors() {
+    let m = model();
+    let err = m.infer(&[vec![0.0; 10]]).expect_err("bad size");
+    assert!(matches!(err, Error::BadInput(_)), "{err}");
+    assert!(m.infer(&[]).expect("empty").is_empty());
+}
+
+#[test]
+fn a_missing_model_names_the_fix() {
+    let dir = ModelDir::new("/nonexistent/flashfit-models");
+    let err = ImageNetModel::load(&dir, 1).expect_err("missing");
+    assert!(err.to_string().contains("models/fetch.sh"), "{err}");
+}
