@@ -6,6 +6,10 @@
 //! Main items: [`ModelDir`], [`runtime`], [`ImageNetModel`] (EfficientNet-Lite0: ImageNet logits
 //! + 1280-d embedding), [`preprocess_imagenet`].
 
+pub mod fashion_mnist;
+pub mod head;
+pub mod taxonomy;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 

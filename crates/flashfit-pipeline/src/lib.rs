@@ -11,6 +11,7 @@ mod embedded;
 pub mod ingest;
 mod pipeline;
 mod supervise;
+pub mod train;
 pub mod watch;
 
 pub use embedded::EmbeddedBroker;

@@ -51,6 +51,76 @@ impl Topics {
     }
 }
 
+pub mod taxonomy {
+    //! The garment taxonomy (seed: "Classification"): six groups, 47 categories. These names
+    //! are the classify stage's output vocabulary and the `category` column analysts query.
+    //! (The seed lists `cardigan` under both tops and outerwear; it is one category, in tops.)
+
+    /// `(group, category)` in the seed's order.
+    pub const CATEGORIES: [(&str, &str); 47] = [
+        ("tops", "t_shirt"),
+        ("tops", "polo"),
+        ("tops", "tank_top"),
+        ("tops", "henley"),
+        ("tops", "dress_shirt"),
+        ("tops", "oxford"),
+        ("tops", "flannel"),
+        ("tops", "blouse"),
+        ("tops", "sweater"),
+        ("tops", "cardigan"),
+        ("tops", "hoodie"),
+        ("tops", "sweatshirt"),
+        ("bottoms", "jeans"),
+        ("bottoms", "chinos"),
+        ("bottoms", "dress_pants"),
+        ("bottoms", "shorts"),
+        ("bottoms", "sweatpants"),
+        ("bottoms", "joggers"),
+        ("bottoms", "skirt"),
+        ("bottoms", "leggings"),
+        ("outerwear", "blazer"),
+        ("outerwear", "suit_jacket"),
+        ("outerwear", "bomber"),
+        ("outerwear", "denim_jacket"),
+        ("outerwear", "leather_jacket"),
+        ("outerwear", "coat"),
+        ("outerwear", "parka"),
+        ("outerwear", "vest"),
+        ("dresses", "casual_dress"),
+        ("dresses", "formal_dress"),
+        ("dresses", "maxi_dress"),
+        ("dresses", "midi_dress"),
+        ("dresses", "mini_dress"),
+        ("dresses", "sundress"),
+        ("footwear", "sneakers"),
+        ("footwear", "dress_shoes"),
+        ("footwear", "loafers"),
+        ("footwear", "boots"),
+        ("footwear", "sandals"),
+        ("footwear", "heels"),
+        ("footwear", "flats"),
+        ("accessories", "belt"),
+        ("accessories", "tie"),
+        ("accessories", "scarf"),
+        ("accessories", "hat"),
+        ("accessories", "watch"),
+        ("accessories", "bag"),
+    ];
+
+    /// Index of a category in [`CATEGORIES`].
+    pub fn index(category: &str) -> Option<usize> {
+        CATEGORIES.iter().position(|(_, c)| *c == category)
+    }
+
+    /// The group of a category.
+    pub fn group(category: &str) -> Option<&'static str> {
+        CATEGORIES
+            .iter()
+            .find(|(_, c)| *c == category)
+            .map(|(g, _)| *g)
+    }
+}
+
 pub mod headers {
     //! Header names on dead-letter records (values are UTF-8).
 

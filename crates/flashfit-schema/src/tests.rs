@@ -167,3 +167,27 @@ fn schemas_match_the_types() {
         keys(&v["quality"])
     );
 }
+
+#[test]
+fn the_taxonomy_has_47_unique_categories_in_six_groups() {
+    let mut names: Vec<&str> = taxonomy::CATEGORIES.iter().map(|(_, c)| *c).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 47);
+    let mut groups: Vec<&str> = taxonomy::CATEGORIES.iter().map(|(g, _)| *g).collect();
+    groups.dedup();
+    assert_eq!(
+        groups,
+        [
+            "tops",
+            "bottoms",
+            "outerwear",
+            "dresses",
+            "footwear",
+            "accessories"
+        ]
+    );
+    assert_eq!(taxonomy::group("cardigan"), Some("tops"));
+    assert_eq!(taxonomy::index("bag"), Some(46));
+    assert_eq!(taxonomy::index("cape"), None);
+}

@@ -69,10 +69,43 @@ enum Command {
     },
     /// Print the effective configuration (secrets masked).
     Config,
+    /// Train models on labelled data.
+    Train {
+        #[command(subcommand)]
+        which: TrainCommand,
+    },
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
         which: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TrainCommand {
+    /// Train a linear taxonomy head on EfficientNet-Lite0 embeddings; prints held-out accuracy
+    /// and writes the head as JSON.
+    Head {
+        /// Train on Debian's Fashion-MNIST train split, evaluate on its test split.
+        #[arg(long, conflicts_with = "data")]
+        fashion_mnist: bool,
+        /// Fashion-MNIST directory.
+        #[arg(long, default_value = "/usr/share/datasets/fashion-mnist")]
+        fashion_mnist_dir: PathBuf,
+        /// Use at most this many training images.
+        #[arg(long, default_value_t = 60_000)]
+        limit: usize,
+        /// A folder of class folders named after taxonomy categories (every fifth image held out).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Where to write the head.
+        #[arg(long, default_value = "taxonomy-head.json")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 30)]
+        epochs: usize,
+        /// ONNX Runtime intra-op threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
     },
 }
 
@@ -156,6 +189,46 @@ fn init_tracing(config: &Config) {
 async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
     let pipeline = Pipeline::load(cli.pipeline.as_deref())?;
     match cli.command {
+        Command::Train {
+            which:
+                TrainCommand::Head {
+                    fashion_mnist,
+                    fashion_mnist_dir,
+                    limit,
+                    data,
+                    out,
+                    epochs,
+                    threads,
+                },
+        } => {
+            use flashfit_pipeline::train::{Dataset, train_head};
+            let dataset = match (fashion_mnist, data) {
+                (true, _) => Dataset::FashionMnist {
+                    dir: fashion_mnist_dir,
+                    limit,
+                },
+                (false, Some(d)) => Dataset::Folders(d),
+                (false, None) => bail!("give --fashion-mnist or --data DIR"),
+            };
+            let cfg = flashfit_models::head::TrainConfig {
+                epochs,
+                ..Default::default()
+            };
+            let report =
+                tokio::task::spawn_blocking(move || train_head(&dataset, threads, &cfg)).await??;
+            report.head.save(&out)?;
+            println!(
+                "trained {} on {} examples in {:.0}s; held-out accuracy {:.4} on {} examples; wrote {} (version {})",
+                report.head.name,
+                report.train_examples,
+                report.seconds,
+                report.accuracy,
+                report.test_examples,
+                out.display(),
+                report.head.version
+            );
+            Ok(())
+        }
         Command::Config => {
             print!("{}", config.to_masked_toml());
             Ok(())
