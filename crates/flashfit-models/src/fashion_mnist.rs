@@ -6,7 +6,7 @@ use std::path::Path;
 
 use image::RgbImage;
 
-use crate::{Error, ImageNetModel, Result, chw_normalised, resize_bilinear};
+use crate::{Error, ImageNetModel, Result, preprocess_imagenet, resize_bilinear};
 
 /// Where Debian installs the data set.
 pub const DEBIAN_DIR: &str = "/usr/share/datasets/fashion-mnist";
@@ -72,12 +72,18 @@ pub fn load(dir: &Path, split: &str, limit: usize) -> Result<Split> {
     })
 }
 
-/// The model input for a Fashion-MNIST thumbnail: inverted (garment dark on light, like a
-/// product photo), upscaled to 224, grey replicated to RGB.
-pub fn to_input(gray28: &[u8]) -> Vec<f32> {
+/// A Fashion-MNIST thumbnail as a photo: inverted (garment dark on light, like a product
+/// shot), grey replicated to RGB, upscaled to 224 px.
+pub fn to_photo(gray28: &[u8]) -> RgbImage {
     let rgb: Vec<u8> = gray28.iter().flat_map(|&g| [255 - g; 3]).collect();
     let img = RgbImage::from_raw(28, 28, rgb).unwrap_or_else(|| RgbImage::new(28, 28));
-    chw_normalised(&resize_bilinear(&img, 224, 224))
+    resize_bilinear(&img, 224, 224)
+}
+
+/// The model input for a thumbnail: the photo through the same preprocessing the classify
+/// stage applies at serving time, so a head never sees a train/serve skew.
+pub fn to_input(gray28: &[u8]) -> Vec<f32> {
+    preprocess_imagenet(&to_photo(gray28))
 }
 
 /// Embeddings of a split, in batches of `batch`.

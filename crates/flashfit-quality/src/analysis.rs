@@ -47,7 +47,7 @@ pub fn analyze(bytes: &[u8], limits: Limits) -> Result<Analysis, AnalyzeError> {
     }
 }
 
-fn check_dims(w: u64, h: u64, limits: Limits) -> Result<(), AnalyzeError> {
+pub(crate) fn check_dims(w: u64, h: u64, limits: Limits) -> Result<(), AnalyzeError> {
     if w == 0 || h == 0 {
         return Err(AnalyzeError::Undecodable(format!("empty image {w}x{h}")));
     }
@@ -59,6 +59,19 @@ fn check_dims(w: u64, h: u64, limits: Limits) -> Result<(), AnalyzeError> {
         )));
     }
     Ok(())
+}
+
+/// Truncated JPEGs decode "successfully" with grey filler in lenient decoders: require the
+/// end-of-image marker near the end of the data.
+pub(crate) fn check_jpeg_complete(bytes: &[u8]) -> Result<(), AnalyzeError> {
+    let tail = &bytes[bytes.len().saturating_sub(64 * 1024)..];
+    if tail.windows(2).any(|p| p == [0xFF, 0xD9]) {
+        Ok(())
+    } else {
+        Err(AnalyzeError::Undecodable(
+            "truncated JPEG (no end-of-image marker)".into(),
+        ))
+    }
 }
 
 fn oriented(w: u32, h: u32, o: Orientation) -> (u32, u32) {
@@ -86,14 +99,7 @@ fn analyze_jpeg(bytes: &[u8], limits: Limits) -> Result<Analysis, AnalyzeError> 
         .ok_or_else(|| AnalyzeError::Undecodable("no JPEG header".into()))?;
     let (w, h) = (u32::from(info.width), u32::from(info.height));
     check_dims(w.into(), h.into(), limits)?;
-    // Truncated files decode "successfully" with grey filler in lenient decoders: require the
-    // end-of-image marker near the end of the data.
-    let tail = &bytes[bytes.len().saturating_sub(64 * 1024)..];
-    if !tail.windows(2).any(|p| p == [0xFF, 0xD9]) {
-        return Err(AnalyzeError::Undecodable(
-            "truncated JPEG (no end-of-image marker)".into(),
-        ));
-    }
+    check_jpeg_complete(bytes)?;
     let orientation = dec
         .exif()
         .and_then(|e| Orientation::from_exif_chunk(e))

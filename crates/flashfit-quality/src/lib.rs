@@ -5,8 +5,10 @@
 //! brightness), [`QualityStage`] (the [`flashfit_runtime::Stage`]).
 
 mod analysis;
+pub mod intake;
 mod stage;
 pub mod testkit;
 
 pub use analysis::{Analysis, AnalyzeError, Limits, analyze, gray_stats};
-pub use stage::{MAX_EVENT_BYTES, QualityStage};
+pub use intake::MAX_EVENT_BYTES;
+pub use stage::QualityStage;

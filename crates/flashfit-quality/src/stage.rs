@@ -3,16 +3,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use flashfit_config::QualityConfig;
 use flashfit_runtime::{Emit, Message, Outcome, Stage, run_blocking};
-use flashfit_schema::{
-    QualityRecord, QualityReport, Reason, Status, StatusEvent, Topics, UploadEvent, Warning,
-};
+use flashfit_schema::{QualityRecord, QualityReport, Reason, Status, StatusEvent, Topics, Warning};
 use flashfit_storage::Location;
 use futures::StreamExt;
 
-use crate::{AnalyzeError, Limits, analyze};
-
-/// Upload events larger than this are not parsed (`invalid_event`).
-pub const MAX_EVENT_BYTES: usize = 64 * 1024;
+use crate::intake::{decode_outcome, read_upload};
+use crate::{Limits, analyze};
 
 /// Reads `flashfit.uploads`, writes passing uploads to `flashfit.quality`, and publishes
 /// `rejected` statuses (and `processed` ones while it is the last stage of the pipeline).
@@ -47,51 +43,26 @@ impl QualityStage {
     }
 
     async fn one(&self, msg: Message) -> Outcome {
-        let bad = |reason, message: String| Outcome::BadInput { reason, message };
-        let payload = msg.payload();
-        if payload.len() > MAX_EVENT_BYTES {
-            return bad(
-                Reason::InvalidEvent,
-                format!(
-                    "event is {} bytes, over the {MAX_EVENT_BYTES}-byte cap",
-                    payload.len()
-                ),
-            );
-        }
-        let upload = match UploadEvent::from_json(payload) {
-            Ok(u) => u,
-            Err(e) => return bad(Reason::InvalidEvent, e.0),
-        };
-        let bytes = match self
-            .uploads
-            .fetch(&upload.image_uri, self.cfg.max_bytes)
-            .await
-        {
-            Ok(b) => b,
-            Err(e) => {
-                return match e {
-                    flashfit_storage::Error::NotAllowed(m) => bad(Reason::UriNotAllowed, m),
-                    flashfit_storage::Error::NotFound(m) => {
-                        bad(Reason::NotFound, format!("no object at {m}"))
-                    }
-                    flashfit_storage::Error::TooLarge { .. } => {
-                        bad(Reason::TooLarge, e.to_string())
-                    }
-                    other => Outcome::Retry(other.to_string()),
-                };
-            }
-        };
+        let (upload, bytes) =
+            match read_upload(&self.uploads, msg.payload(), self.cfg.max_bytes).await {
+                Ok(x) => x,
+                Err(outcome) => return outcome,
+            };
         let limits = Limits {
             max_pixels: self.cfg.max_pixels,
             max_side: self.cfg.max_side,
         };
         let analysis = match run_blocking(move || analyze(&bytes, limits)).await {
             Ok(Ok(a)) => a,
-            Ok(Err(AnalyzeError::Undecodable(m))) => return bad(Reason::Undecodable, m),
-            Ok(Err(AnalyzeError::TooLarge(m))) => return bad(Reason::TooLarge, m),
+            Ok(Err(e)) => return decode_outcome(e),
             // A decoder panic is deterministic for these bytes: retrying would wedge the
             // partition, so the input is dead-lettered.
-            Err(m) => return bad(Reason::Undecodable, format!("decoder failed: {m}")),
+            Err(m) => {
+                return Outcome::BadInput {
+                    reason: Reason::Undecodable,
+                    message: format!("decoder failed: {m}"),
+                };
+            }
         };
         let mut warnings = Vec::new();
         if analysis.blur_score < self.cfg.blur_threshold {

@@ -1,0 +1,227 @@
+//! The classify stage under the runtime harness on real images (needs `models/fetch.sh`).
+
+use std::sync::Arc;
+
+use flashfit_config::{QualityConfig, RuntimeConfig, S3Config};
+use flashfit_models::taxonomy::{DEFAULT_IMAGENET_MAP, ImageNetMap};
+use flashfit_models::{ImageNetModel, ModelDir};
+use flashfit_runtime::harness;
+use flashfit_schema::{Status, StatusEvent, Topics};
+use flashfit_storage::Location;
+use serde_json::{Value, json};
+
+use super::{ClassifyStage, Scorer};
+
+fn stage(root_uri: &str, terminal: bool) -> Arc<ClassifyStage> {
+    let dir = ModelDir::from_env();
+    let model = ImageNetModel::load(&dir, 2).unwrap_or_else(|e| panic!("{e}"));
+    let labels: Vec<String> = std::fs::read_to_string(dir.path().join("labels/imagenet.txt"))
+        .expect("labels")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let map = ImageNetMap::parse(DEFAULT_IMAGENET_MAP, &labels).expect("map");
+    let topics = Topics::default();
+    Arc::new(ClassifyStage {
+        uploads: Location::open(root_uri, &S3Config::default()).expect("uploads"),
+        model: Arc::new(model),
+        scorer: Scorer::ImageNet(map),
+        caps: QualityConfig::default(),
+        concurrency: 4,
+        top_k: 3,
+        input: topics.quality(),
+        output: "flashfit.classified".into(),
+        status: topics.status(),
+        terminal,
+    })
+}
+
+fn record(id: &str, uri: &str, extra: Value) -> (Option<Vec<u8>>, Vec<u8>) {
+    let mut v = json!({
+        "event_id": id, "user_id": "u1", "garment_id": format!("g-{id}"), "image_uri": uri,
+        "uploaded_at": "2026-11-22T10:00:00Z",
+        "quality": {"width": 224, "height": 224, "blur_score": 50.0, "brightness": 200.0, "warnings": ["blurry"]},
+        "models": [{"stage": "quality", "name": "flashfit-quality", "version": "1"}]
+    });
+    if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
+    (
+        Some(format!("g-{id}").into_bytes()),
+        serde_json::to_vec(&v).expect("json"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classifies_a_batch_of_real_images_and_keeps_earlier_objects() {
+    let photos =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/photos");
+    let dir = tempfile::tempdir().expect("tmp");
+    for f in [
+        "coffee.jpg",
+        "fmnist_sneaker.png",
+        "fmnist_bag.png",
+        "person_suit.jpg",
+    ] {
+        std::fs::copy(photos.join(f), dir.path().join(f)).expect("copy");
+    }
+    let full = std::fs::read(photos.join("cat.jpg")).expect("cat");
+    std::fs::write(dir.path().join("truncated.jpg"), &full[..full.len() / 3]).expect("write");
+    let root = url::Url::from_directory_path(dir.path())
+        .expect("uri")
+        .to_string();
+    let s = stage(&root, true);
+    let input = vec![
+        record("coffee", &format!("{root}coffee.jpg"), json!({})),
+        record("sneaker", &format!("{root}fmnist_sneaker.png"), json!({})),
+        record("bag", &format!("{root}fmnist_bag.png"), json!({})),
+        // A detection box: only the crop is classified.
+        record(
+            "crop",
+            &format!("{root}person_suit.jpg"),
+            json!({"detection": {"bbox": [100.0, 50.0, 400.0, 350.0]}}),
+        ),
+        record("broken", &format!("{root}truncated.jpg"), json!({})),
+    ];
+    let run = harness::run(s.clone(), input, RuntimeConfig::default()).await;
+    let out: Vec<Value> = run
+        .on("flashfit.classified")
+        .iter()
+        .map(|r| serde_json::from_slice(&r.value).expect("json"))
+        .collect();
+    assert_eq!(out.len(), 4, "all but the truncated image are classified");
+    let by = |id: &str| out.iter().find(|r| r["event_id"] == id).expect(id);
+    for r in &out {
+        let c = &r["classification"];
+        assert!(
+            c["category"]
+                .as_str()
+                .is_some_and(|c| flashfit_schema::taxonomy::index(c).is_some()),
+            "{c}"
+        );
+        assert_eq!(c["topk"].as_array().expect("topk").len(), 3);
+        assert!(
+            r["quality"]["blur_score"].is_number(),
+            "earlier objects are kept"
+        );
+        let models = r["models"].as_array().expect("models");
+        assert_eq!(models.len(), 2);
+        assert_eq!(models[1]["stage"], "classify");
+        assert!(
+            models[1]["name"]
+                .as_str()
+                .expect("name")
+                .starts_with("efficientnet-lite0")
+        );
+    }
+    // A cup of espresso is not clothing; the flag says so.
+    let coffee = &by("coffee")["classification"];
+    assert!(coffee["is_clothing"].as_f64().expect("p") < 0.1, "{coffee}");
+    assert_eq!(coffee["flagged"], true);
+    assert_eq!(
+        run.on(&flashfit_schema::topics::dlq("classify")).len(),
+        1,
+        "truncated image dead-lettered"
+    );
+    let statuses: Vec<StatusEvent> = run
+        .on(flashfit_schema::topics::STATUS)
+        .iter()
+        .map(|r| serde_json::from_slice(&r.value).expect("status"))
+        .collect();
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| s.status == Status::Processed)
+            .count(),
+        4
+    );
+    assert!(statuses.iter().all(|s| s.stage == "classify"));
+    let sneaker = statuses
+        .iter()
+        .find(|s| s.event_id.as_deref() == Some("sneaker"))
+        .expect("status");
+    assert_eq!(
+        sneaker.warnings,
+        vec![flashfit_schema::Warning::Blurry],
+        "quality warnings carried to the status"
+    );
+    eprintln!(
+        "sneaker -> {}, bag -> {}",
+        by("sneaker")["classification"],
+        by("bag")["classification"]
+    );
+}
+
+/// With a taxonomy head trained on Fashion-MNIST (a small one here), the garment thumbnails get
+/// their taxonomy categories.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trained_head_scores_garments_onto_the_taxonomy() {
+    use flashfit_models::fashion_mnist;
+    use flashfit_models::head::{LinearHead, TrainConfig};
+    let base = stage("file:///tmp", false);
+    let dir = std::path::Path::new(fashion_mnist::DEBIAN_DIR);
+    let train = fashion_mnist::load(dir, "train", 1000).expect("dataset-fashion-mnist");
+    let x = fashion_mnist::embed(&base.model, &train, 32).expect("embed");
+    let classes = fashion_mnist::CLASSES
+        .iter()
+        .map(|c| (*c).to_owned())
+        .collect();
+    let head = LinearHead::train(
+        "taxonomy-head",
+        "efficientnet-lite0/1",
+        classes,
+        &x,
+        &train.labels,
+        &TrainConfig::default(),
+    )
+    .expect("train");
+    let Scorer::ImageNet(map) = &base.scorer else {
+        unreachable!()
+    };
+    let photos =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/photos");
+    let root = url::Url::from_directory_path(photos.canonicalize().expect("photos"))
+        .expect("uri")
+        .to_string();
+    let s = Arc::new(ClassifyStage {
+        uploads: Location::open(&root, &S3Config::default()).expect("uploads"),
+        model: base.model.clone(),
+        scorer: Scorer::Head(Box::new(head), map.clone()),
+        caps: QualityConfig::default(),
+        concurrency: 2,
+        top_k: 3,
+        input: "in".into(),
+        output: "out".into(),
+        status: "status".into(),
+        terminal: false,
+    });
+    let input = vec![
+        record("sneaker", &format!("{root}fmnist_sneaker.png"), json!({})),
+        record("bag", &format!("{root}fmnist_bag.png"), json!({})),
+        record("boot", &format!("{root}fmnist_ankle_boot.png"), json!({})),
+    ];
+    let run = harness::run(s, input, RuntimeConfig::default()).await;
+    let got: Vec<(String, String)> = run
+        .on("out")
+        .iter()
+        .map(|r| {
+            let v: Value = serde_json::from_slice(&r.value).expect("json");
+            (
+                v["event_id"].as_str().expect("id").to_owned(),
+                v["classification"]["category"]
+                    .as_str()
+                    .expect("c")
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("sneaker".into(), "sneakers".into()),
+            ("bag".into(), "bag".into()),
+            ("boot".into(), "boots".into())
+        ]
+    );
+    assert!(run.on("status").is_empty(), "not the last stage: no status");
+}
