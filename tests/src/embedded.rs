@@ -44,3 +44,56 @@ async fn flashfit_run_processes_a_folder_with_no_external_services() -> anyhow::
     assert!(stderr.contains("embedded broker"), "{stderr}");
     Ok(())
 }
+
+/// The preview chain (quality → classify with EfficientNet-Lite0) in one process: every photo
+/// that passes quality is classified and its `processed` status comes from the last stage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_preview_pipeline_classifies_every_passing_photo() -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("flashfit-preview-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir)?;
+    let names = photo_names();
+    for n in &names {
+        std::fs::write(dir.join(n), photo(n))?;
+    }
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut cmd = tokio::process::Command::new(flashfit_bin());
+    cmd.arg("--pipeline")
+        .arg(repo.join("pipelines/preview.toml"))
+        .args(["run", "--exit-when-done", "--timeout", "90", "--ingest"])
+        .arg(&dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("FLASHFIT_ADMIN_ADDR", format!("127.0.0.1:{}", free_port()));
+    for var in ["FLASHFIT_MODELS_DIR", "ORT_DYLIB_PATH", "HOME"] {
+        if let Ok(v) = std::env::var(var) {
+            cmd.env(var, v);
+        }
+    }
+    let out = tokio::time::timeout(Duration::from_secs(150), cmd.output()).await??;
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(lines.len(), names.len());
+    for l in &lines {
+        let s = &l["status"];
+        if s["status"] == "processed" {
+            assert_eq!(s["stage"], "classify", "{l}");
+        } else {
+            assert_eq!(
+                (s["status"].as_str(), s["stage"].as_str()),
+                (Some("rejected"), Some("quality")),
+                "{l}"
+            );
+        }
+    }
+    Ok(())
+}

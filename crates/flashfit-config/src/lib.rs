@@ -76,6 +76,7 @@ pub struct Config {
     pub s3: S3Config,
     pub runtime: RuntimeConfig,
     pub quality: QualityConfig,
+    pub classify: ClassifyConfig,
     pub log: LogConfig,
 }
 
@@ -91,6 +92,7 @@ impl Default for Config {
             s3: S3Config::default(),
             runtime: RuntimeConfig::default(),
             quality: QualityConfig::default(),
+            classify: ClassifyConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -226,6 +228,28 @@ impl Default for QualityConfig {
             max_bytes: 25 * 1024 * 1024,
             max_pixels: 50_000_000,
             max_side: 16_384,
+        }
+    }
+}
+
+/// The classify stage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClassifyConfig {
+    /// A taxonomy head from `flashfit train head` (JSON). Unset: the ImageNet label map.
+    pub head: Option<String>,
+    /// Categories reported in `topk`.
+    pub top_k: usize,
+    /// ONNX Runtime intra-op threads per stage.
+    pub threads: usize,
+}
+
+impl Default for ClassifyConfig {
+    fn default() -> Self {
+        ClassifyConfig {
+            head: None,
+            top_k: 3,
+            threads: 2,
         }
     }
 }

@@ -28,7 +28,9 @@ impl EmbeddedBroker {
     pub fn start(topics: &[String], partitions: i32) -> Result<Self> {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<String, String>>();
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
-        let topics = topics.to_vec();
+        let mut topics = topics.to_vec();
+        topics.sort();
+        topics.dedup();
         let thread = std::thread::Builder::new()
             .name("embedded-broker".into())
             .spawn(move || {

@@ -12,6 +12,7 @@ pub mod ingest;
 mod pipeline;
 mod supervise;
 pub mod train;
+mod vision;
 pub mod watch;
 
 pub use embedded::EmbeddedBroker;

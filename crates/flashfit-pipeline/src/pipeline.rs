@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::{Error, Result};
 
 /// The stages that exist, in pipeline order.
-pub const KNOWN_STAGES: &[&str] = &["quality"];
+pub const KNOWN_STAGES: &[&str] = &["quality", "classify"];
 
 /// A pipeline definition: the ordered list of stages.
 #[derive(Debug, Clone, Deserialize)]
@@ -31,6 +31,16 @@ impl Pipeline {
         if p.stages.is_empty() {
             return Err(Error::Invalid("pipeline: no stages".into()));
         }
+        if p.stages.iter().skip(1).any(|s| s == "quality") {
+            return Err(Error::Invalid(
+                "pipeline: `quality` reads the uploads and must come first".into(),
+            ));
+        }
+        if p.stages.first().is_some_and(|s| s != "quality") {
+            return Err(Error::Invalid(
+                "pipeline: the first stage must be `quality`".into(),
+            ));
+        }
         for s in &p.stages {
             if !KNOWN_STAGES.contains(&s.as_str()) {
                 return Err(Error::Invalid(format!(
@@ -46,6 +56,15 @@ impl Pipeline {
         match path {
             Some(p) => Self::parse(&std::fs::read_to_string(p)?),
             None => Ok(Self::default_pipeline()),
+        }
+    }
+
+    /// The topic `stage` reads: the previous stage's output (the uploads for the first).
+    pub fn input_of(&self, stage: &str, topics: &flashfit_schema::Topics) -> Option<String> {
+        let i = self.stages.iter().position(|s| s == stage)?;
+        match i {
+            0 => Some(topics.uploads()),
+            _ => topics.output_of(&self.stages[i - 1]),
         }
     }
 
@@ -76,6 +95,15 @@ pub fn build_stage(name: &str, config: &Config, pipeline: &Pipeline) -> Result<A
                 pipeline.is_terminal(name),
                 &flashfit_schema::Topics::new(config.kafka.topic_prefix.clone()),
             )))
+        }
+        "classify" => {
+            let topics = flashfit_schema::Topics::new(config.kafka.topic_prefix.clone());
+            let uri = config.uploads_uri.as_deref().ok_or_else(|| {
+                Error::Invalid("the classify stage needs FLASHFIT_UPLOADS_URI".into())
+            })?;
+            Ok(Arc::new(crate::vision::classify_stage(
+                config, pipeline, &topics, uri,
+            )?))
         }
         other => Err(Error::Invalid(format!("unknown stage `{other}`"))),
     }

@@ -18,6 +18,23 @@ pub mod topics {
     /// Uploads that passed the quality stage, with the `quality` object added.
     pub const QUALITY: &str = "flashfit.quality";
 
+    /// Output topic of each stage, in pipeline order.
+    pub const STAGE_OUTPUTS: [(&str, &str); 5] = [
+        ("quality", QUALITY),
+        ("detect", "flashfit.detected"),
+        ("classify", "flashfit.classified"),
+        ("attributes", "flashfit.tagged"),
+        ("embed", "flashfit.embedded"),
+    ];
+
+    /// The topic a stage writes its records to.
+    pub fn output_of(stage: &str) -> Option<&'static str> {
+        STAGE_OUTPUTS
+            .iter()
+            .find(|(s, _)| *s == stage)
+            .map(|(_, t)| *t)
+    }
+
     /// The dead-letter topic of one stage: `flashfit.dlq.<stage>`.
     pub fn dlq(stage: &str) -> String {
         format!("flashfit.dlq.{stage}")
@@ -48,6 +65,10 @@ impl Topics {
     }
     pub fn dlq(&self, stage: &str) -> String {
         format!("{}{}", self.prefix, topics::dlq(stage))
+    }
+    /// The topic a stage writes its records to (the next stage's input).
+    pub fn output_of(&self, stage: &str) -> Option<String> {
+        topics::output_of(stage).map(|t| format!("{}{t}", self.prefix))
     }
 }
 
