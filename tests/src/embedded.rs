@@ -6,12 +6,7 @@ use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flashfit_run_processes_a_folder_with_no_external_services() -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("flashfit-embedded-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir)?;
-    let names = photo_names();
-    for n in &names {
-        std::fs::write(dir.join(n), photo(n))?;
-    }
+    let (dir, names) = photos_in_temp_dir("embedded")?;
     let port = free_port();
     let out = tokio::time::timeout(
         Duration::from_secs(120),
@@ -49,12 +44,7 @@ async fn flashfit_run_processes_a_folder_with_no_external_services() -> anyhow::
 /// that passes quality is classified and its `processed` status comes from the last stage.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_preview_pipeline_classifies_every_passing_photo() -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("flashfit-preview-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir)?;
-    let names = photo_names();
-    for n in &names {
-        std::fs::write(dir.join(n), photo(n))?;
-    }
+    let (dir, names) = photos_in_temp_dir("preview")?;
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut cmd = tokio::process::Command::new(flashfit_bin());
     cmd.arg("--pipeline")

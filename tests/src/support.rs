@@ -198,6 +198,17 @@ pub fn photo_names() -> Vec<String> {
     v
 }
 
+/// A fresh temporary folder holding every fixture photo; returns it and the photo names.
+pub fn photos_in_temp_dir(tag: &str) -> anyhow::Result<(PathBuf, Vec<String>)> {
+    let dir = std::env::temp_dir().join(format!("flashfit-{tag}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir)?;
+    let names = photo_names();
+    for n in &names {
+        std::fs::write(dir.join(n), photo(n))?;
+    }
+    Ok((dir, names))
+}
+
 /// Waits for the statuses of `ids`; fails listing the missing ones.
 pub async fn await_statuses(
     w: &StatusWatcher,
