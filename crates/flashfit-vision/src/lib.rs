@@ -4,5 +4,6 @@
 //! embedding stages are not built yet.
 
 mod classify;
+pub mod colour;
 
 pub use classify::{ClassifyStage, Scorer};

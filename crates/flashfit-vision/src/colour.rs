@@ -1,0 +1,229 @@
+//! Garment colours (seed: "Attribute Tagging", colour extraction): mask the background, cluster
+//! the garment's pixels with k-means in CIELAB, and name each cluster by the nearest of the
+//! seed's 14 fashion colours (CIE76 distance in Lab, not RGB: perceptually closer).
+//!
+//! The background mask is the flat-lay heuristic: a wardrobe photo's border is background, so
+//! pixels close (in Lab) to the dominant border colour are masked out.
+
+use image::RgbImage;
+use serde::Serialize;
+
+/// The seed's named fashion colours and their reference sRGB values.
+pub const FASHION_COLOURS: [(&str, [u8; 3]); 14] = [
+    ("black", [0, 0, 0]),
+    ("white", [255, 255, 255]),
+    ("grey", [128, 128, 128]),
+    ("navy", [0, 0, 128]),
+    ("blue", [70, 130, 180]),
+    ("red", [220, 20, 60]),
+    ("green", [34, 139, 34]),
+    ("brown", [139, 69, 19]),
+    ("tan", [210, 180, 140]),
+    ("beige", [245, 245, 220]),
+    ("pink", [255, 182, 193]),
+    ("purple", [128, 0, 128]),
+    ("orange", [255, 140, 0]),
+    ("yellow", [255, 215, 0]),
+];
+
+/// One colour of a garment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ColourShare {
+    pub name: &'static str,
+    pub rgb: [u8; 3],
+    /// Share of the garment's pixels, 0..1.
+    pub percentage: f32,
+}
+
+/// Settings for [`extract`].
+#[derive(Debug, Clone)]
+pub struct ColourConfig {
+    /// Clusters (2–3 in the seed).
+    pub k: usize,
+    /// Lab distance under which a pixel counts as the border (background) colour.
+    pub background_delta_e: f32,
+    /// Longest side the image is reduced to before clustering (speed; colours are regional).
+    pub max_side: u32,
+}
+
+impl Default for ColourConfig {
+    fn default() -> Self {
+        ColourConfig {
+            k: 3,
+            background_delta_e: 12.0,
+            max_side: 160,
+        }
+    }
+}
+
+fn linear(c: u8) -> f32 {
+    let c = f32::from(c) / 255.0;
+    if c <= 0.04045 {
+        c / 12.92
+    } else {
+        ((c + 0.055) / 1.055).powf(2.4)
+    }
+}
+
+/// sRGB → CIELAB (D65).
+pub fn lab(rgb: [u8; 3]) -> [f32; 3] {
+    let (r, g, b) = (linear(rgb[0]), linear(rgb[1]), linear(rgb[2]));
+    let x = (0.412_456_4 * r + 0.357_576_1 * g + 0.180_437_5 * b) / 0.950_47;
+    let y = 0.212_672_9 * r + 0.715_152_2 * g + 0.072_175 * b;
+    let z = (0.019_333_9 * r + 0.119_192 * g + 0.950_304_1 * b) / 1.088_83;
+    let f = |t: f32| {
+        if t > 0.008_856 {
+            t.cbrt()
+        } else {
+            7.787 * t + 16.0 / 116.0
+        }
+    };
+    let (fx, fy, fz) = (f(x), f(y), f(z));
+    [116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)]
+}
+
+fn dist2(a: [f32; 3], b: [f32; 3]) -> f32 {
+    (a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)
+}
+
+/// The nearest named fashion colour (CIE76 in Lab).
+pub fn name_of(rgb: [u8; 3]) -> &'static str {
+    let l = lab(rgb);
+    FASHION_COLOURS
+        .iter()
+        .min_by(|a, b| dist2(lab(a.1), l).total_cmp(&dist2(lab(b.1), l)))
+        .map(|(n, _)| *n)
+        .unwrap_or("unknown")
+}
+
+/// The garment's colours, most common first. Empty when no garment pixels remain.
+pub fn extract(img: &RgbImage, cfg: &ColourConfig) -> Vec<ColourShare> {
+    let (w, h) = img.dimensions();
+    if w == 0 || h == 0 {
+        return Vec::new();
+    }
+    let scale = (f64::from(cfg.max_side) / f64::from(w.max(h))).min(1.0);
+    let small = image::imageops::thumbnail(
+        img,
+        ((f64::from(w) * scale) as u32).max(1),
+        ((f64::from(h) * scale) as u32).max(1),
+    );
+    let (w, h) = small.dimensions();
+    // Background: the most common coarse colour of the one-pixel border.
+    let mut border: Vec<[u8; 3]> = Vec::new();
+    for x in 0..w {
+        border.push(small.get_pixel(x, 0).0);
+        border.push(small.get_pixel(x, h - 1).0);
+    }
+    for y in 0..h {
+        border.push(small.get_pixel(0, y).0);
+        border.push(small.get_pixel(w - 1, y).0);
+    }
+    let bg = dominant(&border);
+    let bg_lab = lab(bg);
+    let limit = cfg.background_delta_e * cfg.background_delta_e;
+    let garment: Vec<([f32; 3], [u8; 3])> = small
+        .pixels()
+        .map(|p| (lab(p.0), p.0))
+        .filter(|(l, _)| dist2(*l, bg_lab) > limit)
+        .collect();
+    if garment.len() < 20 {
+        return Vec::new();
+    }
+    let points: Vec<[f32; 3]> = garment.iter().map(|(l, _)| *l).collect();
+    let (centres, assign) = kmeans(&points, cfg.k.clamp(1, 8), 20);
+    let mut out: Vec<ColourShare> = (0..centres.len())
+        .filter_map(|c| {
+            let members: Vec<&[u8; 3]> = garment
+                .iter()
+                .zip(&assign)
+                .filter(|(_, a)| **a == c)
+                .map(|((_, rgb), _)| rgb)
+                .collect();
+            if members.is_empty() {
+                return None;
+            }
+            let n = members.len() as f32;
+            let mean =
+                |i: usize| (members.iter().map(|m| f32::from(m[i])).sum::<f32>() / n).round() as u8;
+            let rgb = [mean(0), mean(1), mean(2)];
+            Some(ColourShare {
+                name: name_of(rgb),
+                rgb,
+                percentage: n / garment.len() as f32,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| b.percentage.total_cmp(&a.percentage));
+    out
+}
+
+/// Most frequent colour after quantising each channel to 16 levels.
+fn dominant(px: &[[u8; 3]]) -> [u8; 3] {
+    let mut counts = std::collections::HashMap::new();
+    for p in px {
+        *counts
+            .entry([p[0] >> 4, p[1] >> 4, p[2] >> 4])
+            .or_insert(0usize) += 1;
+    }
+    let best = counts
+        .into_iter()
+        .max_by_key(|(k, c)| (*c, *k))
+        .map(|(k, _)| k)
+        .unwrap_or([0; 3]);
+    let members: Vec<&[u8; 3]> = px
+        .iter()
+        .filter(|p| [p[0] >> 4, p[1] >> 4, p[2] >> 4] == best)
+        .collect();
+    let n = members.len().max(1) as u32;
+    let mean = |i: usize| (members.iter().map(|m| u32::from(m[i])).sum::<u32>() / n) as u8;
+    [mean(0), mean(1), mean(2)]
+}
+
+/// Deterministic k-means: farthest-point initialisation, Lloyd iterations.
+fn kmeans(points: &[[f32; 3]], k: usize, iters: usize) -> (Vec<[f32; 3]>, Vec<usize>) {
+    let mut centres = vec![points[0]];
+    while centres.len() < k {
+        let far = points
+            .iter()
+            .max_by(|a, b| {
+                let da = centres
+                    .iter()
+                    .map(|c| dist2(**a, *c))
+                    .fold(f32::MAX, f32::min);
+                let db = centres
+                    .iter()
+                    .map(|c| dist2(**b, *c))
+                    .fold(f32::MAX, f32::min);
+                da.total_cmp(&db)
+            })
+            .copied()
+            .unwrap_or(points[0]);
+        centres.push(far);
+    }
+    let mut assign = vec![0usize; points.len()];
+    for _ in 0..iters {
+        for (a, p) in assign.iter_mut().zip(points) {
+            *a = (0..centres.len())
+                .min_by(|i, j| dist2(*p, centres[*i]).total_cmp(&dist2(*p, centres[*j])))
+                .unwrap_or(0);
+        }
+        let mut sums = vec![[0f32; 4]; centres.len()];
+        for (a, p) in assign.iter().zip(points) {
+            for d in 0..3 {
+                sums[*a][d] += p[d];
+            }
+            sums[*a][3] += 1.0;
+        }
+        for (c, s) in centres.iter_mut().zip(&sums) {
+            if s[3] > 0.0 {
+                *c = [s[0] / s[3], s[1] / s[3], s[2] / s[3]];
+            }
+        }
+    }
+    (centres, assign)
+}
+
+#[cfg(test)]
+#[path = "colour_tests.rs"]
+mod tests;
