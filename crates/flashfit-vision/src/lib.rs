@@ -5,5 +5,6 @@
 
 mod classify;
 pub mod colour;
+pub mod detect;
 
 pub use classify::{ClassifyStage, Scorer};
