@@ -108,19 +108,7 @@ pub fn extract(img: &RgbImage, cfg: &ColourConfig) -> Vec<ColourShare> {
         ((f64::from(w) * scale) as u32).max(1),
         ((f64::from(h) * scale) as u32).max(1),
     );
-    let (w, h) = small.dimensions();
-    // Background: the most common coarse colour of the one-pixel border.
-    let mut border: Vec<[u8; 3]> = Vec::new();
-    for x in 0..w {
-        border.push(small.get_pixel(x, 0).0);
-        border.push(small.get_pixel(x, h - 1).0);
-    }
-    for y in 0..h {
-        border.push(small.get_pixel(0, y).0);
-        border.push(small.get_pixel(w - 1, y).0);
-    }
-    let bg = dominant(&border);
-    let bg_lab = lab(bg);
+    let bg_lab = lab(border_colour(&small));
     let limit = cfg.background_delta_e * cfg.background_delta_e;
     let garment: Vec<([f32; 3], [u8; 3])> = small
         .pixels()
@@ -156,6 +144,50 @@ pub fn extract(img: &RgbImage, cfg: &ColourConfig) -> Vec<ColourShare> {
         .collect();
     out.sort_by(|a, b| b.percentage.total_cmp(&a.percentage));
     out
+}
+
+/// The background colour of a flat-lay photo: the most common coarse colour of its border.
+fn border_colour(img: &RgbImage) -> [u8; 3] {
+    let (w, h) = img.dimensions();
+    let mut border: Vec<[u8; 3]> = Vec::with_capacity(2 * (w + h) as usize);
+    for x in 0..w {
+        border.push(img.get_pixel(x, 0).0);
+        border.push(img.get_pixel(x, h - 1).0);
+    }
+    for y in 0..h {
+        border.push(img.get_pixel(0, y).0);
+        border.push(img.get_pixel(w - 1, y).0);
+    }
+    dominant(&border)
+}
+
+/// The detect stage's fallback when no detector fires: the bounding box `[x1, y1, x2, y2]`
+/// (original pixels) of everything that differs from the border colour by more than
+/// `delta_e`, or `None` when the photo is all background. A wardrobe photo usually shows one
+/// garment flat or on a hanger, so this box is the garment.
+pub fn foreground_box(img: &RgbImage, delta_e: f32) -> Option<[f32; 4]> {
+    let (w, h) = img.dimensions();
+    if w < 3 || h < 3 {
+        return None;
+    }
+    let bg = lab(border_colour(img));
+    let limit = delta_e * delta_e;
+    let (mut x1, mut y1, mut x2, mut y2) = (u32::MAX, u32::MAX, 0u32, 0u32);
+    let mut count = 0usize;
+    for (x, y, p) in img.enumerate_pixels() {
+        if dist2(lab(p.0), bg) > limit {
+            x1 = x1.min(x);
+            y1 = y1.min(y);
+            x2 = x2.max(x);
+            y2 = y2.max(y);
+            count += 1;
+        }
+    }
+    // Specks are noise, not a garment.
+    if count < (w as usize * h as usize) / 200 {
+        return None;
+    }
+    Some([x1 as f32, y1 as f32, (x2 + 1) as f32, (y2 + 1) as f32])
 }
 
 /// Most frequent colour after quantising each channel to 16 levels.

@@ -82,3 +82,20 @@ fn render_shirt(colour: [u8; 3], bg: [u8; 3], light: f32, seed: u32) -> RgbImage
         image::Rgb([px(base[0]), px(base[1]), px(base[2])])
     })
 }
+
+#[test]
+fn the_foreground_box_is_the_garment_on_a_flat_lay() {
+    let img = render_shirt([220, 20, 60], [246, 246, 244], 1.0, 3);
+    let b = foreground_box(&img, 12.0).expect("garment");
+    // The silhouette spans x 20..180 (sleeves), y ~30..215 (body); allow the noise margin.
+    assert!(
+        (b[0] - 20.0).abs() <= 2.0 && (b[2] - 180.0).abs() <= 2.0,
+        "{b:?}"
+    );
+    assert!(
+        b[1] >= 28.0 && b[1] <= 52.0 && (b[3] - 215.0).abs() <= 2.0,
+        "{b:?}"
+    );
+    let blank = RgbImage::from_pixel(64, 64, image::Rgb([240, 240, 240]));
+    assert_eq!(foreground_box(&blank, 12.0), None);
+}
