@@ -423,6 +423,7 @@ fn env_value(path: &[&str], raw: &str) -> toml::Value {
         "level",
         "group_prefix",
         "topic_prefix",
+        "head",
     ];
     if path.last().is_some_and(|f| text_fields.contains(f)) {
         return toml::Value::String(raw.to_owned());

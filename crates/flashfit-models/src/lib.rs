@@ -242,6 +242,11 @@ impl ImageNetModel {
         })
     }
 
+    /// The ImageNet labels, index = class (one per line of `labels/imagenet.txt`).
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
     pub fn label(&self, index: usize) -> &str {
         self.labels.get(index).map(String::as_str).unwrap_or("?")
     }

@@ -24,12 +24,7 @@ pub(crate) fn classify_stage(
 ) -> Result<ClassifyStage> {
     let dir = ModelDir::from_env();
     let model = ImageNetModel::load(&dir, config.classify.threads).map_err(models_err)?;
-    let labels: Vec<String> = std::fs::read_to_string(dir.path().join("labels/imagenet.txt"))
-        .map_err(|e| Error::Invalid(format!("imagenet labels ({e}): run `bash models/fetch.sh`")))?
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    let map = ImageNetMap::parse(DEFAULT_IMAGENET_MAP, &labels).map_err(models_err)?;
+    let map = ImageNetMap::parse(DEFAULT_IMAGENET_MAP, model.labels()).map_err(models_err)?;
     let scorer = match &config.classify.head {
         Some(path) => {
             let head = LinearHead::load(std::path::Path::new(path)).map_err(models_err)?;

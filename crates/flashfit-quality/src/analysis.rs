@@ -125,6 +125,21 @@ fn classify_jpeg_error(msg: &str) -> AnalyzeError {
 }
 
 fn analyze_other(bytes: &[u8], limits: Limits) -> Result<Analysis, AnalyzeError> {
+    let (img, orientation) = decode_rgb(bytes, limits)?;
+    Ok(measure(
+        img.as_raw(),
+        img.width(),
+        img.height(),
+        orientation,
+    ))
+}
+
+/// Decodes any supported format to RGB as stored (orientation not applied), refusing images
+/// over the caps from their header, before any pixel buffer is allocated.
+pub(crate) fn decode_rgb(
+    bytes: &[u8],
+    limits: Limits,
+) -> Result<(image::RgbImage, Orientation), AnalyzeError> {
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| AnalyzeError::Undecodable(e.to_string()))?;
@@ -150,7 +165,7 @@ fn analyze_other(bytes: &[u8], limits: Limits) -> Result<Analysis, AnalyzeError>
         image::ImageError::Limits(l) => AnalyzeError::TooLarge(l.to_string()),
         other => AnalyzeError::Undecodable(other.to_string()),
     })?;
-    Ok(measure(img.to_rgb8().as_raw(), w, h, orientation))
+    Ok((img.to_rgb8(), orientation))
 }
 
 /// Stats of the stored (unrotated) RGB image; dimensions as displayed. The Laplacian variance

@@ -6,8 +6,7 @@ use bytes::Bytes;
 use flashfit_runtime::Outcome;
 use flashfit_schema::{Reason, UploadEvent};
 use flashfit_storage::Location;
-use image::metadata::Orientation;
-use image::{ImageDecoder, ImageReader, RgbImage};
+use image::RgbImage;
 
 use crate::{AnalyzeError, Limits};
 
@@ -61,30 +60,8 @@ pub fn decode_rgb_oriented(bytes: &[u8], limits: Limits) -> Result<RgbImage, Ana
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
         crate::analysis::check_jpeg_complete(bytes)?;
     }
-    let reader = ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| AnalyzeError::Undecodable(e.to_string()))?;
-    if reader.format().is_none() {
-        return Err(AnalyzeError::Undecodable(
-            "not a supported image format (JPEG, PNG)".into(),
-        ));
-    }
-    let mut dec = reader
-        .into_decoder()
-        .map_err(|e| AnalyzeError::Undecodable(e.to_string()))?;
-    let (w, h) = dec.dimensions();
-    crate::analysis::check_dims(w.into(), h.into(), limits)?;
-    let mut l = image::Limits::default();
-    l.max_image_width = Some(limits.max_side);
-    l.max_image_height = Some(limits.max_side);
-    l.max_alloc = Some(limits.max_pixels.saturating_mul(8).saturating_add(64 << 20));
-    dec.set_limits(l)
-        .map_err(|e| AnalyzeError::TooLarge(e.to_string()))?;
-    let orientation = dec.orientation().unwrap_or(Orientation::NoTransforms);
-    let mut img = image::DynamicImage::from_decoder(dec).map_err(|e| match e {
-        image::ImageError::Limits(l) => AnalyzeError::TooLarge(l.to_string()),
-        other => AnalyzeError::Undecodable(other.to_string()),
-    })?;
+    let (img, orientation) = crate::analysis::decode_rgb(bytes, limits)?;
+    let mut img = image::DynamicImage::ImageRgb8(img);
     img.apply_orientation(orientation);
-    Ok(img.to_rgb8())
+    Ok(img.into_rgb8())
 }

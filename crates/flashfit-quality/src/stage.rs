@@ -1,5 +1,3 @@
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use flashfit_config::QualityConfig;
 use flashfit_runtime::{Emit, Message, Outcome, Stage, run_blocking};
@@ -144,13 +142,6 @@ impl Stage for QualityStage {
             .buffered(self.concurrency)
             .collect()
             .await
-    }
-}
-
-/// Shared-ownership constructor for the runtime.
-impl From<QualityStage> for Arc<dyn Stage> {
-    fn from(s: QualityStage) -> Self {
-        Arc::new(s)
     }
 }
 

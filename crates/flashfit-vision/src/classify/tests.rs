@@ -15,12 +15,7 @@ use super::{ClassifyStage, Scorer};
 fn stage(root_uri: &str, terminal: bool) -> Arc<ClassifyStage> {
     let dir = ModelDir::from_env();
     let model = ImageNetModel::load(&dir, 2).unwrap_or_else(|e| panic!("{e}"));
-    let labels: Vec<String> = std::fs::read_to_string(dir.path().join("labels/imagenet.txt"))
-        .expect("labels")
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    let map = ImageNetMap::parse(DEFAULT_IMAGENET_MAP, &labels).expect("map");
+    let map = ImageNetMap::parse(DEFAULT_IMAGENET_MAP, model.labels()).expect("map");
     let topics = Topics::default();
     Arc::new(ClassifyStage {
         uploads: Location::open(root_uri, &S3Config::default()).expect("uploads"),
