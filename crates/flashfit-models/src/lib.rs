@@ -6,9 +6,14 @@
 //! Main items: [`ModelDir`], [`runtime`], [`ImageNetModel`] (EfficientNet-Lite0: ImageNet logits
 //! + 1280-d embedding), [`preprocess_imagenet`].
 
+pub mod embed;
 pub mod fashion_mnist;
 pub mod head;
+pub mod manifest;
+pub mod mask;
+pub mod session;
 pub mod taxonomy;
+pub mod text;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -74,7 +79,7 @@ impl ModelDir {
         &self.0
     }
 
-    fn file(&self, rel: &str) -> Result<PathBuf> {
+    pub fn file(&self, rel: &str) -> Result<PathBuf> {
         let p = self.0.join(rel);
         if p.exists() {
             Ok(p)

@@ -1,8 +1,15 @@
-//! Detector output decoding (the detect stage's pure half). Today: the YOLOv8 ONNX export
-//! format — one tensor `[1, 4 + classes, anchors]` whose rows are `cx, cy, w, h` in input
-//! pixels followed by per-class scores — with confidence filtering, per-class NMS, and mapping
-//! from the letterboxed model input back to original-image pixels. The seed's DeepFashion2
-//! model (13 classes) uses this format.
+//! Detectors: output decoders (pure functions, tested on constructed outputs) and [`Detector`],
+//! which runs any detector the model manifest describes. Decoders:
+//! - YOLOv8 ONNX export: one tensor `[1, 4 + classes, anchors]` whose rows are `cx, cy, w, h`
+//!   in letterboxed input pixels followed by per-class scores (the seed's DeepFashion2 model).
+//! - TF Object Detection SSD, raw: box encodings `[1, A, 4]` (`ty, tx, th, tw`, scales 10, 10,
+//!   5, 5) against the standard multi-scale anchors, class logits `[1, A, C]` (class 0 =
+//!   background, sigmoid).
+//! - TF Object Detection SSD with NMS in the graph: normalised `ymin, xmin, ymax, xmax` boxes,
+//!   scores, classes, count.
+//! - CenterNet with top-k in the graph: `[1, N, 6]` = `x1, y1, x2, y2` (input px), score, class.
+//!
+//! All return boxes in original-image pixels after confidence filtering and per-class NMS.
 
 use serde::Serialize;
 
@@ -110,6 +117,201 @@ pub fn decode_yolov8(
     Ok(nms(dets, iou_threshold))
 }
 
+/// Anchors `[ycenter, xcenter, height, width]` (normalised) of the TF Object Detection
+/// `ssd_anchor_generator` defaults used by SSD MobileNet: `layers` feature maps of the given
+/// sizes, scales linear from `min_scale` to `max_scale`, aspect ratios 1, 2, ½, 3, ⅓ plus an
+/// interpolated-scale square box, three boxes in the lowest layer; order y, x, box.
+pub fn ssd_anchors(feature_maps: &[usize], min_scale: f32, max_scale: f32) -> Vec<[f32; 4]> {
+    let n = feature_maps.len();
+    let scale = |i: usize| {
+        if n == 1 {
+            min_scale
+        } else {
+            min_scale + (max_scale - min_scale) * i as f32 / (n - 1) as f32
+        }
+    };
+    let mut out = Vec::new();
+    for (i, &size) in feature_maps.iter().enumerate() {
+        let s = scale(i);
+        let specs: Vec<(f32, f32)> = if i == 0 {
+            vec![(0.1, 1.0), (s, 2.0), (s, 0.5)]
+        } else {
+            let next = if i + 1 == n { 1.0 } else { scale(i + 1) };
+            let mut v: Vec<(f32, f32)> = [1.0, 2.0, 0.5, 3.0, 1.0 / 3.0]
+                .iter()
+                .map(|&r| (s, r))
+                .collect();
+            v.push(((s * next).sqrt(), 1.0));
+            v
+        };
+        for y in 0..size {
+            for x in 0..size {
+                let (cy, cx) = (
+                    (y as f32 + 0.5) / size as f32,
+                    (x as f32 + 0.5) / size as f32,
+                );
+                for &(sc, ratio) in &specs {
+                    let r = ratio.sqrt();
+                    out.push([cy, cx, sc / r, sc * r]);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The 1917 anchors of a 300×300 SSD MobileNet (feature maps 19, 10, 5, 3, 2, 1; scales
+/// 0.2–0.95).
+pub fn ssd_mobilenet_300_anchors() -> Vec<[f32; 4]> {
+    ssd_anchors(&[19, 10, 5, 3, 2, 1], 0.2, 0.95)
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Decodes raw SSD outputs: `boxes` `[A, 4]` encodings, `logits` `[A, C]` with class 0 the
+/// background. Boxes map to an `original` image the input was stretched from.
+pub fn decode_ssd_raw(
+    boxes: &[f32],
+    logits: &[f32],
+    anchors: &[[f32; 4]],
+    classes: &[String],
+    confidence: f32,
+    iou_threshold: f32,
+    original: (u32, u32),
+) -> Result<Vec<Detection>, String> {
+    let (a, c) = (anchors.len(), classes.len());
+    if boxes.len() != a * 4 || logits.len() != a * c {
+        return Err(format!(
+            "SSD outputs have {} box and {} class values; expected {a}x4 and {a}x{c}",
+            boxes.len(),
+            logits.len()
+        ));
+    }
+    let (ow, oh) = (original.0 as f32, original.1 as f32);
+    let mut dets = Vec::new();
+    for (i, anchor) in anchors.iter().enumerate() {
+        let row = &logits[i * c..][..c];
+        let Some((class_id, logit)) = row
+            .iter()
+            .enumerate()
+            .skip(1)
+            .max_by(|x, y| x.1.total_cmp(y.1))
+        else {
+            continue;
+        };
+        let score = sigmoid(*logit);
+        if score < confidence {
+            continue;
+        }
+        let e = &boxes[i * 4..][..4];
+        let [ya, xa, ha, wa] = *anchor;
+        let yc = e[0] / 10.0 * ha + ya;
+        let xc = e[1] / 10.0 * wa + xa;
+        let h = (e[2] / 5.0).exp() * ha;
+        let w = (e[3] / 5.0).exp() * wa;
+        dets.push(Detection {
+            class_id,
+            class: classes[class_id].clone(),
+            confidence: score,
+            bbox: [
+                ((xc - w / 2.0) * ow).clamp(0.0, ow),
+                ((yc - h / 2.0) * oh).clamp(0.0, oh),
+                ((xc + w / 2.0) * ow).clamp(0.0, ow),
+                ((yc + h / 2.0) * oh).clamp(0.0, oh),
+            ],
+        });
+    }
+    Ok(nms(dets, iou_threshold))
+}
+
+/// Decodes SSD outputs whose graph already ran NMS: `boxes` `[N, 4]` normalised `ymin, xmin,
+/// ymax, xmax`, `scores` `[N]`, `class_ids` `[N]` (label index = id + `class_offset`), `count`.
+#[allow(clippy::too_many_arguments)]
+pub fn decode_ssd_nms(
+    boxes: &[f32],
+    scores: &[f32],
+    class_ids: &[f32],
+    count: usize,
+    class_offset: i64,
+    classes: &[String],
+    confidence: f32,
+    original: (u32, u32),
+) -> Result<Vec<Detection>, String> {
+    let n = count
+        .min(scores.len())
+        .min(class_ids.len())
+        .min(boxes.len() / 4);
+    let (ow, oh) = (original.0 as f32, original.1 as f32);
+    let mut dets = Vec::new();
+    for i in 0..n {
+        if scores[i] < confidence {
+            continue;
+        }
+        let id = class_ids[i] as i64 + class_offset;
+        let Some(class) = usize::try_from(id).ok().and_then(|k| classes.get(k)) else {
+            return Err(format!("class id {} is outside the labels", class_ids[i]));
+        };
+        let b = &boxes[i * 4..][..4];
+        dets.push(Detection {
+            class_id: id as usize,
+            class: class.clone(),
+            confidence: scores[i],
+            bbox: [
+                (b[1] * ow).clamp(0.0, ow),
+                (b[0] * oh).clamp(0.0, oh),
+                (b[3] * ow).clamp(0.0, ow),
+                (b[2] * oh).clamp(0.0, oh),
+            ],
+        });
+    }
+    Ok(dets)
+}
+
+/// Decodes CenterNet rows `[N, 6]` = `x1, y1, x2, y2` (in an `input` `[w, h]` the original was
+/// stretched to), score, class; per-class NMS (the graph's top-k does not suppress overlaps).
+pub fn decode_centernet(
+    rows: &[f32],
+    input: [u32; 2],
+    classes: &[String],
+    confidence: f32,
+    iou_threshold: f32,
+    original: (u32, u32),
+) -> Result<Vec<Detection>, String> {
+    if !rows.len().is_multiple_of(6) {
+        return Err(format!(
+            "CenterNet output has {} values, not rows of 6",
+            rows.len()
+        ));
+    }
+    let sx = original.0 as f32 / input[0] as f32;
+    let sy = original.1 as f32 / input[1] as f32;
+    let (ow, oh) = (original.0 as f32, original.1 as f32);
+    let mut dets = Vec::new();
+    for r in rows.chunks(6) {
+        if r[4] < confidence {
+            continue;
+        }
+        let id = r[5] as usize;
+        let Some(class) = classes.get(id) else {
+            return Err(format!("class id {} is outside the labels", r[5]));
+        };
+        dets.push(Detection {
+            class_id: id,
+            class: class.clone(),
+            confidence: r[4],
+            bbox: [
+                (r[0] * sx).clamp(0.0, ow),
+                (r[1] * sy).clamp(0.0, oh),
+                (r[2] * sx).clamp(0.0, ow),
+                (r[3] * sy).clamp(0.0, oh),
+            ],
+        });
+    }
+    Ok(nms(dets, iou_threshold))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +363,102 @@ mod tests {
         // Trousers: input [60, 370, 140, 430] -> [120, 420, 280, 540].
         assert_eq!(dets[1].bbox, [120.0, 420.0, 280.0, 540.0]);
         assert!(decode_yolov8(&data[1..], anchors, &classes, 0.5, 0.45, lb, (1280, 640)).is_err());
+    }
+
+    #[test]
+    fn ssd_anchors_follow_the_tf_object_detection_layout() {
+        let a = ssd_mobilenet_300_anchors();
+        assert_eq!(a.len(), 19 * 19 * 3 + (100 + 25 + 9 + 4 + 1) * 6);
+        assert_eq!(a.len(), 1917);
+        // First cell of the lowest layer: (0.1, 1), (0.2, 2), (0.2, 1/2).
+        let near = |x: [f32; 4], y: [f32; 4]| x.iter().zip(y).all(|(p, q)| (p - q).abs() < 1e-5);
+        let c = 0.5 / 19.0;
+        assert!(near(a[0], [c, c, 0.1, 0.1]));
+        assert!(near(a[1], [c, c, 0.2 / 2f32.sqrt(), 0.2 * 2f32.sqrt()]));
+        // Last anchor: the 1x1 layer's interpolated box, sqrt(0.95 * 1.0).
+        let s = 0.95f32.sqrt();
+        assert!(near(a[1916], [0.5, 0.5, s, s]));
+    }
+
+    /// Constructed outputs: anchor 0 of a 2-anchor set encodes a known box, anchor 1 is
+    /// background.
+    #[test]
+    fn decodes_constructed_raw_ssd_outputs() {
+        let anchors = [[0.5, 0.5, 0.2, 0.4], [0.2, 0.2, 0.1, 0.1]];
+        let classes: Vec<String> = ["background", "Footwear"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        // Box centred at (y 0.6, x 0.5), height 0.2 * e^(1/5·5)... keep it simple: ty = 5
+        // moves the centre by 0.5 anchor heights; th = tw = 0 keep the anchor's size.
+        let boxes = [5.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+        let logits = [-5.0, 2.0, 3.0, -4.0];
+        let d = decode_ssd_raw(&boxes, &logits, &anchors, &classes, 0.5, 0.45, (200, 100))
+            .expect("decode");
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].class, "Footwear");
+        assert!((d[0].confidence - 1.0 / (1.0 + (-2f32).exp())).abs() < 1e-6);
+        // yc = 0.6, h = 0.2 -> y 0.5..0.7 of 100 px; xc = 0.5, w = 0.4 -> x 0.3..0.7 of 200 px.
+        let want = [60.0, 50.0, 140.0, 70.0];
+        assert!(
+            d[0].bbox
+                .iter()
+                .zip(want)
+                .all(|(a, b)| (a - b).abs() < 1e-3),
+            "{:?}",
+            d[0].bbox
+        );
+        assert!(
+            decode_ssd_raw(&boxes[..4], &logits, &anchors, &classes, 0.5, 0.45, (1, 1)).is_err()
+        );
+    }
+
+    #[test]
+    fn decodes_constructed_ssd_nms_and_centernet_outputs() {
+        let coco: Vec<String> = ["person", "bicycle", "tie"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        // TF OD ids start at 1: id 3 = tie with offset -1.
+        let boxes = [0.1, 0.2, 0.5, 0.6, 0.0, 0.0, 1.0, 1.0];
+        let d = decode_ssd_nms(
+            &boxes,
+            &[0.9, 0.2],
+            &[3.0, 1.0],
+            2,
+            -1,
+            &coco,
+            0.5,
+            (100, 200),
+        )
+        .expect("decode");
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].class, "tie");
+        let close = |a: [f32; 4], b: [f32; 4]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-3);
+        assert!(
+            close(d[0].bbox, [20.0, 20.0, 60.0, 100.0]),
+            "{:?}",
+            d[0].bbox
+        );
+        assert!(
+            decode_ssd_nms(&boxes, &[0.9, 0.2], &[9.0, 1.0], 2, -1, &coco, 0.5, (1, 1)).is_err()
+        );
+        // CenterNet rows in a 512 input from a 1024x256 photo; two overlapping ties: one kept.
+        let rows = [
+            100.0, 100.0, 300.0, 400.0, 0.8, 2.0, //
+            102.0, 100.0, 300.0, 400.0, 0.6, 2.0, //
+            0.0, 0.0, 512.0, 512.0, 0.7, 0.0,
+        ];
+        let d = decode_centernet(&rows, [512, 512], &coco, 0.5, 0.45, (1024, 256)).expect("decode");
+        let summary: Vec<(&str, f32)> =
+            d.iter().map(|x| (x.class.as_str(), x.confidence)).collect();
+        assert_eq!(summary, vec![("tie", 0.8), ("person", 0.7)]);
+        assert!(
+            close(d[0].bbox, [200.0, 50.0, 600.0, 200.0]),
+            "{:?}",
+            d[0].bbox
+        );
+        assert!(decode_centernet(&rows[..5], [512, 512], &coco, 0.5, 0.45, (1, 1)).is_err());
     }
 
     #[test]

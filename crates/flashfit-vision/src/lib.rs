@@ -6,5 +6,6 @@
 mod classify;
 pub mod colour;
 pub mod detect;
+pub mod detector;
 
 pub use classify::{ClassifyStage, Scorer};

@@ -1,0 +1,71 @@
+//! The embedding model behind one trait, so a CLIP-style export (one space for images and
+//! text) drops in where today two models share the job.
+
+use std::sync::Arc;
+
+use image::RgbImage;
+
+use crate::text::MiniLm;
+use crate::{ImageNetModel, Result, preprocess_imagenet};
+
+/// Image and text vectors for search. Both are L2-normalised.
+pub trait Embedder: Send + Sync + 'static {
+    /// Model name and version recorded on the garment (`models` entry).
+    fn name(&self) -> String;
+    fn version(&self) -> String;
+    fn image_dim(&self) -> usize;
+    fn text_dim(&self) -> usize;
+    /// Blocking: call it off the async reactor.
+    fn embed_images(&self, images: &[RgbImage]) -> Result<Vec<Vec<f32>>>;
+    /// Blocking: call it off the async reactor.
+    fn embed_texts(&self, texts: &[String]) -> Result<Vec<Vec<f32>>>;
+}
+
+/// Scales `v` to unit length (left as is when it is all zeros).
+pub fn l2_normalise(mut v: Vec<f32>) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+    v
+}
+
+/// Today's default: EfficientNet-Lite0's pooled 1280-d features for images, all-MiniLM-L6-v2
+/// (384-d) for captions and queries. The two spaces are separate: image search compares image
+/// vectors, text search compares text vectors.
+pub struct LiteMiniLm {
+    pub image: Arc<ImageNetModel>,
+    pub text: MiniLm,
+}
+
+impl Embedder for LiteMiniLm {
+    fn name(&self) -> String {
+        format!("{}+{}", ImageNetModel::NAME, MiniLm::NAME)
+    }
+
+    fn version(&self) -> String {
+        format!("{}+{}", ImageNetModel::VERSION, MiniLm::VERSION)
+    }
+
+    fn image_dim(&self) -> usize {
+        1280
+    }
+
+    fn text_dim(&self) -> usize {
+        MiniLm::DIM
+    }
+
+    fn embed_images(&self, images: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
+        let batch: Vec<Vec<f32>> = images.iter().map(preprocess_imagenet).collect();
+        Ok(self
+            .image
+            .infer(&batch)?
+            .into_iter()
+            .map(|o| l2_normalise(o.embedding))
+            .collect())
+    }
+
+    fn embed_texts(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        self.text.embed(texts)
+    }
+}

@@ -1,0 +1,127 @@
+//! The model manifest (`models/manifest.toml`), as the runtime reads it from the model
+//! directory (`models/fetch.sh` copies it there; the copy compiled into the binary is the
+//! fallback). A detector's `[model.detector]` table picks its decoder and input layout, so a new
+//! detector drops in as a manifest entry plus its ONNX file.
+
+use serde::Deserialize;
+
+use crate::{Error, ModelDir, Result};
+
+/// The manifest shipped with this build.
+pub const BUILTIN: &str = include_str!("../../../models/manifest.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Manifest {
+    #[serde(default)]
+    pub model: Vec<ModelEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ModelEntry {
+    pub name: String,
+    pub version: String,
+    /// Labels file under `labels/` (without `.txt`).
+    pub labels: Option<String>,
+    pub detector: Option<DetectorSpec>,
+}
+
+/// Which output format a detector produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decoder {
+    /// YOLOv8 export: `[1, 4 + classes, anchors]`, letterboxed square input.
+    Yolov8,
+    /// TF Object Detection SSD raw outputs: box encodings + class logits per standard anchor.
+    SsdRaw,
+    /// TF Object Detection SSD with NMS in the graph: boxes, scores, classes, count.
+    SsdNms,
+    /// CenterNet export with top-k in the graph: `[1, 100, 6]` = x1, y1, x2, y2, score, class.
+    Centernet,
+}
+
+/// How pixels become the model's input tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// `[1, h, w, 3]` float, `x * scale + offset`.
+    NhwcF32,
+    /// `[1, h, w, 3]` uint8 at the image's own size (the graph resizes).
+    NhwcU8,
+    /// `[1, 3, h, w]` float, `x * scale + offset`.
+    NchwF32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DetectorSpec {
+    pub decoder: Decoder,
+    pub input_name: String,
+    /// Model input `[width, height]`; absent for graphs that take any size.
+    pub size: Option<[u32; 2]>,
+    pub layout: Layout,
+    #[serde(default = "one")]
+    pub scale: f32,
+    #[serde(default)]
+    pub offset: f32,
+    /// Output names (which ones a decoder needs depends on the decoder).
+    pub boxes: String,
+    pub scores: Option<String>,
+    pub classes: Option<String>,
+    pub count: Option<String>,
+    /// Added to a model's class id to index the labels file.
+    #[serde(default)]
+    pub class_offset: i64,
+    /// Labels that are garments (candidates for the primary detection).
+    #[serde(default)]
+    pub garments: Vec<String>,
+    /// Labels that are people (a worn garment: the person box when no garment is found).
+    #[serde(default)]
+    pub people: Vec<String>,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+impl Manifest {
+    pub fn parse(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| Error::BadInput(format!("model manifest: {e}")))
+    }
+
+    /// The manifest in `dir` (copied there by `models/fetch.sh`), else the built-in one.
+    pub fn load(dir: &ModelDir) -> Result<Self> {
+        let path = dir.path().join("manifest.toml");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::parse(&text),
+            Err(_) => Self::parse(BUILTIN),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Result<&ModelEntry> {
+        self.model
+            .iter()
+            .find(|m| m.name == name)
+            .ok_or_else(|| Error::ModelMissing {
+                path: format!("no model named {name:?} in the manifest"),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_manifest_parses_and_names_every_detector_decoder() {
+        let m = Manifest::parse(BUILTIN).expect("parse");
+        let decoders: Vec<Decoder> = m
+            .model
+            .iter()
+            .filter_map(|e| e.detector.as_ref().map(|d| d.decoder))
+            .collect();
+        assert!(decoders.contains(&Decoder::SsdRaw));
+        assert!(decoders.contains(&Decoder::SsdNms));
+        assert!(decoders.contains(&Decoder::Centernet));
+        assert!(m.get("efficientnet-lite0").is_ok());
+        assert!(m.get("nope").is_err());
+    }
+}

@@ -1,0 +1,99 @@
+//! A model-agnostic ONNX Runtime session: named tensors in, named f32 tensors out. The typed
+//! wrappers (detectors, the text embedder, the person mask) sit on it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use crate::{Error, ModelDir, Result, runtime};
+
+/// One input tensor: name, shape, data.
+pub enum Input<'a> {
+    F32(&'a str, Vec<usize>, &'a [f32]),
+    U8(&'a str, Vec<usize>, &'a [u8]),
+    I64(&'a str, Vec<usize>, &'a [i64]),
+}
+
+/// One output tensor, converted to f32.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// A loaded model file (`<dir>/<name>/<version>/model.onnx`). Calls are serialised on one
+/// session; blocking, so call it off the async reactor.
+pub struct OnnxSession {
+    pub name: String,
+    pub version: String,
+    session: Mutex<Session>,
+}
+
+impl std::fmt::Debug for OnnxSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OnnxSession({}/{})", self.name, self.version)
+    }
+}
+
+impl OnnxSession {
+    pub fn load(dir: &ModelDir, name: &str, version: &str, threads: usize) -> Result<Self> {
+        let env = runtime(dir)?;
+        let path = dir.file(&format!("{name}/{version}/model.onnx"))?;
+        let session = Session::builder(&env)?
+            .with_intra_threads(threads.max(1))
+            .map_err(|e| Error::Inference(e.to_string()))?
+            .commit_from_file(&path)?;
+        Ok(OnnxSession {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            session: Mutex::new(session),
+        })
+    }
+
+    /// Runs the model; returns every output as f32 (integer outputs are converted).
+    pub fn run(&self, inputs: &[Input<'_>]) -> Result<HashMap<String, Output>> {
+        let bad = |e: ndarray::ShapeError| Error::BadInput(e.to_string());
+        let mut values: Vec<(String, ort::session::SessionInputValue<'_>)> = Vec::new();
+        for input in inputs {
+            match input {
+                Input::F32(n, s, d) => {
+                    let v = ndarray::ArrayViewD::from_shape(s.clone(), d).map_err(bad)?;
+                    values.push(((*n).to_owned(), TensorRef::from_array_view(v)?.into()));
+                }
+                Input::U8(n, s, d) => {
+                    let v = ndarray::ArrayViewD::from_shape(s.clone(), d).map_err(bad)?;
+                    values.push(((*n).to_owned(), TensorRef::from_array_view(v)?.into()));
+                }
+                Input::I64(n, s, d) => {
+                    let v = ndarray::ArrayViewD::from_shape(s.clone(), d).map_err(bad)?;
+                    values.push(((*n).to_owned(), TensorRef::from_array_view(v)?.into()));
+                }
+            }
+        }
+        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        let outputs = session.run(values)?;
+        let mut out = HashMap::new();
+        for (name, value) in outputs.iter() {
+            let (shape, data) = if let Ok(a) = value.try_extract_array::<f32>() {
+                (a.shape().to_vec(), a.iter().copied().collect())
+            } else if let Ok(a) = value.try_extract_array::<i64>() {
+                (a.shape().to_vec(), a.iter().map(|v| *v as f32).collect())
+            } else if let Ok(a) = value.try_extract_array::<i32>() {
+                (a.shape().to_vec(), a.iter().map(|v| *v as f32).collect())
+            } else {
+                continue;
+            };
+            out.insert(name.to_owned(), Output { shape, data });
+        }
+        Ok(out)
+    }
+}
+
+/// Takes a named output or says which is missing.
+pub fn take(outputs: &mut HashMap<String, Output>, name: &str) -> Result<Output> {
+    outputs
+        .remove(name)
+        .ok_or_else(|| Error::Inference(format!("model has no output {name:?}")))
+}

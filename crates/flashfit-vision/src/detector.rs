@@ -1,0 +1,240 @@
+//! [`Detector`]: one detection model as the manifest describes it (input layout, decoder,
+//! labels, which labels are garments and people), from pixels to [`Detection`]s.
+
+use flashfit_models::manifest::{Decoder, DetectorSpec, Layout, Manifest};
+use flashfit_models::session::{Input, OnnxSession, take};
+use flashfit_models::{Error, ModelDir, Result, resize_bilinear};
+use image::RgbImage;
+
+use crate::detect::{
+    Detection, Letterbox, decode_centernet, decode_ssd_nms, decode_ssd_raw, decode_yolov8,
+    ssd_mobilenet_300_anchors,
+};
+
+/// What a detected class means for a wardrobe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Garment,
+    Person,
+    Other,
+}
+
+pub struct Detector {
+    pub name: String,
+    pub version: String,
+    spec: DetectorSpec,
+    labels: Vec<String>,
+    anchors: Vec<[f32; 4]>,
+    session: OnnxSession,
+}
+
+impl std::fmt::Debug for Detector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Detector({}/{})", self.name, self.version)
+    }
+}
+
+impl Detector {
+    /// Loads the manifest's model `name` (which must have a `[model.detector]` table).
+    pub fn load(dir: &ModelDir, manifest: &Manifest, name: &str, threads: usize) -> Result<Self> {
+        let entry = manifest.get(name)?;
+        let spec = entry.detector.clone().ok_or_else(|| {
+            Error::BadInput(format!(
+                "model {name} has no [model.detector] table in the manifest"
+            ))
+        })?;
+        let labels_name = entry.labels.clone().ok_or_else(|| {
+            Error::BadInput(format!(
+                "detector {name} names no labels file in the manifest"
+            ))
+        })?;
+        let path = dir.file(&format!("labels/{labels_name}.txt"))?;
+        let labels: Vec<String> = std::fs::read_to_string(&path)
+            .map_err(|e| Error::ModelMissing {
+                path: format!("{}: {e}", path.display()),
+            })?
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        if spec.layout != Layout::NhwcU8 && spec.size.is_none() {
+            return Err(Error::BadInput(format!(
+                "detector {name}: a float input needs `size` in the manifest"
+            )));
+        }
+        let anchors = match spec.decoder {
+            Decoder::SsdRaw => ssd_mobilenet_300_anchors(),
+            _ => Vec::new(),
+        };
+        let session = OnnxSession::load(dir, &entry.name, &entry.version, threads)?;
+        Ok(Detector {
+            name: entry.name.clone(),
+            version: entry.version.clone(),
+            spec,
+            labels,
+            anchors,
+            session,
+        })
+    }
+
+    pub fn role(&self, class: &str) -> Role {
+        if self.spec.garments.iter().any(|g| g == class) {
+            Role::Garment
+        } else if self.spec.people.iter().any(|p| p == class) {
+            Role::Person
+        } else {
+            Role::Other
+        }
+    }
+
+    /// Detections in original pixels, confidence ≥ `confidence`, NMS at `iou`. Blocking.
+    pub fn detect(&self, img: &RgbImage, confidence: f32, iou: f32) -> Result<Vec<Detection>> {
+        let original = img.dimensions();
+        let s = &self.spec;
+        let (input, letterbox) = self.input(img);
+        let shape_dims = |w: u32, h: u32| match s.layout {
+            Layout::NchwF32 => vec![1, 3, h as usize, w as usize],
+            _ => vec![1, h as usize, w as usize, 3],
+        };
+        let mut out = match (&input, s.size) {
+            (Pixels::U8(px, w, h), _) => {
+                self.session
+                    .run(&[Input::U8(&s.input_name, shape_dims(*w, *h), px)])?
+            }
+            (Pixels::F32(px), Some([w, h])) => {
+                self.session
+                    .run(&[Input::F32(&s.input_name, shape_dims(w, h), px)])?
+            }
+            (Pixels::F32(_), None) => unreachable_size(&self.name)?,
+        };
+        let bad = Error::Inference;
+        let dets = match s.decoder {
+            Decoder::SsdRaw => {
+                let boxes = take(&mut out, &s.boxes)?;
+                let scores = take(&mut out, self.named(&s.scores, "scores")?)?;
+                decode_ssd_raw(
+                    &boxes.data,
+                    &scores.data,
+                    &self.anchors,
+                    &self.labels,
+                    confidence,
+                    iou,
+                    original,
+                )
+            }
+            Decoder::SsdNms => {
+                let boxes = take(&mut out, &s.boxes)?;
+                let scores = take(&mut out, self.named(&s.scores, "scores")?)?;
+                let classes = take(&mut out, self.named(&s.classes, "classes")?)?;
+                let count = take(&mut out, self.named(&s.count, "count")?)?;
+                let n = count.data.first().copied().unwrap_or(0.0).max(0.0) as usize;
+                decode_ssd_nms(
+                    &boxes.data,
+                    &scores.data,
+                    &classes.data,
+                    n,
+                    s.class_offset,
+                    &self.labels,
+                    confidence,
+                    original,
+                )
+            }
+            Decoder::Centernet => {
+                let rows = take(&mut out, &s.boxes)?;
+                let size = s.size.unwrap_or([original.0, original.1]);
+                decode_centernet(&rows.data, size, &self.labels, confidence, iou, original)
+            }
+            Decoder::Yolov8 => {
+                let t = take(&mut out, &s.boxes)?;
+                let anchors = t.shape.last().copied().unwrap_or(0);
+                decode_yolov8(
+                    &t.data,
+                    anchors,
+                    &self.labels,
+                    confidence,
+                    iou,
+                    letterbox.unwrap_or(Letterbox {
+                        scale: 1.0,
+                        pad_x: 0.0,
+                        pad_y: 0.0,
+                    }),
+                    original,
+                )
+            }
+        };
+        dets.map_err(bad)
+    }
+
+    fn named<'a>(&self, v: &'a Option<String>, what: &str) -> Result<&'a str> {
+        v.as_deref().ok_or_else(|| {
+            Error::BadInput(format!(
+                "detector {}: manifest names no `{what}` output",
+                self.name
+            ))
+        })
+    }
+
+    fn input(&self, img: &RgbImage) -> (Pixels, Option<Letterbox>) {
+        let s = &self.spec;
+        match (s.layout, s.size) {
+            (Layout::NhwcU8, _) => {
+                let (w, h) = img.dimensions();
+                (Pixels::U8(img.as_raw().clone(), w, h), None)
+            }
+            (layout, Some([w, h])) => {
+                // YOLOv8 exports expect a letterboxed square; the TF models a stretched image.
+                let (resized, lb) = if s.decoder == Decoder::Yolov8 {
+                    let lb = Letterbox::fit(img.width(), img.height(), w.max(h));
+                    (letterbox(img, w.max(h), lb), Some(lb))
+                } else {
+                    (resize_bilinear(img, w, h), None)
+                };
+                let f = |v: u8| f32::from(v) * s.scale + s.offset;
+                let data = if layout == Layout::NchwF32 {
+                    let n = (w * h) as usize;
+                    let mut out = vec![0f32; 3 * n];
+                    for (i, p) in resized.pixels().enumerate() {
+                        for c in 0..3 {
+                            out[c * n + i] = f(p.0[c]);
+                        }
+                    }
+                    out
+                } else {
+                    resized.as_raw().iter().map(|&v| f(v)).collect()
+                };
+                (Pixels::F32(data), lb)
+            }
+            (_, None) => (Pixels::F32(Vec::new()), None),
+        }
+    }
+}
+
+enum Pixels {
+    U8(Vec<u8>, u32, u32),
+    F32(Vec<f32>),
+}
+
+fn unreachable_size(
+    name: &str,
+) -> Result<std::collections::HashMap<String, flashfit_models::session::Output>> {
+    Err(Error::BadInput(format!(
+        "detector {name}: float input without a size"
+    )))
+}
+
+/// `img` scaled by `lb` onto a grey (114) `side`×`side` square.
+fn letterbox(img: &RgbImage, side: u32, lb: Letterbox) -> RgbImage {
+    let nw = ((img.width() as f32 * lb.scale).round() as u32).clamp(1, side);
+    let nh = ((img.height() as f32 * lb.scale).round() as u32).clamp(1, side);
+    let scaled = resize_bilinear(img, nw, nh);
+    let mut out = RgbImage::from_pixel(side, side, image::Rgb([114, 114, 114]));
+    image::imageops::replace(
+        &mut out,
+        &scaled,
+        i64::from(lb.pad_x as u32),
+        i64::from(lb.pad_y as u32),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests;

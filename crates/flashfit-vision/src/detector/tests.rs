@@ -1,0 +1,84 @@
+//! Golden test: every manifest detector, run through [`Detector`], against Python onnxruntime
+//! on the same ONNX file with the decoding written again in numpy
+//! (`models/make_golden_detectors.py`). Needs `bash models/fetch.sh`.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::detect::iou;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+#[test]
+fn detectors_match_python_onnxruntime_and_an_independent_decoder() {
+    let text = std::fs::read_to_string(fixtures().join("models/detectors.json")).expect("golden");
+    let golden: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let conf = golden["confidence"].as_f64().expect("conf") as f32;
+    let dir = ModelDir::from_env();
+    let manifest = Manifest::load(&dir).expect("manifest");
+    let mut compared = 0;
+    for (name, photos) in golden["detectors"].as_object().expect("detectors") {
+        let det = Detector::load(&dir, &manifest, name, 1).unwrap_or_else(|e| panic!("{e}"));
+        for (photo, want) in photos.as_object().expect("photos") {
+            let img = image::open(fixtures().join("photos").join(photo))
+                .expect("photo")
+                .to_rgb8();
+            let got = det.detect(&img, conf, 0.45).expect("detect");
+            let want: Vec<(String, f32, [f32; 4])> = want
+                .as_array()
+                .expect("list")
+                .iter()
+                .map(|d| {
+                    let b: Vec<f32> = d["bbox"]
+                        .as_array()
+                        .expect("bbox")
+                        .iter()
+                        .map(|v| v.as_f64().expect("num") as f32)
+                        .collect();
+                    (
+                        d["class"].as_str().expect("class").to_owned(),
+                        d["confidence"].as_f64().expect("c") as f32,
+                        [b[0], b[1], b[2], b[3]],
+                    )
+                })
+                .collect();
+            // Decoders differ only by resize/JPEG rounding: skip detections near the threshold.
+            let margin = conf + 0.03;
+            for (class, c, bbox) in want.iter().filter(|w| w.1 >= margin) {
+                let m = got
+                    .iter()
+                    .find(|g| &g.class == class && iou(g.bbox, *bbox) > 0.85);
+                let m =
+                    m.unwrap_or_else(|| panic!("{name} {photo}: {class} {c} not found in {got:?}"));
+                assert!(
+                    (m.confidence - c).abs() < 0.03,
+                    "{name} {photo} {class}: {} vs {c}",
+                    m.confidence
+                );
+                compared += 1;
+            }
+            for g in got.iter().filter(|g| g.confidence >= margin) {
+                assert!(
+                    want.iter()
+                        .any(|w| w.0 == g.class && iou(w.2, g.bbox) > 0.85),
+                    "{name} {photo}: extra {g:?}"
+                );
+            }
+        }
+    }
+    assert!(compared >= 8, "only {compared} detections compared");
+}
+
+#[test]
+fn roles_come_from_the_manifest() {
+    let dir = ModelDir::from_env();
+    let manifest = Manifest::load(&dir).expect("manifest");
+    let det = Detector::load(&dir, &manifest, "ssd-mobilenetv2-oidv4", 1)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(det.role("Footwear"), Role::Garment);
+    assert_eq!(det.role("Person"), Role::Person);
+    assert_eq!(det.role("Laptop"), Role::Other);
+    assert!(Detector::load(&dir, &manifest, "efficientnet-lite0", 1).is_err());
+}
