@@ -77,6 +77,9 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     pub quality: QualityConfig,
     pub classify: ClassifyConfig,
+    pub detect: DetectConfig,
+    pub attributes: AttributesConfig,
+    pub embed: EmbedConfig,
     pub log: LogConfig,
 }
 
@@ -93,6 +96,9 @@ impl Default for Config {
             runtime: RuntimeConfig::default(),
             quality: QualityConfig::default(),
             classify: ClassifyConfig::default(),
+            detect: DetectConfig::default(),
+            attributes: AttributesConfig::default(),
+            embed: EmbedConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -229,6 +235,144 @@ impl Default for QualityConfig {
             max_pixels: 50_000_000,
             max_side: 16_384,
         }
+    }
+}
+
+/// The detect stage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectConfig {
+    /// Manifest names of the detectors to run on every photo (each needs a
+    /// `[model.detector]` table). The seed's YOLOv8 DeepFashion2 export drops in here.
+    pub detectors: Vec<String>,
+    /// Minimum detection confidence.
+    pub confidence: f32,
+    /// Per-class NMS IoU threshold.
+    pub iou: f32,
+    /// Lab distance from the border colour that counts as foreground (fallback box).
+    pub background_delta_e: f32,
+    /// ONNX Runtime intra-op threads per detector.
+    pub threads: usize,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig {
+            detectors: vec!["ssd-mobilenetv2-oidv4".into(), "centernet-coco".into()],
+            confidence: 0.5,
+            iou: 0.45,
+            background_delta_e: 12.0,
+            threads: 2,
+        }
+    }
+}
+
+/// Texture thresholds that pick a pattern.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatternRules {
+    pub edge_magnitude: f32,
+    pub solid_max_edge_density: f32,
+    pub striped_min_orientation: f32,
+    pub grid_min_axis_aligned: f32,
+    pub checkered_max_colours: usize,
+    pub graphic_min_centre_share: f32,
+    pub floral_min_colours: usize,
+    pub busy_min_edge_density: f32,
+}
+
+/// Formality table: by group, by category (wins), nudged by primary colour.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FormalityRules {
+    pub group: BTreeMap<String, f32>,
+    pub category: BTreeMap<String, f32>,
+    pub colour: BTreeMap<String, f32>,
+}
+
+/// A style tag applies when every condition it sets holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StyleRule {
+    pub tag: String,
+    #[serde(default)]
+    pub categories: Vec<String>,
+    #[serde(default)]
+    pub colours: Vec<String>,
+    #[serde(default)]
+    pub patterns: Vec<String>,
+    pub min_formality: Option<f32>,
+    pub max_formality: Option<f32>,
+}
+
+/// The attributes stage: colour extraction settings and the rule tables
+/// (defaults: `crates/flashfit-config/src/attributes.toml`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttributesConfig {
+    pub k: usize,
+    pub background_delta_e: f32,
+    pub max_side: u32,
+    pub person_mask: bool,
+    pub mask_threshold: f32,
+    pub pattern: PatternRules,
+    pub formality: FormalityRules,
+    pub fit: BTreeMap<String, String>,
+    pub seasons: BTreeMap<String, Vec<String>>,
+    pub style: Vec<StyleRule>,
+    pub threads: usize,
+}
+
+/// The shipped rule tables.
+pub const DEFAULT_ATTRIBUTE_RULES: &str = include_str!("attributes.toml");
+
+impl Default for AttributesConfig {
+    fn default() -> Self {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Rules {
+            k: usize,
+            background_delta_e: f32,
+            max_side: u32,
+            person_mask: bool,
+            mask_threshold: f32,
+            pattern: PatternRules,
+            formality: FormalityRules,
+            fit: BTreeMap<String, String>,
+            seasons: BTreeMap<String, Vec<String>>,
+            style: Vec<StyleRule>,
+        }
+        // A unit test parses the shipped file; a broken edit fails the build's tests.
+        let r: Rules = toml::from_str(DEFAULT_ATTRIBUTE_RULES).unwrap_or_else(|e| {
+            panic!("crates/flashfit-config/src/attributes.toml does not parse: {e}")
+        });
+        AttributesConfig {
+            k: r.k,
+            background_delta_e: r.background_delta_e,
+            max_side: r.max_side,
+            person_mask: r.person_mask,
+            mask_threshold: r.mask_threshold,
+            pattern: r.pattern,
+            formality: r.formality,
+            fit: r.fit,
+            seasons: r.seasons,
+            style: r.style,
+            threads: 1,
+        }
+    }
+}
+
+/// The embed stage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbedConfig {
+    /// ONNX Runtime intra-op threads per model.
+    pub threads: usize,
+}
+
+impl Default for EmbedConfig {
+    fn default() -> Self {
+        EmbedConfig { threads: 2 }
     }
 }
 
@@ -476,6 +620,33 @@ mod tests {
         assert_eq!(c.quality.min_side, 224);
         assert_eq!(c.quality.blur_threshold, 100.0);
         assert_eq!(c.database_url.expose(), "sqlite://flashfit.db");
+    }
+
+    #[test]
+    fn shipped_attribute_rules_parse_and_a_file_overrides_one_table() {
+        let d = AttributesConfig::default();
+        assert_eq!(d.k, 3);
+        assert_eq!(d.formality.category["suit_jacket"], 0.95);
+        assert!(d.style.iter().any(|s| s.tag == "formal"));
+        let file = r#"
+            [attributes]
+            k = 2
+            [attributes.fit]
+            jeans = "slim"
+            [detect]
+            detectors = ["my-yolov8-deepfashion2"]
+        "#;
+        let c = Config::from_sources(Some(file), env(&[("FLASHFIT_DETECT__CONFIDENCE", "0.6")]))
+            .expect("config");
+        assert_eq!(c.attributes.k, 2);
+        assert_eq!(c.attributes.fit.len(), 1);
+        // Tables the file does not name keep their defaults.
+        assert_eq!(c.attributes.seasons, d.seasons);
+        assert_eq!(
+            c.detect.detectors,
+            vec!["my-yolov8-deepfashion2".to_string()]
+        );
+        assert_eq!(c.detect.confidence, 0.6);
     }
 
     #[test]

@@ -96,11 +96,33 @@ pub fn name_of(rgb: [u8; 3]) -> &'static str {
         .unwrap_or("unknown")
 }
 
-/// The garment's colours, most common first. Empty when no garment pixels remain.
-pub fn extract(img: &RgbImage, cfg: &ColourConfig) -> Vec<ColourShare> {
+/// A thumbnail of the garment and which of its pixels belong to it (the background masked).
+#[derive(Debug, Clone)]
+pub struct GarmentPixels {
+    pub img: RgbImage,
+    pub mask: Vec<bool>,
+}
+
+impl GarmentPixels {
+    pub fn count(&self) -> usize {
+        self.mask.iter().filter(|m| **m).count()
+    }
+}
+
+/// Reduces `img` to at most `cfg.max_side` and masks the background: with `keep` (a person
+/// mask, called with the pixel's relative position 0..1 in `img`) the pixels it rejects, else
+/// the pixels within `background_delta_e` of the border colour (flat-lay photos).
+pub fn garment_pixels(
+    img: &RgbImage,
+    cfg: &ColourConfig,
+    keep: Option<&dyn Fn(f32, f32) -> bool>,
+) -> GarmentPixels {
     let (w, h) = img.dimensions();
     if w == 0 || h == 0 {
-        return Vec::new();
+        return GarmentPixels {
+            img: RgbImage::new(0, 0),
+            mask: Vec::new(),
+        };
     }
     let scale = (f64::from(cfg.max_side) / f64::from(w.max(h))).min(1.0);
     let small = image::imageops::thumbnail(
@@ -108,18 +130,69 @@ pub fn extract(img: &RgbImage, cfg: &ColourConfig) -> Vec<ColourShare> {
         ((f64::from(w) * scale) as u32).max(1),
         ((f64::from(h) * scale) as u32).max(1),
     );
-    let bg_lab = lab(border_colour(&small));
-    let limit = cfg.background_delta_e * cfg.background_delta_e;
-    let garment: Vec<([f32; 3], [u8; 3])> = small
+    let (sw, sh) = (small.width() as f32, small.height() as f32);
+    let mask = match keep {
+        Some(keep) => small
+            .enumerate_pixels()
+            .map(|(x, y, _)| keep((x as f32 + 0.5) / sw, (y as f32 + 0.5) / sh))
+            .collect(),
+        None => {
+            let bg_lab = lab(border_colour(&small));
+            let limit = cfg.background_delta_e * cfg.background_delta_e;
+            let raw: Vec<bool> = small
+                .pixels()
+                .map(|p| dist2(lab(p.0), bg_lab) > limit)
+                .collect();
+            fill_holes(&raw, small.width() as usize, small.height() as usize)
+        }
+    };
+    GarmentPixels { img: small, mask }
+}
+
+/// Closes holes in a mask: a pixel belongs when garment pixels enclose it on its row or on its
+/// column (white stripes on a shirt photographed on white stay part of the shirt).
+fn fill_holes(mask: &[bool], w: usize, h: usize) -> Vec<bool> {
+    let span = |it: &mut dyn Iterator<Item = (usize, bool)>| {
+        let on: Vec<usize> = it.filter(|(_, m)| *m).map(|(i, _)| i).collect();
+        (on.first().copied(), on.last().copied())
+    };
+    let rows: Vec<(Option<usize>, Option<usize>)> = (0..h)
+        .map(|y| span(&mut (0..w).map(|x| (x, mask[y * w + x]))))
+        .collect();
+    let cols: Vec<(Option<usize>, Option<usize>)> = (0..w)
+        .map(|x| span(&mut (0..h).map(|y| (y, mask[y * w + x]))))
+        .collect();
+    let inside = |v: usize, s: (Option<usize>, Option<usize>)| match s {
+        (Some(a), Some(b)) => (a..=b).contains(&v),
+        _ => false,
+    };
+    (0..h * w)
+        .map(|i| {
+            let (x, y) = (i % w, i / w);
+            mask[i] || inside(x, rows[y]) || inside(y, cols[x])
+        })
+        .collect()
+}
+
+/// The garment's colours, most common first. Empty when no garment pixels remain.
+pub fn extract(img: &RgbImage, cfg: &ColourConfig) -> Vec<ColourShare> {
+    extract_from(&garment_pixels(img, cfg, None), cfg.k)
+}
+
+/// k-means in CIELAB over the garment pixels, each cluster named by its mean colour.
+pub fn extract_from(gp: &GarmentPixels, k: usize) -> Vec<ColourShare> {
+    let garment: Vec<([f32; 3], [u8; 3])> = gp
+        .img
         .pixels()
-        .map(|p| (lab(p.0), p.0))
-        .filter(|(l, _)| dist2(*l, bg_lab) > limit)
+        .zip(&gp.mask)
+        .filter(|(_, m)| **m)
+        .map(|(p, _)| (lab(p.0), p.0))
         .collect();
     if garment.len() < 20 {
         return Vec::new();
     }
     let points: Vec<[f32; 3]> = garment.iter().map(|(l, _)| *l).collect();
-    let (centres, assign) = kmeans(&points, cfg.k.clamp(1, 8), 20);
+    let (centres, assign) = kmeans(&points, k.clamp(1, 8), 20);
     let mut out: Vec<ColourShare> = (0..centres.len())
         .filter_map(|c| {
             let members: Vec<&[u8; 3]> = garment

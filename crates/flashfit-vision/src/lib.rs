@@ -1,11 +1,17 @@
-//! The model stages (issue 3). Today: [`ClassifyStage`] — EfficientNet-Lite0 on the garment
-//! (the detection's box when the record has one, else the whole photo), scored onto the
-//! 47-category taxonomy by the ImageNet label map or a trained head. Detection, attributes and
-//! embedding stages are not built yet.
+//! The model stages (issue 3), each an [`Enricher`] run by the shared [`EnrichStage`]:
+//! detect ([`detect_stage`]: every manifest detector, primary garment, foreground fallback),
+//! classify ([`Classifier`]: EfficientNet-Lite0 onto the 47-category taxonomy), attributes
+//! ([`attributes`]: colours, pattern, fit, formality, seasons, style tags) and embed ([`embed`]:
+//! image and caption vectors).
 
+pub mod attributes;
 mod classify;
 pub mod colour;
 pub mod detect;
+pub mod detect_stage;
 pub mod detector;
+pub mod embed;
+pub mod enrich;
 
-pub use classify::{ClassifyStage, Scorer};
+pub use classify::{Classifier, ClassifyStage, Scorer};
+pub use enrich::{EnrichStage, Enricher, StageIo};

@@ -10,25 +10,30 @@ use flashfit_schema::{Status, StatusEvent, Topics};
 use flashfit_storage::Location;
 use serde_json::{Value, json};
 
-use super::{ClassifyStage, Scorer};
+use super::{Classifier, ClassifyStage, Scorer};
+use crate::enrich::StageIo;
 
 fn stage(root_uri: &str, terminal: bool) -> Arc<ClassifyStage> {
     let dir = ModelDir::from_env();
     let model = ImageNetModel::load(&dir, 2).unwrap_or_else(|e| panic!("{e}"));
     let map = ImageNetMap::parse(DEFAULT_IMAGENET_MAP, model.labels()).expect("map");
     let topics = Topics::default();
-    Arc::new(ClassifyStage {
-        uploads: Location::open(root_uri, &S3Config::default()).expect("uploads"),
-        model: Arc::new(model),
-        scorer: Scorer::ImageNet(map),
-        caps: QualityConfig::default(),
-        concurrency: 4,
-        top_k: 3,
-        input: topics.quality(),
-        output: "flashfit.classified".into(),
-        status: topics.status(),
-        terminal,
-    })
+    Arc::new(ClassifyStage::new(
+        StageIo {
+            uploads: Location::open(root_uri, &S3Config::default()).expect("uploads"),
+            caps: QualityConfig::default(),
+            concurrency: 4,
+            input: topics.quality(),
+            output: "flashfit.classified".into(),
+            status: topics.status(),
+            terminal,
+        },
+        Classifier {
+            model: Arc::new(model),
+            scorer: Scorer::ImageNet(map),
+            top_k: 3,
+        },
+    ))
 }
 
 fn record(id: &str, uri: &str, extra: Value) -> (Option<Vec<u8>>, Vec<u8>) {
@@ -156,7 +161,7 @@ async fn a_trained_head_scores_garments_onto_the_taxonomy() {
     let base = stage("file:///tmp", false);
     let dir = std::path::Path::new(fashion_mnist::DEBIAN_DIR);
     let train = fashion_mnist::load(dir, "train", 1000).expect("dataset-fashion-mnist");
-    let x = fashion_mnist::embed(&base.model, &train, 32).expect("embed");
+    let x = fashion_mnist::embed(&base.enricher.model, &train, 32).expect("embed");
     let classes = fashion_mnist::CLASSES
         .iter()
         .map(|c| (*c).to_owned())
@@ -170,7 +175,7 @@ async fn a_trained_head_scores_garments_onto_the_taxonomy() {
         &TrainConfig::default(),
     )
     .expect("train");
-    let Scorer::ImageNet(map) = &base.scorer else {
+    let Scorer::ImageNet(map) = &base.enricher.scorer else {
         unreachable!()
     };
     let photos =
@@ -178,18 +183,22 @@ async fn a_trained_head_scores_garments_onto_the_taxonomy() {
     let root = url::Url::from_directory_path(photos.canonicalize().expect("photos"))
         .expect("uri")
         .to_string();
-    let s = Arc::new(ClassifyStage {
-        uploads: Location::open(&root, &S3Config::default()).expect("uploads"),
-        model: base.model.clone(),
-        scorer: Scorer::Head(Box::new(head), map.clone()),
-        caps: QualityConfig::default(),
-        concurrency: 2,
-        top_k: 3,
-        input: "in".into(),
-        output: "out".into(),
-        status: "status".into(),
-        terminal: false,
-    });
+    let s = Arc::new(ClassifyStage::new(
+        StageIo {
+            uploads: Location::open(&root, &S3Config::default()).expect("uploads"),
+            caps: QualityConfig::default(),
+            concurrency: 2,
+            input: "in".into(),
+            output: "out".into(),
+            status: "status".into(),
+            terminal: false,
+        },
+        Classifier {
+            model: base.enricher.model.clone(),
+            scorer: Scorer::Head(Box::new(head), map.clone()),
+            top_k: 3,
+        },
+    ));
     let input = vec![
         record("sneaker", &format!("{root}fmnist_sneaker.png"), json!({})),
         record("bag", &format!("{root}fmnist_bag.png"), json!({})),

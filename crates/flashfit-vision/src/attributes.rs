@@ -1,0 +1,289 @@
+//! The attributes stage: colours (k-means over garment pixels: the person mask for worn
+//! garments, the border-colour heuristic for flat-lay photos), pattern from texture measures,
+//! and fit, formality, seasons and style tags from the rule tables in config
+//! (`[attributes]`; defaults in `crates/flashfit-config/src/attributes.toml`).
+
+use flashfit_config::{AttributesConfig, PatternRules};
+use flashfit_models::mask::PersonMask;
+use flashfit_schema::taxonomy;
+use image::RgbImage;
+use serde_json::{Value, json};
+
+use crate::colour::{ColourConfig, ColourShare, GarmentPixels, extract_from, garment_pixels};
+use crate::enrich::{EnrichStage, Enricher, crop, record_bbox};
+
+pub type AttributesStage = EnrichStage<Attributes>;
+
+/// Name and version of the rule tables, recorded in `models`.
+pub const RULES_NAME: &str = "flashfit-attribute-rules";
+pub const RULES_VERSION: &str = "1";
+
+pub struct Attributes {
+    pub config: AttributesConfig,
+    /// The person/background model; `None` uses the border heuristic for every photo.
+    pub mask: Option<PersonMask>,
+}
+
+/// Texture measures of the garment pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Texture {
+    /// Share of garment pixels on an edge.
+    pub edge_density: f32,
+    /// Share of edge energy along the dominant axis (0.5 = none dominates).
+    pub orientation: f32,
+    /// Share of edge pixels whose gradient lies near an axis.
+    pub axis_aligned: f32,
+    /// Share of edge pixels in the middle half of the crop.
+    pub centre_share: f32,
+}
+
+/// Sobel texture measures over the masked thumbnail.
+pub fn texture(gp: &GarmentPixels, edge_magnitude: f32) -> Texture {
+    let (w, h) = gp.img.dimensions();
+    let (w, h) = (w as usize, h as usize);
+    let grey: Vec<f32> = gp
+        .img
+        .pixels()
+        .map(|p| 0.299 * f32::from(p.0[0]) + 0.587 * f32::from(p.0[1]) + 0.114 * f32::from(p.0[2]))
+        .collect();
+    let (mut garment, mut edges, mut centre, mut aligned) = (0usize, 0usize, 0usize, 0usize);
+    let (mut ex, mut ey) = (0f32, 0f32);
+    for y in 1..h.saturating_sub(1) {
+        for x in 1..w.saturating_sub(1) {
+            // Only pixels whose whole 3x3 neighbourhood is garment: the outline is not texture.
+            if !(y - 1..=y + 1).all(|yy| (x - 1..=x + 1).all(|xx| gp.mask[yy * w + xx])) {
+                continue;
+            }
+            garment += 1;
+            let g = |dx: isize, dy: isize| {
+                grey[(y as isize + dy) as usize * w + (x as isize + dx) as usize]
+            };
+            let gx = (g(1, -1) + 2.0 * g(1, 0) + g(1, 1)) - (g(-1, -1) + 2.0 * g(-1, 0) + g(-1, 1));
+            let gy = (g(-1, 1) + 2.0 * g(0, 1) + g(1, 1)) - (g(-1, -1) + 2.0 * g(0, -1) + g(1, -1));
+            if (gx * gx + gy * gy).sqrt() <= edge_magnitude {
+                continue;
+            }
+            edges += 1;
+            ex += gx.abs();
+            ey += gy.abs();
+            if gx.abs() > 3.0 * gy.abs() || gy.abs() > 3.0 * gx.abs() {
+                aligned += 1;
+            }
+            if (w / 4..w - w / 4).contains(&x) && (h / 4..h - h / 4).contains(&y) {
+                centre += 1;
+            }
+        }
+    }
+    let share = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f32 / b as f32 };
+    Texture {
+        edge_density: share(edges, garment),
+        orientation: if ex + ey > 0.0 {
+            ex.max(ey) / (ex + ey)
+        } else {
+            0.5
+        },
+        axis_aligned: share(aligned, edges),
+        centre_share: share(centre, edges),
+    }
+}
+
+/// The pattern the rules give for a texture and the garment's colours.
+pub fn pattern(t: &Texture, colours: &[ColourShare], r: &PatternRules) -> &'static str {
+    let significant = colours.iter().filter(|c| c.percentage >= 0.10).count();
+    if t.edge_density < r.solid_max_edge_density {
+        "solid"
+    } else if t.orientation >= r.striped_min_orientation {
+        "striped"
+    } else if t.centre_share >= r.graphic_min_centre_share {
+        "graphic"
+    } else if t.axis_aligned >= r.grid_min_axis_aligned {
+        if significant <= r.checkered_max_colours {
+            "checkered"
+        } else {
+            "plaid"
+        }
+    } else if significant >= r.floral_min_colours && t.edge_density >= r.busy_min_edge_density {
+        "floral"
+    } else {
+        "abstract"
+    }
+}
+
+/// Everything the attributes stage adds for one garment.
+#[derive(Debug, Clone)]
+pub struct Tags {
+    pub colours: Vec<ColourShare>,
+    pub pattern: &'static str,
+    pub fit: String,
+    pub formality: f32,
+    pub seasons: Vec<String>,
+    pub style_tags: Vec<String>,
+    /// `person` (mask model) or `border` (flat-lay heuristic).
+    pub mask: &'static str,
+}
+
+/// Applies the rule tables to a garment of `category` with these colours and pattern.
+pub fn rules(
+    c: &AttributesConfig,
+    category: &str,
+    colours: Vec<ColourShare>,
+    pattern: &'static str,
+    mask: &'static str,
+) -> Tags {
+    let group = taxonomy::group(category).unwrap_or("");
+    let primary = colours.first().map_or("unknown", |c| c.name);
+    let base = c
+        .formality
+        .category
+        .get(category)
+        .or_else(|| c.formality.group.get(group))
+        .copied()
+        .unwrap_or(0.5);
+    let formality =
+        (base + c.formality.colour.get(primary).copied().unwrap_or(0.0)).clamp(0.0, 1.0);
+    let formality = (formality * 100.0).round() / 100.0;
+    let fit = c
+        .fit
+        .get(category)
+        .cloned()
+        .unwrap_or_else(|| "regular".into());
+    let seasons = c.seasons.get(category).cloned().unwrap_or_else(|| {
+        ["spring", "summer", "fall", "winter"]
+            .map(String::from)
+            .to_vec()
+    });
+    let style_tags = c
+        .style
+        .iter()
+        .filter(|s| {
+            (s.categories.is_empty() || s.categories.iter().any(|k| k == category))
+                && (s.colours.is_empty() || s.colours.iter().any(|k| k == primary))
+                && (s.patterns.is_empty() || s.patterns.iter().any(|k| k == pattern))
+                && s.min_formality.is_none_or(|m| formality >= m)
+                && s.max_formality.is_none_or(|m| formality <= m)
+        })
+        .map(|s| s.tag.clone())
+        .collect();
+    Tags {
+        colours,
+        pattern,
+        fit,
+        formality,
+        seasons,
+        style_tags,
+        mask,
+    }
+}
+
+/// One garment waiting for the attributes stage's blocking half.
+pub struct Pending {
+    category: String,
+    crop: RgbImage,
+    /// The whole photo and the crop box, when the garment is worn and the mask model is on.
+    worn: Option<(RgbImage, [f64; 4])>,
+}
+
+impl Attributes {
+    fn colour_config(&self) -> ColourConfig {
+        ColourConfig {
+            k: self.config.k,
+            background_delta_e: self.config.background_delta_e,
+            max_side: self.config.max_side,
+        }
+    }
+
+    /// Colours, pattern and rules for one garment (blocking).
+    pub fn tag(&self, p: Pending) -> Result<Tags, String> {
+        let cfg = self.colour_config();
+        let (gp, mask) = match (&p.worn, &self.mask) {
+            (Some((full, b)), Some(model)) => {
+                let grid = model.mask(full).map_err(|e| e.to_string())?;
+                let (fw, fh) = full.dimensions();
+                let t = self.config.mask_threshold;
+                let keep = |rx: f32, ry: f32| {
+                    let x = (b[0] + f64::from(rx) * (b[2] - b[0])) as u32;
+                    let y = (b[1] + f64::from(ry) * (b[3] - b[1])) as u32;
+                    grid.at(x.min(fw - 1), y.min(fh - 1), fw, fh) >= t
+                };
+                (garment_pixels(&p.crop, &cfg, Some(&keep)), "person")
+            }
+            _ => (garment_pixels(&p.crop, &cfg, None), "border"),
+        };
+        // A mask that kept (almost) nothing: fall back to the whole crop rather than no colour.
+        let gp = if gp.count() < 20 {
+            let n = gp.mask.len();
+            GarmentPixels {
+                img: gp.img,
+                mask: vec![true; n],
+            }
+        } else {
+            gp
+        };
+        let colours = extract_from(&gp, self.config.k);
+        let t = texture(&gp, self.config.pattern.edge_magnitude);
+        let pattern = pattern(&t, &colours, &self.config.pattern);
+        Ok(rules(&self.config, &p.category, colours, pattern, mask))
+    }
+}
+
+impl Enricher for Attributes {
+    const STAGE: &'static str = "attributes";
+    type Prepared = Pending;
+    type Output = Tags;
+
+    fn prepare(&self, record: &Value, img: RgbImage) -> Pending {
+        let category = record["classification"]["category"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        let bbox = record_bbox(record);
+        let crop = bbox.map_or_else(|| img.clone(), |b| crop(&img, b));
+        let worn = (self.config.person_mask
+            && self.mask.is_some()
+            && record["detection"]["source"].as_str() == Some("person"))
+        .then(|| {
+            let (w, h) = img.dimensions();
+            let b = bbox.unwrap_or([0.0, 0.0, f64::from(w), f64::from(h)]);
+            (img, b)
+        });
+        Pending {
+            category,
+            crop,
+            worn,
+        }
+    }
+
+    fn infer(&self, batch: Vec<Pending>) -> Result<Vec<Tags>, String> {
+        batch.into_iter().map(|p| self.tag(p)).collect()
+    }
+
+    fn finish(&self, record: &mut Value, t: Tags) {
+        let colours: Vec<Value> = t
+            .colours
+            .iter()
+            .map(|c| json!({"name": c.name, "rgb": c.rgb, "share": (c.percentage * 1000.0).round() / 1000.0}))
+            .collect();
+        record["attributes"] = json!({
+            "color_primary": t.colours.first().map(|c| c.name),
+            "color_secondary": t.colours.get(1).map(|c| c.name),
+            "colors": colours,
+            "pattern": t.pattern,
+            "fit": t.fit,
+            "formality": t.formality,
+            "seasons": t.seasons,
+            "style_tags": t.style_tags,
+            "background_mask": t.mask,
+        });
+    }
+
+    fn models(&self) -> Vec<(String, String)> {
+        let mut m = vec![(RULES_NAME.to_owned(), RULES_VERSION.to_owned())];
+        if self.mask.is_some() && self.config.person_mask {
+            m.push((PersonMask::NAME.to_owned(), PersonMask::VERSION.to_owned()));
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests;

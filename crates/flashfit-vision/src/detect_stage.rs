@@ -1,0 +1,232 @@
+//! The detect stage: every configured detector on the whole photo, every confident detection
+//! recorded, and the garment chosen — the largest confident garment detection; else, for a worn
+//! garment, the largest person; else the foreground region of the photo (a flat-lay or hanger
+//! shot), else the whole photo. `detection.source` says which.
+
+use image::RgbImage;
+use serde_json::{Value, json};
+
+use crate::colour::foreground_box;
+use crate::detect::Detection;
+use crate::detector::{Detector, Role};
+use crate::enrich::{EnrichStage, Enricher};
+
+pub type DetectStage = EnrichStage<Detect>;
+
+pub struct Detect {
+    pub detectors: Vec<Detector>,
+    pub confidence: f32,
+    pub iou: f32,
+    /// Lab distance from the border colour that counts as foreground (fallback box).
+    pub background_delta_e: f32,
+}
+
+/// Where the garment box came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A garment class of a detector.
+    Detector,
+    /// No garment class, but a person: the garment is worn.
+    Person,
+    /// Nothing detected: the region that differs from the border colour.
+    Foreground,
+    /// Nothing detected and no foreground: the whole photo.
+    FullImage,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Detector => "detector",
+            Source::Person => "person",
+            Source::Foreground => "foreground",
+            Source::FullImage => "full_image",
+        }
+    }
+}
+
+/// One detection with the model that made it and what it means.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub model: String,
+    pub role: Role,
+    pub det: Detection,
+}
+
+/// The detect stage's verdict for one photo.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub all: Vec<Found>,
+    /// Index into `all` of the primary detection, if one was used.
+    pub primary: Option<usize>,
+    pub source: Source,
+    pub bbox: [f32; 4],
+}
+
+fn area(b: [f32; 4]) -> f32 {
+    (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0)
+}
+
+/// Chooses the garment among `all` detections of a `w`×`h` photo (pure: tested without models).
+pub fn choose(all: Vec<Found>, img: &RgbImage, background_delta_e: f32) -> Verdict {
+    let largest = |role: Role| {
+        all.iter()
+            .enumerate()
+            .filter(|(_, f)| f.role == role)
+            .max_by(|a, b| area(a.1.det.bbox).total_cmp(&area(b.1.det.bbox)))
+            .map(|(i, f)| (i, f.det.bbox))
+    };
+    if let Some((i, bbox)) = largest(Role::Garment) {
+        return Verdict {
+            primary: Some(i),
+            source: Source::Detector,
+            bbox,
+            all,
+        };
+    }
+    if let Some((i, bbox)) = largest(Role::Person) {
+        return Verdict {
+            primary: Some(i),
+            source: Source::Person,
+            bbox,
+            all,
+        };
+    }
+    let (source, bbox) = match foreground_box(img, background_delta_e) {
+        Some(b) => (Source::Foreground, b),
+        None => (
+            Source::FullImage,
+            [0.0, 0.0, img.width() as f32, img.height() as f32],
+        ),
+    };
+    Verdict {
+        all,
+        primary: None,
+        source,
+        bbox,
+    }
+}
+
+fn rounded(b: [f32; 4]) -> Vec<f32> {
+    b.iter().map(|v| v.round()).collect()
+}
+
+impl Enricher for Detect {
+    const STAGE: &'static str = "detect";
+    type Prepared = RgbImage;
+    type Output = Verdict;
+
+    fn prepare(&self, _record: &Value, img: RgbImage) -> RgbImage {
+        img
+    }
+
+    fn infer(&self, batch: Vec<RgbImage>) -> Result<Vec<Self::Output>, String> {
+        // The TF detectors take one image per call (fixed batch 1): loop in this blocking call.
+        let mut out = Vec::with_capacity(batch.len());
+        for img in &batch {
+            let mut all = Vec::new();
+            for d in &self.detectors {
+                let dets = d
+                    .detect(img, self.confidence, self.iou)
+                    .map_err(|e| format!("{}: {e}", d.name))?;
+                all.extend(dets.into_iter().map(|det| Found {
+                    model: d.name.clone(),
+                    role: d.role(&det.class),
+                    det,
+                }));
+            }
+            out.push(choose(all, img, self.background_delta_e));
+        }
+        Ok(out)
+    }
+
+    fn finish(&self, record: &mut Value, v: Verdict) {
+        let all: Vec<Value> = v
+            .all
+            .iter()
+            .map(|f| {
+                json!({
+                    "class": f.det.class,
+                    "confidence": f.det.confidence,
+                    "bbox": rounded(f.det.bbox),
+                    "model": f.model,
+                    "role": match f.role { Role::Garment => "garment", Role::Person => "person", Role::Other => "other" },
+                })
+            })
+            .collect();
+        let primary = v.primary.map(|i| &v.all[i]);
+        record["detection"] = json!({
+            "class": primary.map_or(v.source.as_str(), |f| f.det.class.as_str()),
+            "confidence": primary.map(|f| f.det.confidence),
+            "bbox": rounded(v.bbox),
+            "source": v.source.as_str(),
+            "model": primary.map(|f| f.model.clone()),
+            "all": all,
+        });
+    }
+
+    fn models(&self) -> Vec<(String, String)> {
+        self.detectors
+            .iter()
+            .map(|d| (d.name.clone(), d.version.clone()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(role: Role, bbox: [f32; 4]) -> Found {
+        Found {
+            model: "m".into(),
+            role,
+            det: Detection {
+                class_id: 0,
+                class: format!("{role:?}"),
+                confidence: 0.9,
+                bbox,
+            },
+        }
+    }
+
+    #[test]
+    fn the_largest_garment_wins_then_a_person_then_the_foreground() {
+        let img = RgbImage::from_fn(100, 80, |x, y| {
+            if (30..60).contains(&x) && (20..50).contains(&y) {
+                image::Rgb([200, 20, 20])
+            } else {
+                image::Rgb([240, 240, 240])
+            }
+        });
+        let v = choose(
+            vec![
+                found(Role::Person, [0.0, 0.0, 100.0, 80.0]),
+                found(Role::Garment, [0.0, 0.0, 10.0, 10.0]),
+                found(Role::Garment, [0.0, 0.0, 20.0, 20.0]),
+                found(Role::Other, [0.0, 0.0, 90.0, 80.0]),
+            ],
+            &img,
+            12.0,
+        );
+        assert_eq!(
+            (v.source, v.primary, v.bbox),
+            (Source::Detector, Some(2), [0.0, 0.0, 20.0, 20.0])
+        );
+        let v = choose(
+            vec![found(Role::Person, [1.0, 2.0, 50.0, 60.0])],
+            &img,
+            12.0,
+        );
+        assert_eq!((v.source, v.primary), (Source::Person, Some(0)));
+        let v = choose(vec![found(Role::Other, [0.0, 0.0, 90.0, 80.0])], &img, 12.0);
+        assert_eq!(v.source, Source::Foreground);
+        assert_eq!(v.bbox, [30.0, 20.0, 60.0, 50.0]);
+        let blank = RgbImage::from_pixel(50, 50, image::Rgb([9, 9, 9]));
+        let v = choose(Vec::new(), &blank, 12.0);
+        assert_eq!(
+            (v.source, v.bbox),
+            (Source::FullImage, [0.0, 0.0, 50.0, 50.0])
+        );
+    }
+}

@@ -1,0 +1,227 @@
+//! [`EnrichStage`]: the one Kafka-facing shape every model stage shares. It reads the previous
+//! stage's record, fetches and decodes the photo (same caps and DLQ reasons as the quality
+//! stage), lets an [`Enricher`] prepare each image, runs one batched inference off the reactor,
+//! adds the enricher's object and `models` entries to the record, and emits it (plus the
+//! `processed` status when the stage is the pipeline's last).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use flashfit_config::QualityConfig;
+use flashfit_quality::Limits;
+use flashfit_quality::intake::{decode_outcome, decode_rgb_oriented, read_upload};
+use flashfit_runtime::{Emit, Message, Outcome, Stage, run_blocking};
+use flashfit_schema::{Reason, Status, StatusEvent, UploadEvent};
+use flashfit_storage::Location;
+use futures::StreamExt;
+use image::RgbImage;
+use serde_json::{Value, json};
+
+/// The model-specific half of a stage.
+pub trait Enricher: Send + Sync + 'static {
+    /// Stage name (`detect`, `classify`, …): metrics, logs, the `models` entry's `stage`.
+    const STAGE: &'static str;
+    type Prepared: Send + 'static;
+    type Output: Send + 'static;
+
+    /// Blocking, per message: the model input from the record and the decoded, oriented photo.
+    fn prepare(&self, record: &Value, img: RgbImage) -> Self::Prepared;
+    /// Blocking, per batch: one output per input, in order.
+    fn infer(&self, batch: Vec<Self::Prepared>) -> Result<Vec<Self::Output>, String>;
+    /// Adds the stage's object to the record.
+    fn finish(&self, record: &mut Value, out: Self::Output);
+    /// `(name, version)` of every model whose output the record now carries.
+    fn models(&self) -> Vec<(String, String)>;
+}
+
+/// Where a stage reads and writes, and the caps it applies to photos.
+#[derive(Debug, Clone)]
+pub struct StageIo {
+    pub uploads: Location,
+    pub caps: QualityConfig,
+    /// Photos fetched and decoded at once.
+    pub concurrency: usize,
+    pub input: String,
+    pub output: String,
+    pub status: String,
+    /// Last stage of the pipeline: also emits `processed`.
+    pub terminal: bool,
+}
+
+pub struct EnrichStage<E: Enricher> {
+    pub io: StageIo,
+    pub enricher: Arc<E>,
+}
+
+impl<E: Enricher> EnrichStage<E> {
+    pub fn new(io: StageIo, enricher: E) -> Self {
+        EnrichStage {
+            io,
+            enricher: Arc::new(enricher),
+        }
+    }
+}
+
+enum Item<P> {
+    Done(Outcome),
+    Ready(Box<(Value, UploadEvent, P)>),
+}
+
+/// The record's `detection.bbox` as `[x1, y1, x2, y2]`, if it has one.
+pub fn record_bbox(record: &Value) -> Option<[f64; 4]> {
+    let b = record["detection"]["bbox"].as_array()?;
+    let v: Vec<f64> = b.iter().filter_map(Value::as_f64).collect();
+    (v.len() == 4).then(|| [v[0], v[1], v[2], v[3]])
+}
+
+/// The part of `img` inside `[x1, y1, x2, y2]` (pixels), clamped; the whole image if empty.
+pub fn crop(img: &RgbImage, b: [f64; 4]) -> RgbImage {
+    let (w, h) = (f64::from(img.width()), f64::from(img.height()));
+    let x1 = b[0].clamp(0.0, w) as u32;
+    let y1 = b[1].clamp(0.0, h) as u32;
+    let x2 = b[2].clamp(0.0, w) as u32;
+    let y2 = b[3].clamp(0.0, h) as u32;
+    if x2 <= x1 + 1 || y2 <= y1 + 1 {
+        return img.clone();
+    }
+    image::imageops::crop_imm(img, x1, y1, x2 - x1, y2 - y1).to_image()
+}
+
+/// The garment: the photo cropped to the record's detection box (the whole photo without one).
+pub fn garment_crop(record: &Value, img: RgbImage) -> RgbImage {
+    match record_bbox(record) {
+        Some(b) => crop(&img, b),
+        None => img,
+    }
+}
+
+impl<E: Enricher> EnrichStage<E> {
+    async fn prepare(&self, msg: Message) -> Item<E::Prepared> {
+        let (upload, bytes) =
+            match read_upload(&self.io.uploads, msg.payload(), self.io.caps.max_bytes).await {
+                Ok(x) => x,
+                Err(o) => return Item::Done(o),
+            };
+        let record = match serde_json::from_slice::<Value>(msg.payload()) {
+            Ok(v) if v.is_object() => v,
+            _ => {
+                return Item::Done(Outcome::BadInput {
+                    reason: Reason::InvalidEvent,
+                    message: "record is not a JSON object".into(),
+                });
+            }
+        };
+        let limits = Limits {
+            max_pixels: self.io.caps.max_pixels,
+            max_side: self.io.caps.max_side,
+        };
+        let enricher = self.enricher.clone();
+        let prepared = run_blocking(move || {
+            decode_rgb_oriented(&bytes, limits).map(|img| {
+                let p = enricher.prepare(&record, img);
+                (record, p)
+            })
+        })
+        .await;
+        match prepared {
+            Ok(Ok((record, p))) => Item::Ready(Box::new((record, upload, p))),
+            Ok(Err(e)) => Item::Done(decode_outcome(e)),
+            Err(m) => Item::Done(Outcome::BadInput {
+                reason: Reason::Undecodable,
+                message: format!("decoder failed: {m}"),
+            }),
+        }
+    }
+
+    fn emit(&self, mut record: Value, upload: &UploadEvent, out: E::Output) -> Outcome {
+        self.enricher.finish(&mut record, out);
+        for (name, version) in self.enricher.models() {
+            let entry = json!({"stage": E::STAGE, "name": name, "version": version});
+            match record.get_mut("models").and_then(Value::as_array_mut) {
+                Some(models) => models.push(entry),
+                None => record["models"] = json!([entry]),
+            }
+        }
+        let key = Some(upload.garment_id.clone().into_bytes());
+        let mut out = vec![Emit {
+            topic: self.io.output.clone(),
+            key: key.clone(),
+            value: serde_json::to_vec(&record).unwrap_or_default(),
+        }];
+        if self.io.terminal {
+            let mut s = StatusEvent::for_upload(upload, Status::Processed, E::STAGE);
+            if let Some(w) = record["quality"]["warnings"].as_array() {
+                s.warnings = w
+                    .iter()
+                    .filter_map(|v| serde_json::from_value(v.clone()).ok())
+                    .collect();
+            }
+            out.push(Emit {
+                topic: self.io.status.clone(),
+                key,
+                value: s.to_json(),
+            });
+        }
+        Outcome::Emit(out)
+    }
+}
+
+#[async_trait]
+impl<E: Enricher> Stage for EnrichStage<E> {
+    fn name(&self) -> &str {
+        E::STAGE
+    }
+
+    fn input_topic(&self) -> &str {
+        &self.io.input
+    }
+
+    fn output_topics(&self) -> Vec<String> {
+        vec![self.io.output.clone(), self.io.status.clone()]
+    }
+
+    async fn process(&self, batch: Vec<Message>) -> Vec<Outcome> {
+        let items: Vec<Item<E::Prepared>> = futures::stream::iter(batch)
+            .map(|m| self.prepare(m))
+            .buffered(self.io.concurrency.max(1))
+            .collect()
+            .await;
+        let mut slots = Vec::with_capacity(items.len());
+        let mut inputs = Vec::new();
+        for item in items {
+            match item {
+                Item::Done(o) => slots.push(Err(o)),
+                Item::Ready(b) => {
+                    let (record, upload, p) = *b;
+                    inputs.push(p);
+                    slots.push(Ok((record, upload)));
+                }
+            }
+        }
+        // One inference call for every decodable image of the batch, off the reactor.
+        let enricher = self.enricher.clone();
+        let results = match run_blocking(move || enricher.infer(inputs)).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) | Err(e) => Err(format!("inference failed: {e}")),
+        };
+        let mut results = match results {
+            Ok(r) => r.into_iter(),
+            Err(why) => {
+                return slots
+                    .into_iter()
+                    .map(|s| s.err().unwrap_or_else(|| Outcome::Retry(why.clone())))
+                    .collect();
+            }
+        };
+        slots
+            .into_iter()
+            .map(|slot| match slot {
+                Err(o) => o,
+                Ok((record, upload)) => match results.next() {
+                    Some(out) => self.emit(record, &upload, out),
+                    None => Outcome::Retry("model returned fewer outputs than inputs".into()),
+                },
+            })
+            .collect()
+    }
+}
