@@ -180,7 +180,7 @@ def main():
         ort = None
     if ort is not None:
         sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-        # [CLS] navy formal shirt [SEP] + padding, and a shorter second row.
+        # Two rows of word-piece ids ([CLS] ... [SEP]) with padding, the second shorter.
         ids = np.array([[101, 6543, 5337, 3797, 102, 0, 0], [101, 2417, 102, 0, 0, 0, 0]], np.int64)
         mask = (ids != 0).astype(np.int64)
         got = sess.run(["sentence_embedding"], {"input_ids": ids, "attention_mask": mask})[0]

@@ -4,20 +4,33 @@ use std::time::Duration;
 
 use crate::support::*;
 
+/// `flashfit run` with `--pipeline`: a process environment with nothing but the model files.
+fn flashfit_run(pipeline: Option<&str>, dir: &std::path::Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(flashfit_bin());
+    if let Some(p) = pipeline {
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        cmd.arg("--pipeline").arg(repo.join(p));
+    }
+    cmd.args(["run", "--exit-when-done", "--timeout", "150", "--ingest"])
+        .arg(dir)
+        // Nothing inherited may point it at the local stack.
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("FLASHFIT_ADMIN_ADDR", format!("127.0.0.1:{}", free_port()));
+    for var in ["FLASHFIT_MODELS_DIR", "ORT_DYLIB_PATH", "HOME"] {
+        if let Ok(v) = std::env::var(var) {
+            cmd.env(var, v);
+        }
+    }
+    cmd
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn flashfit_run_processes_a_folder_with_no_external_services() -> anyhow::Result<()> {
+async fn flashfit_run_quality_alone_needs_no_external_services() -> anyhow::Result<()> {
     let (dir, names) = photos_in_temp_dir("embedded")?;
-    let port = free_port();
     let out = tokio::time::timeout(
         Duration::from_secs(120),
-        tokio::process::Command::new(flashfit_bin())
-            .args(["run", "--exit-when-done", "--timeout", "90", "--ingest"])
-            .arg(&dir)
-            // Nothing inherited may point it at the local stack.
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("FLASHFIT_ADMIN_ADDR", format!("127.0.0.1:{port}"))
-            .output(),
+        flashfit_run(Some("pipelines/quality.toml"), &dir).output(),
     )
     .await??;
     let _ = std::fs::remove_dir_all(&dir);
@@ -40,26 +53,13 @@ async fn flashfit_run_processes_a_folder_with_no_external_services() -> anyhow::
     Ok(())
 }
 
-/// The preview chain (quality → classify with EfficientNet-Lite0) in one process: every photo
-/// that passes quality is classified and its `processed` status comes from the last stage.
+/// The default pipeline (quality → detect → classify → attributes → embed) in one process, as
+/// the README's first command runs it: every photo that passes quality is processed by `embed`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_preview_pipeline_classifies_every_passing_photo() -> anyhow::Result<()> {
-    let (dir, names) = photos_in_temp_dir("preview")?;
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut cmd = tokio::process::Command::new(flashfit_bin());
-    cmd.arg("--pipeline")
-        .arg(repo.join("pipelines/preview.toml"))
-        .args(["run", "--exit-when-done", "--timeout", "90", "--ingest"])
-        .arg(&dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("FLASHFIT_ADMIN_ADDR", format!("127.0.0.1:{}", free_port()));
-    for var in ["FLASHFIT_MODELS_DIR", "ORT_DYLIB_PATH", "HOME"] {
-        if let Ok(v) = std::env::var(var) {
-            cmd.env(var, v);
-        }
-    }
-    let out = tokio::time::timeout(Duration::from_secs(150), cmd.output()).await??;
+async fn flashfit_run_takes_every_passing_photo_through_the_whole_chain() -> anyhow::Result<()> {
+    let (dir, names) = photos_in_temp_dir("chain")?;
+    let out =
+        tokio::time::timeout(Duration::from_secs(200), flashfit_run(None, &dir).output()).await??;
     let _ = std::fs::remove_dir_all(&dir);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -76,7 +76,7 @@ async fn the_preview_pipeline_classifies_every_passing_photo() -> anyhow::Result
     for l in &lines {
         let s = &l["status"];
         if s["status"] == "processed" {
-            assert_eq!(s["stage"], "classify", "{l}");
+            assert_eq!(s["stage"], "embed", "{l}");
         } else {
             assert_eq!(
                 (s["status"].as_str(), s["stage"].as_str()),

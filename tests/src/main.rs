@@ -6,5 +6,6 @@
 mod support;
 
 mod embedded;
+mod hostile;
 mod pipeline;
 mod process;

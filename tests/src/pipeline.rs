@@ -23,7 +23,7 @@ fn start_worker(
     let token = CancellationToken::new();
     let t = token.clone();
     let task = tokio::spawn(async move {
-        let pipeline = Pipeline::default_pipeline();
+        let pipeline = Pipeline::parse(include_str!("../../pipelines/quality.toml"))?;
         let stage = build_stage("quality", &config, &pipeline)?;
         run_stages(&config, vec![stage], Metrics::new(), t).await
     });
@@ -77,6 +77,99 @@ async fn real_photos_in_statuses_out() -> anyhow::Result<()> {
     assert_eq!((person.quality.width, person.quality.height), (512, 512));
     assert!(person.quality.blur_score > 100.0);
 
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(30), task).await???;
+    Ok(())
+}
+
+/// The default pipeline, every stage in this process, against Tansu and the S3 server: each
+/// photo that passes quality reaches `flashfit.embedded` with every stage's object and model
+/// versions, and its `processed` status comes from `embed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_full_chain_enriches_every_passing_photo() -> anyhow::Result<()> {
+    let stack = Stack::new()?;
+    let pipeline = Pipeline::default_pipeline();
+    let names: Vec<&str> = pipeline.stages.iter().map(String::as_str).collect();
+    stack.ensure_topics(&names).await?;
+    let watcher = stack.status_watcher()?;
+    let tail = stack.tail(&stack.topics.output_of("embed").expect("embed topic"))?;
+    let photos = [
+        "person_suit.jpg",
+        "fmnist_ankle_boot.png",
+        "coffee.jpg",
+        "cat_small.jpg",
+    ];
+    let mut events = Vec::new();
+    for name in photos {
+        let uri = stack.put_upload(name, photo(name)).await?;
+        events.push(upload_event(name, &uri));
+    }
+    stack.publish(&stack.producer()?, &events).await?;
+    let config = stack.config.clone();
+    let token = CancellationToken::new();
+    let t = token.clone();
+    let task = tokio::spawn(async move {
+        let stages = pipeline
+            .stages
+            .iter()
+            .map(|s| build_stage(s, &config, &pipeline))
+            .collect::<flashfit_pipeline::Result<Vec<_>>>()?;
+        run_stages(&config, stages, Metrics::new(), t).await
+    });
+    let ids: HashSet<String> = events.iter().map(|e| e.event_id.clone()).collect();
+    let seen = await_statuses(&watcher, &ids, Duration::from_secs(240)).await?;
+    assert_eq!(seen["cat_small.jpg"].status, Status::Rejected);
+    for name in &photos[..3] {
+        assert_eq!(seen[*name].status, Status::Processed, "{name}");
+        assert_eq!(seen[*name].stage, "embed", "{name}");
+    }
+    let recs = tail
+        .collect_until(Duration::from_secs(30), |v| v.len() >= 3)
+        .await;
+    let recs: Vec<serde_json::Value> = recs
+        .iter()
+        .filter_map(|m| m.payload().and_then(|p| serde_json::from_slice(p).ok()))
+        .collect();
+    assert_eq!(recs.len(), 3);
+    for r in &recs {
+        let stages: Vec<&str> = r["models"]
+            .as_array()
+            .expect("models")
+            .iter()
+            .filter_map(|m| m["stage"].as_str())
+            .collect();
+        for s in ["detect", "classify", "attributes", "embed"] {
+            assert!(stages.contains(&s), "{s} missing from {stages:?}");
+        }
+        assert_eq!(
+            r["detection"]["bbox"].as_array().map(Vec::len),
+            Some(4),
+            "{r}"
+        );
+        assert!(r["classification"]["category"].is_string(), "{r}");
+        assert!(r["attributes"]["color_primary"].is_string(), "{r}");
+        assert_eq!(
+            r["embedding"]["image_vector"].as_array().map(Vec::len),
+            Some(1280)
+        );
+        assert_eq!(
+            r["embedding"]["text_vector"].as_array().map(Vec::len),
+            Some(384)
+        );
+    }
+    let by_id = |id: &str| {
+        recs.iter()
+            .find(|r| r["event_id"] == id)
+            .unwrap_or_else(|| panic!("{id}"))
+    };
+    // A dressed person: worn garment, colours from the person mask.
+    let person = by_id("person_suit.jpg");
+    assert_eq!(person["detection"]["source"], "person", "{person}");
+    assert_eq!(person["attributes"]["background_mask"], "person");
+    // The ankle boot: the Open Images detector's Footwear box is the garment.
+    let boot = by_id("fmnist_ankle_boot.png");
+    assert_eq!(boot["detection"]["source"], "detector", "{boot}");
+    assert_eq!(boot["detection"]["class"], "Footwear");
     token.cancel();
     tokio::time::timeout(Duration::from_secs(30), task).await???;
     Ok(())

@@ -13,7 +13,11 @@ use crate::support::*;
 
 fn spawn_worker(stack: &Stack, admin_port: u16, extra: &[(&str, &str)]) -> anyhow::Result<Child> {
     let mut cmd = Command::new(flashfit_bin());
-    cmd.args(["worker", "quality"])
+    let quality_only =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines/quality.toml");
+    cmd.arg("--pipeline")
+        .arg(quality_only)
+        .args(["worker", "quality"])
         .envs(stack.child_env())
         .env("FLASHFIT_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
         .stdout(Stdio::null())

@@ -135,6 +135,8 @@ impl Stack {
             self.topics.quality(),
         ];
         t.extend(stages.iter().map(|s| self.topics.dlq(s)));
+        t.extend(stages.iter().filter_map(|s| self.topics.output_of(s)));
+        t.dedup();
         flashfit_runtime::kafka::ensure_topics(&self.config.kafka, &t).await?;
         Ok(())
     }

@@ -128,3 +128,67 @@ fn a_missing_model_names_the_fix() {
     let err = ImageNetModel::load(&dir, 1).expect_err("missing");
     assert!(err.to_string().contains("models/fetch.sh"), "{err}");
 }
+
+#[test]
+fn minilm_matches_python_tokenizers_and_onnxruntime() {
+    let text =
+        std::fs::read_to_string(fixtures().join("models/all-minilm-l6-v2.json")).expect("golden");
+    let g: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let m = text::MiniLm::load(&ModelDir::from_env(), 1).unwrap_or_else(|e| panic!("{e}"));
+    let rows = g["texts"].as_array().expect("texts");
+    let texts: Vec<String> = rows
+        .iter()
+        .map(|r| r["text"].as_str().expect("text").to_owned())
+        .collect();
+    // Same word pieces as the Python tokenizers package on the same tokenizer.json.
+    let (seq, ids, mask) = m.tokenize(&texts).expect("tokenize");
+    for (i, r) in rows.iter().enumerate() {
+        let want: Vec<i64> = r["ids"]
+            .as_array()
+            .expect("ids")
+            .iter()
+            .map(|v| v.as_i64().expect("id"))
+            .collect();
+        let n = mask[i * seq..][..seq].iter().filter(|v| **v == 1).count();
+        assert_eq!(&ids[i * seq..][..n], &want[..], "{}", texts[i]);
+    }
+    // Embedded as one padded batch: the attention mask makes padding irrelevant.
+    let embs = m.embed(&texts).expect("embed");
+    for (e, r) in embs.iter().zip(rows) {
+        let want = floats(&r["embedding"]);
+        let diff = e
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(diff < 1e-4, "max diff {diff}");
+        let norm: f32 = e.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4);
+    }
+}
+
+#[test]
+fn text_vectors_rank_a_matching_caption_first() {
+    let m = text::MiniLm::load(&ModelDir::from_env(), 1).unwrap_or_else(|e| panic!("{e}"));
+    let captions: Vec<String> = [
+        "navy solid formal dress shirt, slim fit, formal classic",
+        "red floral sundress, casual bohemian",
+        "black leather boots, classic",
+        "grey hoodie, relaxed fit, casual streetwear",
+    ]
+    .map(String::from)
+    .to_vec();
+    let c = m.embed(&captions).expect("embed");
+    for (query, want) in [
+        ("navy formal shirt", 0),
+        ("summer dress with flowers", 1),
+        ("boots", 2),
+        ("comfy sweatshirt", 3),
+    ] {
+        let q = &m.embed(&[query.to_owned()]).expect("embed")[0];
+        let best = (0..c.len())
+            .max_by(|a, b| cosine(q, &c[*a]).total_cmp(&cosine(q, &c[*b])))
+            .expect("best");
+        assert_eq!(best, want, "{query}");
+    }
+}

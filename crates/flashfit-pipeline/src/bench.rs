@@ -502,3 +502,181 @@ async fn bare_loop(
     }
     Ok(())
 }
+
+/// `flashfit bench stages`: each model stage on real photos, through the runtime (the in-memory
+/// harness: the same Processor as the Kafka worker, minus the broker) and bare (decode + the
+/// same model calls in a loop, no runtime), same batches. Each stage gets its real input: the
+/// previous stage's output records.
+#[derive(Debug, Clone)]
+pub struct StagesBench {
+    pub fixtures: PathBuf,
+    pub images: usize,
+    pub batch: usize,
+    pub rounds: usize,
+}
+
+async fn bench_stage<E: flashfit_vision::Enricher>(
+    io: flashfit_vision::StageIo,
+    enricher: E,
+    input: &[(Option<Vec<u8>>, Vec<u8>)],
+    files: &std::collections::HashMap<String, Vec<u8>>,
+    opts: &StagesBench,
+) -> Result<(f64, f64, Vec<(Option<Vec<u8>>, Vec<u8>)>)> {
+    use flashfit_runtime::Stage as _;
+    let stage = Arc::new(flashfit_vision::EnrichStage {
+        io,
+        enricher: Arc::new(enricher),
+    });
+    let enricher = stage.enricher.clone();
+    let out_topic = stage.output_topics()[0].clone();
+    let records: Vec<serde_json::Value> = input
+        .iter()
+        .map(|(_, v)| serde_json::from_slice(v))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    let limits = flashfit_quality::Limits {
+        max_pixels: 50_000_000,
+        max_side: 16_384,
+    };
+    let cfg = flashfit_config::RuntimeConfig {
+        batch_size: opts.batch,
+        ..Default::default()
+    };
+    let (mut bare, mut staged) = (Vec::new(), Vec::new());
+    let mut output = Vec::new();
+    for _ in 0..opts.rounds {
+        // Bare: decode, prepare, infer; batch by batch on one blocking thread.
+        let e = enricher.clone();
+        let recs = records.clone();
+        let bytes: Vec<Vec<u8>> = recs
+            .iter()
+            .map(|r| {
+                files
+                    .get(r["image_uri"].as_str().unwrap_or(""))
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect();
+        let batch = opts.batch;
+        let t = Instant::now();
+        let n = tokio::task::spawn_blocking(move || -> std::result::Result<usize, String> {
+            let mut n = 0;
+            for (rs, bs) in recs.chunks(batch).zip(bytes.chunks(batch)) {
+                let prepared: Vec<E::Prepared> = rs
+                    .iter()
+                    .zip(bs)
+                    .filter_map(|(r, b)| {
+                        flashfit_quality::intake::decode_rgb_oriented(b, limits)
+                            .ok()
+                            .map(|img| e.prepare(r, img))
+                    })
+                    .collect();
+                n += e.infer(prepared)?.len();
+            }
+            Ok(n)
+        })
+        .await
+        .map_err(|e| Error::Invalid(e.to_string()))?
+        .map_err(Error::Invalid)?;
+        bare.push(n as f64 / t.elapsed().as_secs_f64());
+        // Through the runtime.
+        let t = Instant::now();
+        let run = flashfit_runtime::harness::run(stage.clone(), input.to_vec(), cfg.clone()).await;
+        let out = run.on(&out_topic);
+        staged.push(out.len() as f64 / t.elapsed().as_secs_f64());
+        output = out
+            .iter()
+            .map(|r| (r.key.clone(), r.value.clone()))
+            .collect();
+    }
+    Ok((median(&mut bare), median(&mut staged), output))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+pub async fn stages(config: &Config, opts: &StagesBench) -> Result<()> {
+    use flashfit_models::ModelDir;
+    let names = [
+        "person_suit.jpg",
+        "coffee.jpg",
+        "motorcycle.jpg",
+        "cat.jpg",
+        "rocket.jpg",
+        "fmnist_ankle_boot.png",
+    ];
+    let root = url::Url::from_directory_path(
+        opts.fixtures
+            .canonicalize()
+            .map_err(|e| Error::Invalid(format!("{}: {e}", opts.fixtures.display())))?,
+    )
+    .map_err(|_| Error::Invalid("fixtures path".into()))?
+    .to_string();
+    let mut files = std::collections::HashMap::new();
+    let mut input = Vec::new();
+    for i in 0..opts.images {
+        let name = names[i % names.len()];
+        let uri = format!("{root}{name}");
+        files.insert(uri.clone(), std::fs::read(opts.fixtures.join(name))?);
+        let rec = serde_json::json!({
+            "event_id": format!("bench-{i}"), "user_id": "bench", "garment_id": format!("g-{i}"),
+            "image_uri": uri, "uploaded_at": "2026-11-22T00:00:00Z",
+            "quality": {"width": 0, "height": 0, "blur_score": 0.0, "brightness": 0.0, "warnings": []}
+        });
+        input.push((None, serde_json::to_vec(&rec).unwrap_or_default()));
+    }
+    let mut config = config.clone();
+    config.uploads_uri = Some(root);
+    let pipeline = crate::Pipeline::default_pipeline();
+    let dir = ModelDir::from_env();
+    println!(
+        "stage       bare img/s  stage img/s  overhead  ({} images, batch {}, median of {} rounds)",
+        opts.images, opts.batch, opts.rounds
+    );
+    let report = |name: &str, (bare, staged): (f64, f64)| {
+        println!(
+            "{name:<10} {bare:>11.1} {staged:>12.1} {:>8.1}%",
+            (1.0 - staged / bare) * 100.0
+        );
+    };
+    let io = |s: &str| crate::vision::io(s, &config, &pipeline);
+    let (b, s, next) = bench_stage(
+        io("detect")?,
+        crate::vision::detector(&config, &dir)?,
+        &input,
+        &files,
+        opts,
+    )
+    .await?;
+    report("detect", (b, s));
+    let (b, s, next) = bench_stage(
+        io("classify")?,
+        crate::vision::classifier(&config, &dir)?,
+        &next,
+        &files,
+        opts,
+    )
+    .await?;
+    report("classify", (b, s));
+    let (b, s, next) = bench_stage(
+        io("attributes")?,
+        crate::vision::attributes(&config, &dir)?,
+        &next,
+        &files,
+        opts,
+    )
+    .await?;
+    report("attributes", (b, s));
+    let (b, s, _) = bench_stage(
+        io("embed")?,
+        crate::vision::embedder(&config, &dir)?,
+        &next,
+        &files,
+        opts,
+    )
+    .await?;
+    report("embed", (b, s));
+    Ok(())
+}

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::{Error, Result};
 
 /// The stages that exist, in pipeline order.
-pub const KNOWN_STAGES: &[&str] = &["quality", "classify"];
+pub const KNOWN_STAGES: &[&str] = &["quality", "detect", "classify", "attributes", "embed"];
 
 /// A pipeline definition: the ordered list of stages.
 #[derive(Debug, Clone, Deserialize)]
@@ -96,14 +96,8 @@ pub fn build_stage(name: &str, config: &Config, pipeline: &Pipeline) -> Result<A
                 &flashfit_schema::Topics::new(config.kafka.topic_prefix.clone()),
             )))
         }
-        "classify" => {
-            let topics = flashfit_schema::Topics::new(config.kafka.topic_prefix.clone());
-            let uri = config.uploads_uri.as_deref().ok_or_else(|| {
-                Error::Invalid("the classify stage needs FLASHFIT_UPLOADS_URI".into())
-            })?;
-            Ok(Arc::new(crate::vision::classify_stage(
-                config, pipeline, &topics, uri,
-            )?))
+        "detect" | "classify" | "attributes" | "embed" => {
+            crate::vision::model_stage(name, config, pipeline)
         }
         other => Err(Error::Invalid(format!("unknown stage `{other}`"))),
     }

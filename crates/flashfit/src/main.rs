@@ -138,6 +138,19 @@ enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// Each model stage (detect, classify, attributes, embed): images/s through the runtime vs
+    /// bare (decode + the same model calls, no runtime), same photos and batches.
+    Stages {
+        #[arg(long, default_value_t = 48)]
+        images: usize,
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Repository root (for tests/fixtures).
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -371,6 +384,23 @@ async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
                 payload_bytes,
             };
             bench::runtime(&config, &opts).await.map_err(Into::into)
+        }
+        Command::Bench {
+            which:
+                BenchCommand::Stages {
+                    images,
+                    batch,
+                    rounds,
+                    repo,
+                },
+        } => {
+            let opts = bench::StagesBench {
+                fixtures: repo.join("tests/fixtures/photos"),
+                images: images.max(1),
+                batch: batch.max(1),
+                rounds: rounds.max(1),
+            };
+            bench::stages(&config, &opts).await.map_err(Into::into)
         }
     }
 }
