@@ -25,6 +25,13 @@ fn floats(v: &serde_json::Value) -> Vec<f32> {
         .collect()
 }
 
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
+
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
     let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -53,18 +60,8 @@ fn outputs_match_python_onnxruntime_on_the_same_pixels() {
         let want = &images[*name];
         let logits = floats(&want["logits"]);
         let emb = floats(&want["embedding"]);
-        let max_logit_diff = out
-            .logits
-            .iter()
-            .zip(&logits)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        let max_emb_diff = out
-            .embedding
-            .iter()
-            .zip(&emb)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let max_logit_diff = max_abs_diff(&out.logits, &logits);
+        let max_emb_diff = max_abs_diff(&out.embedding, &emb);
         assert!(
             max_logit_diff < 1e-3,
             "{name}: logits differ by {max_logit_diff}"
@@ -156,11 +153,7 @@ fn minilm_matches_python_tokenizers_and_onnxruntime() {
     let embs = m.embed(&texts).expect("embed");
     for (e, r) in embs.iter().zip(rows) {
         let want = floats(&r["embedding"]);
-        let diff = e
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let diff = max_abs_diff(&e, &want);
         assert!(diff < 1e-4, "max diff {diff}");
         let norm: f32 = e.iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-4);
@@ -190,5 +183,36 @@ fn text_vectors_rank_a_matching_caption_first() {
             .max_by(|a, b| cosine(q, &c[*a]).total_cmp(&cosine(q, &c[*b])))
             .expect("best");
         assert_eq!(best, want, "{query}");
+    }
+}
+
+#[test]
+fn person_mask_matches_python_onnxruntime() {
+    let text = std::fs::read_to_string(fixtures().join("models/selfie-segmentation.json"))
+        .expect("golden");
+    let g: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let m = mask::PersonMask::load(&ModelDir::from_env(), 1).unwrap_or_else(|e| panic!("{e}"));
+    for (name, want) in g["images"].as_object().expect("images") {
+        let img = image::open(fixtures().join("photos").join(name))
+            .expect("photo")
+            .to_rgb8();
+        let grid = m.mask(&img).expect("mask");
+        assert_eq!(grid.side, 256);
+        let pooled: Vec<f32> = (0..256)
+            .map(|b| {
+                let (by, bx) = (b / 16, b % 16);
+                let mut s = 0.0;
+                for y in by * 16..by * 16 + 16 {
+                    for x in bx * 16..bx * 16 + 16 {
+                        s += grid.prob[y * 256 + x];
+                    }
+                }
+                s / 256.0
+            })
+            .collect();
+        let want = floats(&want["pooled16"]);
+        let diff = max_abs_diff(&pooled, &want);
+        // Inputs differ only by JPEG decoder and resize rounding.
+        assert!(diff < 0.05, "{name}: max block difference {diff}");
     }
 }

@@ -20,6 +20,10 @@ pub enum Dataset {
     /// A folder of class folders named after taxonomy categories; every fifth image (by sorted
     /// name) is held out for evaluation.
     Folders(PathBuf),
+    /// A CSV manifest with a header row naming `path` and `label` columns (and optionally
+    /// `split`: `train` or `test`; without it every fifth row of a label is held out). Paths
+    /// are relative to the CSV's folder; labels are taxonomy categories.
+    Csv(PathBuf),
 }
 
 /// What a training run produced.
@@ -52,7 +56,8 @@ pub fn train_head(data: &Dataset, threads: usize, cfg: &TrainConfig) -> Result<T
                 .collect();
             (classes, xtr, train.labels, xte, test.labels)
         }
-        Dataset::Folders(dir) => folders(&model, dir)?,
+        Dataset::Folders(dir) => embed_examples(&model, folder_examples(dir)?)?,
+        Dataset::Csv(path) => embed_examples(&model, csv_examples(path)?)?,
     };
     let mut head = LinearHead::train("taxonomy-head", &backbone(), classes, &xtr, &ytr, cfg)
         .map_err(models_err)?;
@@ -79,41 +84,131 @@ type Examples = (
     Vec<usize>,
 );
 
-fn folders(model: &ImageNetModel, dir: &Path) -> Result<Examples> {
+/// One labelled image: path, class, held out for evaluation.
+type Labelled = (PathBuf, String, bool);
+
+fn folder_examples(dir: &Path) -> Result<Vec<Labelled>> {
     let mut classes: Vec<String> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_dir())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     classes.sort();
+    let mut out = Vec::new();
+    for c in &classes {
+        let files = crate::ingest::list_images(&dir.join(c))?;
+        for (i, f) in files.into_iter().enumerate() {
+            out.push((f, c.clone(), i % 5 == 4));
+        }
+    }
+    Ok(out)
+}
+
+/// Parses a CSV manifest (see [`Dataset::Csv`]). Fields may be double-quoted.
+pub fn csv_examples(path: &Path) -> Result<Vec<Labelled>> {
+    let text = std::fs::read_to_string(path)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header = split_csv(lines.next().unwrap_or_default());
+    let col = |name: &str| header.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let (Some(pi), Some(li)) = (col("path"), col("label")) else {
+        return Err(Error::Invalid(format!(
+            "{}: the header must name `path` and `label` columns",
+            path.display()
+        )));
+    };
+    let si = col("split");
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for (n, line) in lines.enumerate() {
+        let f = split_csv(line);
+        let (Some(p), Some(label)) = (f.get(pi), f.get(li)) else {
+            return Err(Error::Invalid(format!(
+                "{}: row {} is short",
+                path.display(),
+                n + 2
+            )));
+        };
+        let held_out = match si.and_then(|i| f.get(i)).map(|s| s.to_ascii_lowercase()) {
+            Some(s) if s == "test" => true,
+            Some(s) if s == "train" => false,
+            Some(s) if !s.is_empty() => {
+                return Err(Error::Invalid(format!(
+                    "{}: row {}: split `{s}` is not train or test",
+                    path.display(),
+                    n + 2
+                )));
+            }
+            _ => {
+                let k = seen.entry(label.clone()).or_default();
+                *k += 1;
+                k.is_multiple_of(5)
+            }
+        };
+        out.push((base.join(p), label.clone(), held_out));
+    }
+    Ok(out)
+}
+
+fn push(fields: &mut [String], c: char) {
+    if let Some(s) = fields.last_mut() {
+        s.push(c);
+    }
+}
+
+fn split_csv(line: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                push(&mut out, '"');
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(String::new()),
+            c => push(&mut out, c),
+        }
+    }
+    out.into_iter().map(|s| s.trim().to_owned()).collect()
+}
+
+fn embed_examples(model: &ImageNetModel, examples: Vec<Labelled>) -> Result<Examples> {
+    let mut classes: Vec<String> = examples.iter().map(|e| e.1.clone()).collect();
+    classes.sort();
+    classes.dedup();
     for c in &classes {
         if flashfit_schema::taxonomy::index(c).is_none() {
             return Err(Error::Invalid(format!(
-                "class folder `{c}` is not a taxonomy category"
+                "label `{c}` is not a taxonomy category"
             )));
         }
     }
     if classes.len() < 2 {
-        return Err(Error::Invalid("need at least two class folders".into()));
+        return Err(Error::Invalid("need at least two classes".into()));
     }
     let (mut xtr, mut ytr, mut xte, mut yte) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (ci, c) in classes.iter().enumerate() {
-        let files = crate::ingest::list_images(&dir.join(c))?;
-        for (i, f) in files.iter().enumerate() {
-            let img = image_rgb(f)?;
-            let emb = model
-                .infer(&[preprocess_imagenet(&img)])
-                .map_err(models_err)?
-                .remove(0)
-                .embedding;
-            if i % 5 == 4 {
-                xte.push(emb);
-                yte.push(ci);
-            } else {
-                xtr.push(emb);
-                ytr.push(ci);
-            }
+    for (path, class, held_out) in &examples {
+        let ci = classes.iter().position(|c| c == class).unwrap_or_default();
+        let img = image_rgb(path)?;
+        let emb = model
+            .infer(&[preprocess_imagenet(&img)])
+            .map_err(models_err)?
+            .remove(0)
+            .embedding;
+        if *held_out {
+            xte.push(emb);
+            yte.push(ci);
+        } else {
+            xtr.push(emb);
+            ytr.push(ci);
         }
+    }
+    if xte.is_empty() || xtr.is_empty() {
+        return Err(Error::Invalid(
+            "need both training and held-out images".into(),
+        ));
     }
     Ok((classes, xtr, ytr, xte, yte))
 }
@@ -127,4 +222,65 @@ fn image_rgb(path: &Path) -> Result<image::RgbImage> {
 
 fn models_err(e: flashfit_models::Error) -> Error {
     Error::Invalid(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_manifests_parse_with_and_without_a_split_column() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("m.csv");
+        std::fs::write(
+            &p,
+            "label,path,split\njeans,\"a,b.jpg\",test\ntie,t.jpg,train\n",
+        )
+        .expect("write");
+        let e = csv_examples(&p).expect("parse");
+        assert_eq!(e[0], (dir.path().join("a,b.jpg"), "jeans".into(), true));
+        assert_eq!(e[1], (dir.path().join("t.jpg"), "tie".into(), false));
+        std::fs::write(
+            &p,
+            "path,label\n1.jpg,tie\n2.jpg,tie\n3.jpg,tie\n4.jpg,tie\n5.jpg,tie\n",
+        )
+        .expect("write");
+        let held: Vec<bool> = csv_examples(&p)
+            .expect("parse")
+            .iter()
+            .map(|e| e.2)
+            .collect();
+        assert_eq!(held, vec![false, false, false, false, true]);
+        std::fs::write(&p, "file,label\n1.jpg,tie\n").expect("write");
+        assert!(csv_examples(&p).is_err());
+        std::fs::write(&p, "path,label,split\n1.jpg,tie,validate\n").expect("write");
+        assert!(csv_examples(&p).is_err());
+    }
+
+    /// `train head` from a CSV manifest on real images (needs `bash models/fetch.sh`): each
+    /// fixture garment once in train and once in test, so the held-out score must be perfect.
+    #[test]
+    fn a_head_trains_from_a_csv_manifest() {
+        let photos = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/photos");
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("m.csv");
+        let mut csv = String::from("path,label,split\n");
+        for (f, label) in [
+            ("fmnist_tshirt.png", "t_shirt"),
+            ("fmnist_bag.png", "bag"),
+            ("fmnist_sneaker.png", "sneakers"),
+            ("fmnist_ankle_boot.png", "boots"),
+        ] {
+            let abs = photos.join(f).canonicalize().expect("photo");
+            for split in ["train", "test"] {
+                csv.push_str(&format!("{},{label},{split}\n", abs.display()));
+            }
+        }
+        std::fs::write(&p, csv).expect("write");
+        let r = train_head(&Dataset::Csv(p), 1, &TrainConfig::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((r.train_examples, r.test_examples), (4, 4));
+        assert_eq!(r.accuracy, 1.0);
+        assert_eq!(r.head.classes, vec!["bag", "boots", "sneakers", "t_shirt"]);
+    }
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::colour::foreground_box;
 use crate::detect::Detection;
-use crate::detector::{Detector, Role};
+use crate::detector::{Detector, Prepared, Role};
 use crate::enrich::{EnrichStage, Enricher};
 
 pub type DetectStage = EnrichStage<Detect>;
@@ -113,21 +113,23 @@ fn rounded(b: [f32; 4]) -> Vec<f32> {
 
 impl Enricher for Detect {
     const STAGE: &'static str = "detect";
-    type Prepared = RgbImage;
+    /// The photo (for the foreground fallback) and each detector's prepared input.
+    type Prepared = (RgbImage, Vec<Prepared>);
     type Output = Verdict;
 
-    fn prepare(&self, _record: &Value, img: RgbImage) -> RgbImage {
-        img
+    fn prepare(&self, _record: &Value, img: RgbImage) -> Self::Prepared {
+        let inputs = self.detectors.iter().map(|d| d.prepare(&img)).collect();
+        (img, inputs)
     }
 
-    fn infer(&self, batch: Vec<RgbImage>) -> Result<Vec<Self::Output>, String> {
+    fn infer(&self, batch: Vec<Self::Prepared>) -> Result<Vec<Self::Output>, String> {
         // The TF detectors take one image per call (fixed batch 1): loop in this blocking call.
         let mut out = Vec::with_capacity(batch.len());
-        for img in &batch {
+        for (img, inputs) in &batch {
             let mut all = Vec::new();
-            for d in &self.detectors {
+            for (d, input) in self.detectors.iter().zip(inputs) {
                 let dets = d
-                    .detect(img, self.confidence, self.iou)
+                    .run(input, self.confidence, self.iou)
                     .map_err(|e| format!("{}: {e}", d.name))?;
                 all.extend(dets.into_iter().map(|det| Found {
                     model: d.name.clone(),

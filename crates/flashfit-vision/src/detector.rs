@@ -88,14 +88,29 @@ impl Detector {
 
     /// Detections in original pixels, confidence ≥ `confidence`, NMS at `iou`. Blocking.
     pub fn detect(&self, img: &RgbImage, confidence: f32, iou: f32) -> Result<Vec<Detection>> {
-        let original = img.dimensions();
+        self.run(&self.prepare(img), confidence, iou)
+    }
+
+    /// The model input for `img` (resize, letterbox, scale): CPU work a stage can do per
+    /// message, concurrently, before the batch's inference.
+    pub fn prepare(&self, img: &RgbImage) -> Prepared {
+        let (pixels, letterbox) = self.input(img);
+        Prepared {
+            pixels,
+            letterbox,
+            original: img.dimensions(),
+        }
+    }
+
+    /// Inference and decoding on a prepared input. Blocking.
+    pub fn run(&self, p: &Prepared, confidence: f32, iou: f32) -> Result<Vec<Detection>> {
         let s = &self.spec;
-        let (input, letterbox) = self.input(img);
+        let (input, letterbox, original) = (&p.pixels, p.letterbox, p.original);
         let shape_dims = |w: u32, h: u32| match s.layout {
             Layout::NchwF32 => vec![1, 3, h as usize, w as usize],
             _ => vec![1, h as usize, w as usize, 3],
         };
-        let mut out = match (&input, s.size) {
+        let mut out = match (input, s.size) {
             (Pixels::U8(px, w, h), _) => {
                 self.session
                     .run(&[Input::U8(&s.input_name, shape_dims(*w, *h), px)])?
@@ -206,6 +221,13 @@ impl Detector {
             (_, None) => (Pixels::F32(Vec::new()), None),
         }
     }
+}
+
+/// A detector's input for one image, ready for [`Detector::run`].
+pub struct Prepared {
+    pixels: Pixels,
+    letterbox: Option<Letterbox>,
+    original: (u32, u32),
 }
 
 enum Pixels {

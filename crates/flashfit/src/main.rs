@@ -87,7 +87,7 @@ enum TrainCommand {
     /// and writes the head as JSON.
     Head {
         /// Train on Debian's Fashion-MNIST train split, evaluate on its test split.
-        #[arg(long, conflicts_with = "data")]
+        #[arg(long, conflicts_with_all = ["data", "manifest"])]
         fashion_mnist: bool,
         /// Fashion-MNIST directory.
         #[arg(long, default_value = "/usr/share/datasets/fashion-mnist")]
@@ -96,8 +96,11 @@ enum TrainCommand {
         #[arg(long, default_value_t = 60_000)]
         limit: usize,
         /// A folder of class folders named after taxonomy categories (every fifth image held out).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "manifest")]
         data: Option<PathBuf>,
+        /// A CSV manifest: header naming `path`, `label` and optionally `split` (train|test).
+        #[arg(long)]
+        manifest: Option<PathBuf>,
         /// Where to write the head.
         #[arg(long, default_value = "taxonomy-head.json")]
         out: PathBuf,
@@ -209,19 +212,23 @@ async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
                     fashion_mnist_dir,
                     limit,
                     data,
+                    manifest,
                     out,
                     epochs,
                     threads,
                 },
         } => {
             use flashfit_pipeline::train::{Dataset, train_head};
-            let dataset = match (fashion_mnist, data) {
-                (true, _) => Dataset::FashionMnist {
+            let dataset = match (fashion_mnist, data, manifest) {
+                (true, _, _) => Dataset::FashionMnist {
                     dir: fashion_mnist_dir,
                     limit,
                 },
-                (false, Some(d)) => Dataset::Folders(d),
-                (false, None) => bail!("give --fashion-mnist or --data DIR"),
+                (false, Some(d), _) => Dataset::Folders(d),
+                (false, None, Some(m)) => Dataset::Csv(m),
+                (false, None, None) => {
+                    bail!("give --fashion-mnist, --data DIR or --manifest FILE.csv")
+                }
             };
             let cfg = flashfit_models::head::TrainConfig {
                 epochs,
