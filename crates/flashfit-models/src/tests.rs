@@ -153,7 +153,7 @@ fn minilm_matches_python_tokenizers_and_onnxruntime() {
     let embs = m.embed(&texts).expect("embed");
     for (e, r) in embs.iter().zip(rows) {
         let want = floats(&r["embedding"]);
-        let diff = max_abs_diff(&e, &want);
+        let diff = max_abs_diff(e, &want);
         assert!(diff < 1e-4, "max diff {diff}");
         let norm: f32 = e.iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-4);
