@@ -195,8 +195,9 @@ if [ ! -f "$MINILM" ]; then
   install_model "$TMP/minilm.onnx" "$MINILM" db9f15d560202ac1b73d9b023ab776e1a95f92df140341d36a06dd7f1d294af5
 fi
 
-# The runtime reads the manifest (detector decoders, inputs, labels) from the model directory.
-cp "$HERE/manifest.toml" "$OUT/manifest.toml.tmp" && mv "$OUT/manifest.toml.tmp" "$OUT/manifest.toml"
+# The manifest is compiled into the binary; local additions go in $OUT/manifest.local.toml.
+# Earlier versions copied manifest.toml here: remove a stale copy.
+rm -f "$OUT/manifest.toml"
 
 cat >"$OUT/env.sh" <<ENV
 export FLASHFIT_MODELS_DIR=$OUT

@@ -380,7 +380,11 @@ impl Default for EmbedConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClassifyConfig {
-    /// A taxonomy head from `flashfit train head` (JSON). Unset: the ImageNet label map.
+    /// Manifest name of the classifier (a `[model.classifier]` entry): EfficientNet-Lite0 by
+    /// default; a model whose labels are taxonomy categories scores directly.
+    pub model: String,
+    /// A taxonomy head from `flashfit train head` (JSON). Unset: the model's own labels (the
+    /// ImageNet label map for ImageNet classifiers).
     pub head: Option<String>,
     /// Categories reported in `topk`.
     pub top_k: usize,
@@ -391,6 +395,7 @@ pub struct ClassifyConfig {
 impl Default for ClassifyConfig {
     fn default() -> Self {
         ClassifyConfig {
+            model: "efficientnet-lite0".into(),
             head: None,
             top_k: 3,
             threads: 2,
@@ -565,6 +570,7 @@ fn env_value(path: &[&str], raw: &str) -> toml::Value {
         "endpoint_url",
         "format",
         "level",
+        "model",
         "group_prefix",
         "topic_prefix",
         "head",

@@ -125,14 +125,23 @@ pub const IMAGENET_SIDE: u32 = 224;
 /// without antialiasing, as OpenCV's `INTER_LINEAR` and TensorFlow's default resize, which the
 /// model was trained with), centre-crop 224×224, scale to (x − 127) / 128, lay out as CHW.
 pub fn preprocess_imagenet(img: &RgbImage) -> Vec<f32> {
+    chw_normalised(&fit_square(img, Some(256), IMAGENET_SIDE))
+}
+
+/// Resizes the short side to `short` then centre-crops `side`×`side` (bilinear, no
+/// antialiasing); without `short`, stretches to `side`×`side`.
+pub fn fit_square(img: &RgbImage, short: Option<u32>, side: u32) -> RgbImage {
+    let side = side.max(1);
+    let Some(short) = short else {
+        return resize_bilinear(img, side, side);
+    };
     let (w, h) = img.dimensions();
-    let scale = 256.0 / f64::from(w.min(h).max(1));
-    let nw = ((f64::from(w) * scale).round() as u32).max(IMAGENET_SIDE);
-    let nh = ((f64::from(h) * scale).round() as u32).max(IMAGENET_SIDE);
+    let scale = f64::from(short) / f64::from(w.min(h).max(1));
+    let nw = ((f64::from(w) * scale).round() as u32).max(side);
+    let nh = ((f64::from(h) * scale).round() as u32).max(side);
     let resized = resize_bilinear(img, nw, nh);
-    let (x0, y0) = ((nw - IMAGENET_SIDE) / 2, (nh - IMAGENET_SIDE) / 2);
-    let crop = image::imageops::crop_imm(&resized, x0, y0, IMAGENET_SIDE, IMAGENET_SIDE).to_image();
-    chw_normalised(&crop)
+    let (x0, y0) = ((nw - side) / 2, (nh - side) / 2);
+    image::imageops::crop_imm(&resized, x0, y0, side, side).to_image()
 }
 
 /// Bilinear resize with half-pixel centres and edge clamping (OpenCV `INTER_LINEAR`).
@@ -172,16 +181,17 @@ pub fn resize_bilinear(img: &RgbImage, nw: u32, nh: u32) -> RgbImage {
     RgbImage::from_raw(nw, nh, out).unwrap_or_else(|| RgbImage::new(nw, nh))
 }
 
-/// A 224×224 RGB image as the model's CHW tensor data.
+/// A 224×224 RGB image as EfficientNet-Lite0's CHW tensor data, (x − 127) / 128.
 pub fn chw_normalised(img: &RgbImage) -> Vec<f32> {
-    let n = (img.width() * img.height()) as usize;
-    let mut out = vec![0f32; 3 * n];
-    for (i, p) in img.pixels().enumerate() {
-        for c in 0..3 {
-            out[c * n + i] = (f32::from(p.0[c]) - 127.0) / 128.0;
-        }
-    }
-    out
+    chw(img, [127.0; 3], [128.0; 3])
+}
+
+/// Probabilities from logits (numerically stable).
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::MIN, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
 }
 
 /// What EfficientNet-Lite0 says about one image.
@@ -196,58 +206,79 @@ pub struct ImageNetOutput {
 impl ImageNetOutput {
     /// The `k` most likely classes as (index, softmax probability).
     pub fn top_k(&self, k: usize) -> Vec<(usize, f32)> {
-        let max = self.logits.iter().copied().fold(f32::MIN, f32::max);
-        let exps: Vec<f32> = self.logits.iter().map(|l| (l - max).exp()).collect();
-        let sum: f32 = exps.iter().sum();
-        let mut idx: Vec<usize> = (0..exps.len()).collect();
-        idx.sort_by(|a, b| exps[*b].total_cmp(&exps[*a]));
-        idx.into_iter()
-            .take(k)
-            .map(|i| (i, exps[i] / sum))
-            .collect()
+        let p = softmax(&self.logits);
+        let mut idx: Vec<usize> = (0..p.len()).collect();
+        idx.sort_by(|a, b| p[*b].total_cmp(&p[*a]));
+        idx.into_iter().take(k).map(|i| (i, p[i])).collect()
     }
 }
 
-/// EfficientNet-Lite0 (manifest `efficientnet-lite0`, version 1): ImageNet classifier and image
-/// embedder. Safe to share; calls are serialised on one session.
+/// An image classifier from the manifest (`[model.classifier]`): by default EfficientNet-Lite0
+/// (manifest `efficientnet-lite0`, version 1: ImageNet classifier and image embedder). Safe to
+/// share; calls are serialised on one session.
 pub struct ImageNetModel {
+    name: String,
+    version: String,
+    spec: manifest::ClassifierSpec,
     session: Mutex<Session>,
     labels: Vec<String>,
 }
 
 impl std::fmt::Debug for ImageNetModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ImageNetModel(efficientnet-lite0)")
+        write!(f, "ImageNetModel({}/{})", self.name, self.version)
     }
 }
 
 impl ImageNetModel {
+    /// The default model's manifest name and version.
     pub const NAME: &'static str = "efficientnet-lite0";
     pub const VERSION: &'static str = "1";
 
-    /// Loads the model with `threads` intra-op threads.
+    /// Loads EfficientNet-Lite0 with `threads` intra-op threads.
     pub fn load(dir: &ModelDir, threads: usize) -> Result<Self> {
+        Self::load_named(dir, Self::NAME, threads)
+    }
+
+    /// Loads the manifest's classifier `name` (it needs a `[model.classifier]` table).
+    pub fn load_named(dir: &ModelDir, name: &str, threads: usize) -> Result<Self> {
         let env = runtime(dir)?;
-        let path = dir.file("efficientnet-lite0/1/model.onnx")?;
-        let labels_path = dir.file("labels/imagenet.txt")?;
-        let labels: Vec<String> = std::fs::read_to_string(&labels_path)
-            .map_err(|e| Error::ModelMissing {
-                path: format!("{}: {e}", labels_path.display()),
-            })?
-            .lines()
-            .map(str::to_owned)
-            .collect();
+        let manifest = manifest::Manifest::load(dir)?;
+        let entry = manifest.get(name)?;
+        let spec = entry.classifier.clone().ok_or_else(|| {
+            Error::BadInput(format!(
+                "model {name} has no [model.classifier] table in the manifest"
+            ))
+        })?;
+        let path = dir.file(&format!("{}/{}/model.onnx", entry.name, entry.version))?;
+        let labels = entry.load_labels(dir)?;
         let session = Session::builder(&env)?
             .with_intra_threads(threads.max(1))
             .map_err(|e| Error::Inference(e.to_string()))?
             .commit_from_file(&path)?;
         Ok(ImageNetModel {
+            name: entry.name.clone(),
+            version: entry.version.clone(),
+            spec,
             session: Mutex::new(session),
             labels,
         })
     }
 
-    /// The ImageNet labels, index = class (one per line of `labels/imagenet.txt`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// True when the model has an embedding output (trained heads and image vectors need it).
+    pub fn has_embedding(&self) -> bool {
+        self.spec.embedding.is_some()
+    }
+
+    /// The model's labels, index = class (one per line of its labels file).
     pub fn labels(&self) -> &[String] {
         &self.labels
     }
@@ -256,10 +287,18 @@ impl ImageNetModel {
         self.labels.get(index).map(String::as_str).unwrap_or("?")
     }
 
-    /// Runs a batch of preprocessed images (each `3·224·224` floats from
-    /// [`preprocess_imagenet`]). Blocking: call it off the async reactor.
+    /// The model input for one image, as the manifest describes it (for EfficientNet-Lite0
+    /// this is [`preprocess_imagenet`]).
+    pub fn preprocess(&self, img: &RgbImage) -> Vec<f32> {
+        let s = &self.spec;
+        chw(&fit_square(img, s.resize_short_side, s.side), s.mean, s.std)
+    }
+
+    /// Runs a batch of preprocessed images (each `3·side·side` floats from
+    /// [`ImageNetModel::preprocess`]). Blocking: call it off the async reactor.
     pub fn infer(&self, batch: &[Vec<f32>]) -> Result<Vec<ImageNetOutput>> {
-        let per = 3 * (IMAGENET_SIDE * IMAGENET_SIDE) as usize;
+        let side = self.spec.side as usize;
+        let per = 3 * side * side;
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -273,28 +312,41 @@ impl ImageNetModel {
         for v in batch {
             data.extend_from_slice(v);
         }
-        let side = IMAGENET_SIDE as usize;
         let view = ndarray::ArrayView4::from_shape((batch.len(), 3, side, side), &data)
             .map_err(|e| Error::BadInput(e.to_string()))?;
         let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
-        let outputs = session.run(ort::inputs!["input" => TensorRef::from_array_view(view)?])?;
-        let logits = outputs["logits"].try_extract_array::<f32>()?;
-        let emb = outputs["embedding"].try_extract_array::<f32>()?;
-        Ok((0..batch.len())
-            .map(|i| ImageNetOutput {
-                logits: logits
-                    .index_axis(ndarray::Axis(0), i)
-                    .iter()
-                    .copied()
-                    .collect(),
-                embedding: emb
-                    .index_axis(ndarray::Axis(0), i)
-                    .iter()
-                    .copied()
-                    .collect(),
-            })
+        let outputs = session.run(ort::inputs![
+            self.spec.input_name.as_str() => TensorRef::from_array_view(view)?
+        ])?;
+        let rows = |name: &str| -> Result<Vec<Vec<f32>>> {
+            let a = outputs[name].try_extract_array::<f32>()?;
+            Ok((0..batch.len())
+                .map(|i| a.index_axis(ndarray::Axis(0), i).iter().copied().collect())
+                .collect())
+        };
+        let logits = rows(&self.spec.logits)?;
+        let embeddings = match &self.spec.embedding {
+            Some(e) => rows(e)?,
+            None => vec![Vec::new(); batch.len()],
+        };
+        Ok(logits
+            .into_iter()
+            .zip(embeddings)
+            .map(|(logits, embedding)| ImageNetOutput { logits, embedding })
             .collect())
     }
+}
+
+/// An RGB image as CHW floats, `(x - mean) / std` per channel.
+fn chw(img: &RgbImage, mean: [f32; 3], std: [f32; 3]) -> Vec<f32> {
+    let n = (img.width() * img.height()) as usize;
+    let mut out = vec![0f32; 3 * n];
+    for (i, p) in img.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * n + i] = (f32::from(p.0[c]) - mean[c]) / std[c];
+        }
+    }
+    out
 }
 
 #[cfg(test)]

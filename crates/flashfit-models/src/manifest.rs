@@ -1,7 +1,8 @@
-//! The model manifest (`models/manifest.toml`), as the runtime reads it from the model
-//! directory (`models/fetch.sh` copies it there; the copy compiled into the binary is the
-//! fallback). A detector's `[model.detector]` table picks its decoder and input layout, so a new
-//! detector drops in as a manifest entry plus its ONNX file.
+//! The model manifest: `models/manifest.toml`, compiled into the binary (so it always matches
+//! the code), plus local entries from `$FLASHFIT_MODELS_DIR/manifest.local.toml` (same format;
+//! an entry with the name of a shipped one replaces it). A detector's `[model.detector]` or a
+//! classifier's `[model.classifier]` table says how to run it, so a new model drops in as a
+//! local entry, its labels file and its ONNX file, without code changes.
 
 use serde::Deserialize;
 
@@ -9,6 +10,9 @@ use crate::{Error, ModelDir, Result};
 
 /// The manifest shipped with this build.
 pub const BUILTIN: &str = include_str!("../../../models/manifest.toml");
+
+/// Local additions in the model directory.
+pub const LOCAL: &str = "manifest.local.toml";
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Manifest {
@@ -23,6 +27,24 @@ pub struct ModelEntry {
     /// Labels file under `labels/` (without `.txt`).
     pub labels: Option<String>,
     pub detector: Option<DetectorSpec>,
+    pub classifier: Option<ClassifierSpec>,
+}
+
+/// An image classifier / embedder: how pixels become its input, which outputs it has.
+/// Input layout is `[b, 3, side, side]` float RGB, `(x - mean) / std` per channel on 0..255.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClassifierSpec {
+    pub input_name: String,
+    /// Square input side (224 for the EfficientNets).
+    pub side: u32,
+    /// Resize the short side to this (bilinear), then centre-crop `side`; absent: stretch.
+    pub resize_short_side: Option<u32>,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    /// Output with one score per label.
+    pub logits: String,
+    /// Output with a pooled feature vector (image embedding, trained heads), if any.
+    pub embedding: Option<String>,
 }
 
 /// Which output format a detector produces.
@@ -82,18 +104,41 @@ fn one() -> f32 {
     1.0
 }
 
+impl ModelEntry {
+    /// The entry's labels (one per line of `<dir>/labels/<labels>.txt`, index = class).
+    pub fn load_labels(&self, dir: &ModelDir) -> Result<Vec<String>> {
+        let name = self.labels.as_deref().ok_or_else(|| {
+            Error::BadInput(format!(
+                "model {} names no labels file in the manifest",
+                self.name
+            ))
+        })?;
+        let path = dir.file(&format!("labels/{name}.txt"))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::ModelMissing {
+            path: format!("{}: {e}", path.display()),
+        })?;
+        Ok(text.lines().map(str::to_owned).collect())
+    }
+}
+
 impl Manifest {
     pub fn parse(text: &str) -> Result<Self> {
         toml::from_str(text).map_err(|e| Error::BadInput(format!("model manifest: {e}")))
     }
 
-    /// The manifest in `dir` (copied there by `models/fetch.sh`), else the built-in one.
+    /// The built-in manifest with `dir/manifest.local.toml`'s entries on top.
     pub fn load(dir: &ModelDir) -> Result<Self> {
-        let path = dir.path().join("manifest.toml");
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Self::parse(&text),
-            Err(_) => Self::parse(BUILTIN),
+        let mut m = Self::parse(BUILTIN)?;
+        let path = dir.path().join(LOCAL);
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let local = Self::parse(&text)
+                .map_err(|e| Error::BadInput(format!("{}: {e}", path.display())))?;
+            for entry in local.model {
+                m.model.retain(|e| e.name != entry.name);
+                m.model.push(entry);
+            }
         }
+        Ok(m)
     }
 
     pub fn get(&self, name: &str) -> Result<&ModelEntry> {

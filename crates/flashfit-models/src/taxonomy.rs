@@ -54,13 +54,11 @@ impl ImageNetMap {
     /// Taxonomy probabilities from ImageNet logits: each category gets the softmax mass of
     /// its ImageNet classes; `is_clothing` is the total mapped mass.
     pub fn classify(&self, out: &ImageNetOutput, k: usize) -> Classification {
-        let max = out.logits.iter().copied().fold(f32::MIN, f32::max);
-        let exps: Vec<f32> = out.logits.iter().map(|l| (l - max).exp()).collect();
-        let sum: f32 = exps.iter().sum();
+        let p = crate::softmax(&out.logits);
         let mut mass = vec![0f32; CATEGORIES.len()];
         for (&li, &ci) in &self.to_category {
-            if let Some(e) = exps.get(li) {
-                mass[ci] += e / sum;
+            if let Some(e) = p.get(li) {
+                mass[ci] += e;
             }
         }
         let is_clothing: f32 = mass.iter().sum();

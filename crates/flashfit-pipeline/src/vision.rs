@@ -25,15 +25,16 @@ fn models_err(e: flashfit_models::Error) -> Error {
     Error::Invalid(e.to_string())
 }
 
-/// EfficientNet-Lite0 is used by classify and embed: one session per process.
-fn imagenet(dir: &ModelDir, threads: usize) -> Result<Arc<ImageNetModel>> {
-    static SHARED: Mutex<Option<Arc<ImageNetModel>>> = Mutex::new(None);
-    let mut slot = SHARED.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(m) = slot.as_ref() {
+/// Image models by manifest name, one session per process (classify and embed both use
+/// EfficientNet-Lite0 by default).
+fn image_model(dir: &ModelDir, name: &str, threads: usize) -> Result<Arc<ImageNetModel>> {
+    static SHARED: Mutex<Vec<Arc<ImageNetModel>>> = Mutex::new(Vec::new());
+    let mut loaded = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(m) = loaded.iter().find(|m| m.name() == name) {
         return Ok(m.clone());
     }
-    let m = Arc::new(ImageNetModel::load(dir, threads).map_err(models_err)?);
-    *slot = Some(m.clone());
+    let m = Arc::new(ImageNetModel::load_named(dir, name, threads).map_err(models_err)?);
+    loaded.push(m.clone());
     Ok(m)
 }
 
@@ -107,7 +108,7 @@ pub(crate) fn attributes(config: &Config, dir: &ModelDir) -> Result<Attributes> 
 pub(crate) fn embedder(config: &Config, dir: &ModelDir) -> Result<Embed> {
     let t = config.embed.threads;
     let embedder = LiteMiniLm {
-        image: imagenet(dir, t)?,
+        image: image_model(dir, ImageNetModel::NAME, t)?,
         text: MiniLm::load(dir, t).map_err(models_err)?,
     };
     Ok(Embed {
@@ -116,25 +117,143 @@ pub(crate) fn embedder(config: &Config, dir: &ModelDir) -> Result<Embed> {
 }
 
 pub(crate) fn classifier(config: &Config, dir: &ModelDir) -> Result<Classifier> {
-    let model = imagenet(dir, config.classify.threads)?;
-    let map = ImageNetMap::parse(DEFAULT_IMAGENET_MAP, model.labels()).map_err(models_err)?;
-    let scorer = match &config.classify.head {
-        Some(path) => {
-            let head = LinearHead::load(std::path::Path::new(path)).map_err(models_err)?;
-            let want = format!("{}/{}", ImageNetModel::NAME, ImageNetModel::VERSION);
-            if head.backbone != want {
-                return Err(Error::Invalid(format!(
-                    "head {path} was trained on {}, not {want}",
-                    head.backbone
-                )));
-            }
-            Scorer::Head(Box::new(head), map)
-        }
-        None => Scorer::ImageNet(map),
-    };
+    let c = &config.classify;
+    let model = image_model(dir, &c.model, c.threads)?;
+    let scorer = scorer(&model, c.head.as_deref())?;
     Ok(Classifier {
         model,
         scorer,
-        top_k: config.classify.top_k,
+        top_k: c.top_k,
     })
+}
+
+/// How the classifier's outputs become taxonomy categories: a trained head, the model's own
+/// taxonomy labels, or the ImageNet label map.
+pub(crate) fn scorer(model: &ImageNetModel, head: Option<&str>) -> Result<Scorer> {
+    let taxonomy_labels = model
+        .labels()
+        .iter()
+        .all(|l| flashfit_schema::taxonomy::index(l).is_some());
+    let map = || {
+        ImageNetMap::parse(DEFAULT_IMAGENET_MAP, model.labels()).map_err(|e| {
+            Error::Invalid(format!(
+                "classifier {}: its labels are neither taxonomy categories nor ImageNet classes ({e})",
+                model.name()
+            ))
+        })
+    };
+    match head {
+        Some(path) => {
+            let head = LinearHead::load(std::path::Path::new(path)).map_err(models_err)?;
+            let want = format!("{}/{}", model.name(), model.version());
+            if head.backbone != want || !model.has_embedding() {
+                return Err(Error::Invalid(format!(
+                    "head {path} was trained on {}, not {want} (with an embedding output)",
+                    head.backbone
+                )));
+            }
+            Ok(Scorer::Head(
+                Box::new(head),
+                if taxonomy_labels { None } else { Some(map()?) },
+            ))
+        }
+        None if taxonomy_labels => Ok(Scorer::Direct),
+        None => Ok(Scorer::ImageNet(map()?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use flashfit_config::{Config, RuntimeConfig};
+    use flashfit_models::manifest::LOCAL;
+    use flashfit_models::{ImageNetModel, ModelDir};
+    use flashfit_runtime::harness;
+    use flashfit_schema::taxonomy::CATEGORIES;
+    use flashfit_vision::{Classifier, EnrichStage, Scorer};
+
+    use super::{io, scorer};
+    use crate::Pipeline;
+
+    /// A classifier that is not EfficientNet-Lite0-with-ImageNet-labels drops in as a manifest
+    /// entry, a labels file and an ONNX file: here the Lite0 weights under another name with 1000
+    /// labels that are taxonomy categories (label i = category i mod 47), standing in for the
+    /// seed's EfficientNet-B0 on 47 categories. Needs `bash models/fetch.sh`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_taxonomy_classifier_drops_in_through_the_manifest() {
+        let real = ModelDir::from_env();
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = ModelDir::new(tmp.path());
+        let manifest = "[[model]]\nname = \"fashion47-dropin\"\nversion = \"7\"\nlabels = \"fashion47\"\n\
+             [model.classifier]\ninput_name = \"input\"\nside = 224\nresize_short_side = 256\n\
+             mean = [127.0, 127.0, 127.0]\nstd = [128.0, 128.0, 128.0]\nlogits = \"logits\"\n";
+        std::fs::write(tmp.path().join(LOCAL), manifest).expect("manifest");
+        std::fs::create_dir_all(tmp.path().join("fashion47-dropin/7")).expect("mkdir");
+        std::fs::copy(
+            real.path().join("efficientnet-lite0/1/model.onnx"),
+            tmp.path().join("fashion47-dropin/7/model.onnx"),
+        )
+        .expect("copy model");
+        std::fs::create_dir_all(tmp.path().join("labels")).expect("mkdir");
+        let labels: String = (0..1000)
+            .map(|i| format!("{}\n", CATEGORIES[i % 47].1))
+            .collect();
+        std::fs::write(tmp.path().join("labels/fashion47.txt"), labels).expect("labels");
+
+        let model = Arc::new(
+            ImageNetModel::load_named(&dir, "fashion47-dropin", 1)
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        let s = scorer(&model, None).expect("scorer");
+        assert!(matches!(s, Scorer::Direct));
+        // Expected: the softmax mass of each label summed per category, on the same crop.
+        let photos =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/photos");
+        let img = image::open(photos.join("coffee.jpg"))
+            .expect("photo")
+            .to_rgb8();
+        let out = model
+            .infer(&[model.preprocess(&img)])
+            .expect("infer")
+            .remove(0);
+        let mut mass = [0f32; 47];
+        for (i, p) in flashfit_models::softmax(&out.logits).iter().enumerate() {
+            mass[i % 47] += p;
+        }
+        let best = (0..47)
+            .max_by(|a, b| mass[*a].total_cmp(&mass[*b]))
+            .expect("best");
+
+        let root = url::Url::from_directory_path(photos.canonicalize().expect("photos"))
+            .expect("uri")
+            .to_string();
+        let config = Config {
+            uploads_uri: Some(root.clone()),
+            ..Config::default()
+        };
+        let pipeline = Pipeline::default_pipeline();
+        let stage = Arc::new(EnrichStage::new(
+            io("classify", &config, &pipeline).expect("io"),
+            Classifier {
+                model,
+                scorer: s,
+                top_k: 3,
+            },
+        ));
+        let rec = serde_json::json!({"event_id": "e1", "user_id": "u", "garment_id": "g1",
+            "image_uri": format!("{root}coffee.jpg"), "uploaded_at": "2026-11-22T00:00:00Z"});
+        let run = harness::run(
+            stage,
+            vec![(None, serde_json::to_vec(&rec).expect("json"))],
+            RuntimeConfig::default(),
+        )
+        .await;
+        let outs = run.on("flashfit.classified");
+        assert_eq!(outs.len(), 1);
+        let v: serde_json::Value = serde_json::from_slice(&outs[0].value).expect("json");
+        assert_eq!(v["classification"]["category"], CATEGORIES[best].1, "{v}");
+        assert_eq!(v["models"][0]["name"], "fashion47-dropin");
+        assert_eq!(v["models"][0]["version"], "7");
+    }
 }

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use flashfit_models::head::LinearHead;
 use flashfit_models::taxonomy::{Classification, ImageNetMap};
-use flashfit_models::{ImageNetModel, preprocess_imagenet};
+use flashfit_models::{ImageNetModel, softmax};
 use flashfit_schema::taxonomy;
 use image::RgbImage;
 use serde_json::{Value, json};
@@ -13,9 +13,13 @@ use crate::enrich::{EnrichStage, Enricher, garment_crop};
 pub enum Scorer {
     /// The shipped ImageNet label map.
     ImageNet(ImageNetMap),
-    /// A trained taxonomy head on the embedding (`flashfit train head`); the label map still
-    /// gives `is_clothing`.
-    Head(Box<LinearHead>, ImageNetMap),
+    /// A trained taxonomy head on the embedding (`flashfit train head`); the ImageNet label
+    /// map, when the model has ImageNet labels, still gives `is_clothing`.
+    Head(Box<LinearHead>, Option<ImageNetMap>),
+    /// The model's own labels are taxonomy categories (the seed's EfficientNet-B0 on 47
+    /// categories): softmax over them. Such a model cannot say "not clothing": its top
+    /// confidence stands in for `is_clothing`.
+    Direct,
 }
 
 /// The classify stage: EfficientNet-Lite0 on the garment crop, scored onto the taxonomy.
@@ -33,7 +37,6 @@ impl Classifier {
         match &self.scorer {
             Scorer::ImageNet(map) => map.classify(out, self.top_k),
             Scorer::Head(head, map) => {
-                let is_clothing = map.classify(out, 1).is_clothing;
                 let mut scores = vec![0f32; taxonomy::CATEGORIES.len()];
                 if let Ok(p) = head.predict(&out.embedding) {
                     for (class, prob) in head.classes.iter().zip(p) {
@@ -42,7 +45,21 @@ impl Classifier {
                         }
                     }
                 }
+                let is_clothing = match map {
+                    Some(map) => map.classify(out, 1).is_clothing,
+                    None => scores.iter().copied().fold(0f32, f32::max),
+                };
                 Classification::from_scores(&scores, is_clothing, self.top_k)
+            }
+            Scorer::Direct => {
+                let mut scores = vec![0f32; taxonomy::CATEGORIES.len()];
+                for (label, p) in self.model.labels().iter().zip(softmax(&out.logits)) {
+                    if let Some(i) = taxonomy::index(label) {
+                        scores[i] += p;
+                    }
+                }
+                let top = scores.iter().copied().fold(0f32, f32::max);
+                Classification::from_scores(&scores, top, self.top_k)
             }
         }
     }
@@ -54,7 +71,7 @@ impl Enricher for Classifier {
     type Output = Classification;
 
     fn prepare(&self, record: &Value, img: RgbImage) -> Vec<f32> {
-        preprocess_imagenet(&garment_crop(record, img))
+        self.model.preprocess(&garment_crop(record, img))
     }
 
     fn infer(&self, batch: Vec<Vec<f32>>) -> Result<Vec<Classification>, String> {
@@ -74,15 +91,11 @@ impl Enricher for Classifier {
     }
 
     fn models(&self) -> Vec<(String, String)> {
+        let (name, version) = (self.model.name(), self.model.version().to_owned());
         vec![match &self.scorer {
-            Scorer::ImageNet(_) => (
-                format!("{}+imagenet-taxonomy-map", ImageNetModel::NAME),
-                ImageNetModel::VERSION.to_owned(),
-            ),
-            Scorer::Head(h, _) => (
-                format!("{}+{}", ImageNetModel::NAME, h.name),
-                h.version.clone(),
-            ),
+            Scorer::ImageNet(_) => (format!("{name}+imagenet-taxonomy-map"), version),
+            Scorer::Head(h, _) => (format!("{name}+{}", h.name), h.version.clone()),
+            Scorer::Direct => (name.to_owned(), version),
         }]
     }
 }

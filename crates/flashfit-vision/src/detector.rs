@@ -43,19 +43,7 @@ impl Detector {
                 "model {name} has no [model.detector] table in the manifest"
             ))
         })?;
-        let labels_name = entry.labels.clone().ok_or_else(|| {
-            Error::BadInput(format!(
-                "detector {name} names no labels file in the manifest"
-            ))
-        })?;
-        let path = dir.file(&format!("labels/{labels_name}.txt"))?;
-        let labels: Vec<String> = std::fs::read_to_string(&path)
-            .map_err(|e| Error::ModelMissing {
-                path: format!("{}: {e}", path.display()),
-            })?
-            .lines()
-            .map(str::to_owned)
-            .collect();
+        let labels = entry.load_labels(dir)?;
         if spec.layout != Layout::NhwcU8 && spec.size.is_none() {
             return Err(Error::BadInput(format!(
                 "detector {name}: a float input needs `size` in the manifest"

@@ -195,7 +195,7 @@ async fn a_trained_head_scores_garments_onto_the_taxonomy() {
         },
         Classifier {
             model: base.enricher.model.clone(),
-            scorer: Scorer::Head(Box::new(head), map.clone()),
+            scorer: Scorer::Head(Box::new(head), Some(map.clone())),
             top_k: 3,
         },
     ));
