@@ -310,6 +310,9 @@ pub struct StyleRule {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AttributesConfig {
+    /// Manifest name of a trained attribute tagger (`[model.tagger]`); its outputs replace
+    /// the rule tables for the attributes it covers. Unset: rules only.
+    pub model: Option<String>,
     pub k: usize,
     pub background_delta_e: f32,
     pub max_side: u32,
@@ -347,6 +350,7 @@ impl Default for AttributesConfig {
             panic!("crates/flashfit-config/src/attributes.toml does not parse: {e}")
         });
         AttributesConfig {
+            model: None,
             k: r.k,
             background_delta_e: r.background_delta_e,
             max_side: r.max_side,

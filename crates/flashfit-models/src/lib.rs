@@ -12,6 +12,7 @@ pub mod head;
 pub mod manifest;
 pub mod mask;
 pub mod session;
+pub mod tagger;
 pub mod taxonomy;
 pub mod text;
 
@@ -183,7 +184,7 @@ pub fn resize_bilinear(img: &RgbImage, nw: u32, nh: u32) -> RgbImage {
 
 /// A 224×224 RGB image as EfficientNet-Lite0's CHW tensor data, (x − 127) / 128.
 pub fn chw_normalised(img: &RgbImage) -> Vec<f32> {
-    chw(img, [127.0; 3], [128.0; 3])
+    to_chw(img, [127.0; 3], [128.0; 3])
 }
 
 /// Probabilities from logits (numerically stable).
@@ -290,14 +291,13 @@ impl ImageNetModel {
     /// The model input for one image, as the manifest describes it (for EfficientNet-Lite0
     /// this is [`preprocess_imagenet`]).
     pub fn preprocess(&self, img: &RgbImage) -> Vec<f32> {
-        let s = &self.spec;
-        chw(&fit_square(img, s.resize_short_side, s.side), s.mean, s.std)
+        self.spec.input.prepare(img)
     }
 
     /// Runs a batch of preprocessed images (each `3·side·side` floats from
     /// [`ImageNetModel::preprocess`]). Blocking: call it off the async reactor.
     pub fn infer(&self, batch: &[Vec<f32>]) -> Result<Vec<ImageNetOutput>> {
-        let side = self.spec.side as usize;
+        let side = self.spec.input.side as usize;
         let per = 3 * side * side;
         if batch.is_empty() {
             return Ok(Vec::new());
@@ -316,7 +316,7 @@ impl ImageNetModel {
             .map_err(|e| Error::BadInput(e.to_string()))?;
         let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
         let outputs = session.run(ort::inputs![
-            self.spec.input_name.as_str() => TensorRef::from_array_view(view)?
+            self.spec.input.input_name.as_str() => TensorRef::from_array_view(view)?
         ])?;
         let rows = |name: &str| -> Result<Vec<Vec<f32>>> {
             let a = outputs[name].try_extract_array::<f32>()?;
@@ -338,7 +338,7 @@ impl ImageNetModel {
 }
 
 /// An RGB image as CHW floats, `(x - mean) / std` per channel.
-fn chw(img: &RgbImage, mean: [f32; 3], std: [f32; 3]) -> Vec<f32> {
+pub fn to_chw(img: &RgbImage, mean: [f32; 3], std: [f32; 3]) -> Vec<f32> {
     let n = (img.width() * img.height()) as usize;
     let mut out = vec![0f32; 3 * n];
     for (i, p) in img.pixels().enumerate() {

@@ -28,12 +28,13 @@ pub struct ModelEntry {
     pub labels: Option<String>,
     pub detector: Option<DetectorSpec>,
     pub classifier: Option<ClassifierSpec>,
+    pub tagger: Option<TaggerSpec>,
 }
 
-/// An image classifier / embedder: how pixels become its input, which outputs it has.
-/// Input layout is `[b, 3, side, side]` float RGB, `(x - mean) / std` per channel on 0..255.
+/// How pixels become an image model's input: `[b, 3, side, side]` float RGB,
+/// `(x - mean) / std` per channel on 0..255.
 #[derive(Debug, Clone, Deserialize)]
-pub struct ClassifierSpec {
+pub struct ImageInput {
     pub input_name: String,
     /// Square input side (224 for the EfficientNets).
     pub side: u32,
@@ -41,6 +42,96 @@ pub struct ClassifierSpec {
     pub resize_short_side: Option<u32>,
     pub mean: [f32; 3],
     pub std: [f32; 3],
+}
+
+impl ImageInput {
+    /// The input tensor data for one image.
+    pub fn prepare(&self, img: &image::RgbImage) -> Vec<f32> {
+        crate::to_chw(
+            &crate::fit_square(img, self.resize_short_side, self.side),
+            self.mean,
+            self.std,
+        )
+    }
+
+    pub fn len(&self) -> usize {
+        3 * (self.side * self.side) as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.side == 0
+    }
+}
+
+/// An attribute tagger (the seed's multi-head model on garment crops): which outputs carry
+/// which attribute. `pattern` and `fit` are logits over their labels (argmax); `formality` is
+/// a probability 0..1; `seasons` and `style` are per-label probabilities (kept ≥ `threshold`).
+/// Absent outputs leave that attribute to the rule tables. Labels default to the seed's order.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TaggerSpec {
+    #[serde(flatten)]
+    pub input: ImageInput,
+    pub pattern: Option<String>,
+    pub fit: Option<String>,
+    pub formality: Option<String>,
+    pub seasons: Option<String>,
+    pub style: Option<String>,
+    #[serde(default = "seed_patterns")]
+    pub pattern_labels: Vec<String>,
+    #[serde(default = "seed_fits")]
+    pub fit_labels: Vec<String>,
+    #[serde(default = "seed_seasons")]
+    pub season_labels: Vec<String>,
+    #[serde(default = "seed_styles")]
+    pub style_labels: Vec<String>,
+    #[serde(default = "half")]
+    pub threshold: f32,
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| (*s).to_owned()).collect()
+}
+fn seed_patterns() -> Vec<String> {
+    strings(&[
+        "solid",
+        "striped",
+        "plaid",
+        "checkered",
+        "floral",
+        "graphic",
+        "polka_dot",
+        "abstract",
+    ])
+}
+fn seed_fits() -> Vec<String> {
+    strings(&["slim", "regular", "relaxed", "oversized"])
+}
+fn seed_seasons() -> Vec<String> {
+    strings(&["spring", "summer", "fall", "winter"])
+}
+fn seed_styles() -> Vec<String> {
+    strings(&[
+        "casual",
+        "formal",
+        "preppy",
+        "streetwear",
+        "minimalist",
+        "bohemian",
+        "athletic",
+        "classic",
+        "trendy",
+        "vintage",
+    ])
+}
+fn half() -> f32 {
+    0.5
+}
+
+/// An image classifier / embedder: its input and outputs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClassifierSpec {
+    #[serde(flatten)]
+    pub input: ImageInput,
     /// Output with one score per label.
     pub logits: String,
     /// Output with a pooled feature vector (image embedding, trained heads), if any.

@@ -7,6 +7,7 @@ use flashfit_models::embed::LiteMiniLm;
 use flashfit_models::head::LinearHead;
 use flashfit_models::manifest::Manifest;
 use flashfit_models::mask::PersonMask;
+use flashfit_models::tagger::Tagger;
 use flashfit_models::taxonomy::{DEFAULT_IMAGENET_MAP, ImageNetMap};
 use flashfit_models::text::MiniLm;
 use flashfit_models::{ImageNetModel, ModelDir};
@@ -102,7 +103,15 @@ pub(crate) fn attributes(config: &Config, dir: &ModelDir) -> Result<Attributes> 
     } else {
         None
     };
-    Ok(Attributes { config: c, mask })
+    let tagger = match &c.model {
+        Some(name) => Some(Tagger::load(dir, name, c.threads).map_err(models_err)?),
+        None => None,
+    };
+    Ok(Attributes {
+        config: c,
+        mask,
+        tagger,
+    })
 }
 
 pub(crate) fn embedder(config: &Config, dir: &ModelDir) -> Result<Embed> {
@@ -173,7 +182,7 @@ mod tests {
     use flashfit_schema::taxonomy::CATEGORIES;
     use flashfit_vision::{Classifier, EnrichStage, Scorer};
 
-    use super::{io, scorer};
+    use super::{attributes, io, scorer};
     use crate::Pipeline;
 
     /// A classifier that is not EfficientNet-Lite0-with-ImageNet-labels drops in as a manifest
@@ -255,5 +264,72 @@ mod tests {
         assert_eq!(v["classification"]["category"], CATEGORIES[best].1, "{v}");
         assert_eq!(v["models"][0]["name"], "fashion47-dropin");
         assert_eq!(v["models"][0]["version"], "7");
+    }
+
+    /// The seed's attribute tagger drops in the same way: a local manifest entry with a
+    /// `[model.tagger]` table and its ONNX file (here a tiny stand-in with constant answers,
+    /// `tests/fixtures/models/make_tiny_tagger.py`); its answers replace the rules'.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_attribute_tagger_drops_in_through_the_manifest() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let fixtures =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+        std::fs::write(
+            tmp.path().join(LOCAL),
+            "[[model]]\nname = \"tiny-tagger\"\nversion = \"1\"\n[model.tagger]\n\
+             input_name = \"input\"\nside = 224\nresize_short_side = 256\n\
+             mean = [123.675, 116.28, 103.53]\nstd = [58.395, 57.12, 57.375]\n\
+             pattern = \"pattern\"\nfit = \"fit\"\nformality = \"formality\"\n\
+             seasons = \"seasons\"\nstyle = \"style\"\n",
+        )
+        .expect("manifest");
+        std::fs::create_dir_all(tmp.path().join("tiny-tagger/1")).expect("mkdir");
+        std::fs::copy(
+            fixtures.join("models/tiny-tagger.onnx"),
+            tmp.path().join("tiny-tagger/1/model.onnx"),
+        )
+        .expect("copy");
+        let mut config = Config::default();
+        config.attributes.model = Some("tiny-tagger".into());
+        config.attributes.person_mask = false;
+        let a = attributes(&config, &ModelDir::new(tmp.path())).unwrap_or_else(|e| panic!("{e}"));
+        let root =
+            url::Url::from_directory_path(fixtures.join("photos").canonicalize().expect("photos"))
+                .expect("uri")
+                .to_string();
+        config.uploads_uri = Some(root.clone());
+        let stage = Arc::new(EnrichStage::new(
+            io("attributes", &config, &Pipeline::default_pipeline()).expect("io"),
+            a,
+        ));
+        let rec = serde_json::json!({"event_id": "e1", "user_id": "u", "garment_id": "g1",
+            "image_uri": format!("{root}coffee.jpg"), "uploaded_at": "2026-11-22T00:00:00Z",
+            "classification": {"category": "t_shirt"}});
+        let run = harness::run(
+            stage,
+            vec![(None, serde_json::to_vec(&rec).expect("json"))],
+            RuntimeConfig::default(),
+        )
+        .await;
+        let outs = run.on("flashfit.tagged");
+        assert_eq!(outs.len(), 1);
+        let v: serde_json::Value = serde_json::from_slice(&outs[0].value).expect("json");
+        let a = &v["attributes"];
+        assert_eq!(a["pattern"], "floral", "{a}");
+        assert_eq!(a["fit"], "relaxed");
+        assert_eq!(a["formality"], 0.7);
+        assert_eq!(a["seasons"], serde_json::json!(["summer", "winter"]));
+        assert_eq!(a["style_tags"], serde_json::json!(["bohemian", "vintage"]));
+        assert!(
+            a["color_primary"].is_string(),
+            "colours are still measured: {a}"
+        );
+        let models: Vec<&str> = v["models"]
+            .as_array()
+            .expect("models")
+            .iter()
+            .filter_map(|m| m["name"].as_str())
+            .collect();
+        assert!(models.contains(&"tiny-tagger"), "{models:?}");
     }
 }

@@ -5,6 +5,7 @@
 
 use flashfit_config::{AttributesConfig, PatternRules};
 use flashfit_models::mask::PersonMask;
+use flashfit_models::tagger::{Tagger, Tags as ModelTags};
 use flashfit_schema::taxonomy;
 use image::RgbImage;
 use serde_json::{Value, json};
@@ -22,6 +23,8 @@ pub struct Attributes {
     pub config: AttributesConfig,
     /// The person/background model; `None` uses the border heuristic for every photo.
     pub mask: Option<PersonMask>,
+    /// A trained attribute tagger (`[attributes] model`): its outputs replace the rules'.
+    pub tagger: Option<Tagger>,
 }
 
 /// Texture measures of the garment pixels.
@@ -113,7 +116,7 @@ pub fn pattern(t: &Texture, colours: &[ColourShare], r: &PatternRules) -> &'stat
 #[derive(Debug, Clone)]
 pub struct Tags {
     pub colours: Vec<ColourShare>,
-    pub pattern: &'static str,
+    pub pattern: String,
     pub fit: String,
     pub formality: f32,
     pub seasons: Vec<String>,
@@ -152,8 +155,28 @@ pub fn rules(
             .map(String::from)
             .to_vec()
     });
-    let style_tags = c
-        .style
+    let style_tags = style_tags(c, category, &colours, pattern, formality);
+    Tags {
+        colours,
+        pattern: pattern.to_owned(),
+        fit,
+        formality,
+        seasons,
+        style_tags,
+        mask,
+    }
+}
+
+/// The style tags whose every condition holds.
+fn style_tags(
+    c: &AttributesConfig,
+    category: &str,
+    colours: &[ColourShare],
+    pattern: &str,
+    formality: f32,
+) -> Vec<String> {
+    let primary = colours.first().map_or("unknown", |c| c.name);
+    c.style
         .iter()
         .filter(|s| {
             (s.categories.is_empty() || s.categories.iter().any(|k| k == category))
@@ -163,16 +186,7 @@ pub fn rules(
                 && s.max_formality.is_none_or(|m| formality <= m)
         })
         .map(|s| s.tag.clone())
-        .collect();
-    Tags {
-        colours,
-        pattern,
-        fit,
-        formality,
-        seasons,
-        style_tags,
-        mask,
-    }
+        .collect()
 }
 
 /// One garment waiting for the attributes stage's blocking half.
@@ -181,6 +195,30 @@ pub struct Pending {
     crop: RgbImage,
     /// The whole photo and the crop box, when the garment is worn and the mask model is on.
     worn: Option<(RgbImage, [f64; 4])>,
+    /// The tagger's input for the crop, when a tagger is configured.
+    tagger_input: Option<Vec<f32>>,
+}
+
+/// Lets a trained tagger's answers replace the rules' (colours stay measured), then re-derives
+/// style tags from the rules when the tagger has no style output.
+fn overlay(c: &AttributesConfig, category: &str, mut t: Tags, m: ModelTags) -> Tags {
+    if let Some(p) = m.pattern {
+        t.pattern = p;
+    }
+    if let Some(f) = m.fit {
+        t.fit = f;
+    }
+    if let Some(f) = m.formality {
+        t.formality = (f * 100.0).round() / 100.0;
+    }
+    if let Some(s) = m.seasons {
+        t.seasons = s;
+    }
+    t.style_tags = match m.style {
+        Some(s) => s,
+        None => style_tags(c, category, &t.colours, &t.pattern, t.formality),
+    };
+    t
 }
 
 impl Attributes {
@@ -224,6 +262,33 @@ impl Attributes {
         let pattern = pattern(&t, &colours, &self.config.pattern);
         Ok(rules(&self.config, &p.category, colours, pattern, mask))
     }
+
+    /// Rules for every garment of a batch, then the tagger's answers on top (one batched call).
+    pub fn tag_batch(&self, batch: Vec<Pending>) -> Result<Vec<Tags>, String> {
+        let mut inputs = Vec::new();
+        let mut categories = Vec::new();
+        let mut tags = Vec::with_capacity(batch.len());
+        for mut p in batch {
+            if let Some(x) = p.tagger_input.take() {
+                inputs.push(x);
+            }
+            categories.push(p.category.clone());
+            tags.push(self.tag(p)?);
+        }
+        let Some(tagger) = &self.tagger else {
+            return Ok(tags);
+        };
+        let answers = tagger.infer(&inputs).map_err(|e| e.to_string())?;
+        if answers.len() != tags.len() {
+            return Err("tagger returned a different number of answers".into());
+        }
+        Ok(tags
+            .into_iter()
+            .zip(answers)
+            .zip(categories)
+            .map(|((t, m), category)| overlay(&self.config, &category, t, m))
+            .collect())
+    }
 }
 
 impl Enricher for Attributes {
@@ -246,15 +311,17 @@ impl Enricher for Attributes {
             let b = bbox.unwrap_or([0.0, 0.0, f64::from(w), f64::from(h)]);
             (img, b)
         });
+        let tagger_input = self.tagger.as_ref().map(|t| t.prepare(&crop));
         Pending {
             category,
             crop,
             worn,
+            tagger_input,
         }
     }
 
     fn infer(&self, batch: Vec<Pending>) -> Result<Vec<Tags>, String> {
-        batch.into_iter().map(|p| self.tag(p)).collect()
+        self.tag_batch(batch)
     }
 
     fn finish(&self, record: &mut Value, t: Tags) {
@@ -269,7 +336,7 @@ impl Enricher for Attributes {
             "colors": colours,
             "pattern": t.pattern,
             "fit": t.fit,
-            "formality": t.formality,
+            "formality": (f64::from(t.formality) * 100.0).round() / 100.0,
             "seasons": t.seasons,
             "style_tags": t.style_tags,
             "background_mask": t.mask,
@@ -280,6 +347,9 @@ impl Enricher for Attributes {
         let mut m = vec![(RULES_NAME.to_owned(), RULES_VERSION.to_owned())];
         if self.mask.is_some() && self.config.person_mask {
             m.push((PersonMask::NAME.to_owned(), PersonMask::VERSION.to_owned()));
+        }
+        if let Some(t) = &self.tagger {
+            m.push((t.name.clone(), t.version.clone()));
         }
         m
     }

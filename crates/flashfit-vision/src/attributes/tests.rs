@@ -18,16 +18,18 @@ fn garment(paint: impl Fn(u32, u32) -> [u8; 3]) -> RgbImage {
     })
 }
 
-fn pattern_of(img: &RgbImage) -> (&'static str, Texture) {
+fn pattern_of(img: &RgbImage) -> (String, Texture) {
     let a = Attributes {
         config: AttributesConfig::default(),
         mask: None,
+        tagger: None,
     };
     let t = a
         .tag(Pending {
             category: "t_shirt".into(),
             crop: img.clone(),
             worn: None,
+            tagger_input: None,
         })
         .expect("tag");
     let gp = garment_pixels(img, &a.colour_config(), None);
