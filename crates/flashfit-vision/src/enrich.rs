@@ -135,6 +135,12 @@ impl<E: Enricher> EnrichStage<E> {
 
     fn emit(&self, mut record: Value, upload: &UploadEvent, out: E::Output) -> Outcome {
         self.enricher.finish(&mut record, out);
+        if self.io.terminal {
+            // When the garment was done: the sinks' `processed_at` (and `dt=` partition) come
+            // from the record, so re-sinking the same record writes the same row.
+            record["processed_at"] =
+                json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        }
         for (name, version) in self.enricher.models() {
             let entry = json!({"stage": E::STAGE, "name": name, "version": version});
             match record.get_mut("models").and_then(Value::as_array_mut) {

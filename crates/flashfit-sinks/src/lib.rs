@@ -1,0 +1,38 @@
+//! Sinks (issue 4). Today: the `garments` Parquet table ([`garments`]: schema and rows;
+//! [`table`]: replay-safe files on object storage).
+
+pub mod garments;
+pub mod table;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The record cannot become a row: dead-letter it, retrying cannot help.
+    #[error("bad record: {0}")]
+    BadRecord(String),
+    /// Writing or reading the table failed; retrying may help.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// Encoding Parquet failed (a bug or a schema mismatch).
+    #[error("parquet: {0}")]
+    Parquet(String),
+}
+
+impl Error {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Storage(_))
+    }
+}
+
+impl From<object_store::Error> for Error {
+    fn from(e: object_store::Error) -> Self {
+        Error::Storage(e.to_string())
+    }
+}
+
+impl From<parquet::errors::ParquetError> for Error {
+    fn from(e: parquet::errors::ParquetError) -> Self {
+        Error::Parquet(e.to_string())
+    }
+}

@@ -1,0 +1,176 @@
+//! A Parquet table on object storage that a replayed topic cannot duplicate.
+//!
+//! The sink writes the records of one input partition in offset ranges. A range becomes one
+//! Parquet file per `dt=` partition, named after the input topic, partition and offset range
+//! (`<table>/dt=YYYY-MM-DD/part-<topic>-<partition>-<first>-<last>.parquet`), written
+//! create-only, and then a range marker (`<table>/_ranges/<topic>/<partition>/<first>`, body
+//! `<last>`), also create-only. Before it writes a range starting at offset `f`, the sink asks
+//! for the marker of `f`: if it exists, that range is already in the table (a crash before the
+//! commit, a retry, or a replay from the beginning), and the sink skips through its `last`
+//! offset instead. Offsets are committed only after the marker is written, so committed offsets
+//! are always range boundaries and a restart realigns with the files already there.
+
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use serde_json::Value;
+
+use crate::{Error, Result};
+
+/// Where a table lives: a store and the table's folder in it.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub store: std::sync::Arc<dyn ObjectStore>,
+    /// The table folder (`<warehouse prefix>/garments`).
+    pub root: Path,
+}
+
+/// One input range: the rows of offsets `first..=last` of `topic`/`partition` (bad records
+/// inside the range were dead-lettered and have no row).
+#[derive(Debug, Clone)]
+pub struct Range {
+    pub topic: String,
+    pub partition: i32,
+    pub first: i64,
+    pub last: i64,
+}
+
+/// What [`Table::write_range`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// New files (their paths) and the marker were written.
+    Files(Vec<String>),
+    /// A marker for this range's first offset already existed: nothing written; the earlier
+    /// range ended at this offset.
+    AlreadyThere { last: i64 },
+}
+
+fn file_topic(topic: &str) -> String {
+    topic
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// Parquet bytes for `rows` (all of one `dt`): Snappy, one row group per 64Ki rows.
+pub fn parquet_bytes(rows: &[Value]) -> Result<Vec<u8>> {
+    let batch = crate::garments::batch(rows)?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(64 * 1024))
+        .set_created_by("flashfit".into())
+        .build();
+    let mut out = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
+    w.write(&batch)?;
+    w.close()?;
+    Ok(out)
+}
+
+impl Table {
+    fn marker(&self, topic: &str, partition: i32, first: i64) -> Path {
+        self.root
+            .clone()
+            .join("_ranges")
+            .join(file_topic(topic).as_str())
+            .join(partition.to_string().as_str())
+            .join(format!("{first:020}").as_str())
+    }
+
+    /// The last offset of the range already written from `first`, if any.
+    pub async fn existing(&self, topic: &str, partition: i32, first: i64) -> Result<Option<i64>> {
+        match self.store.get(&self.marker(topic, partition, first)).await {
+            Ok(r) => {
+                let body = r.bytes().await?;
+                let text = String::from_utf8_lossy(&body);
+                text.trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|e| Error::Storage(format!("range marker `{text}`: {e}")))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes `rows` (table rows, see [`crate::garments::row`]) as the range's files, then its
+    /// marker. Idempotent: a range whose marker exists is not written again.
+    pub async fn write_range(&self, range: &Range, rows: &[Value]) -> Result<Written> {
+        if let Some(last) = self
+            .existing(&range.topic, range.partition, range.first)
+            .await?
+        {
+            return Ok(Written::AlreadyThere { last });
+        }
+        let mut by_dt: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+        for r in rows {
+            by_dt
+                .entry(crate::garments::dt(r)?)
+                .or_default()
+                .push(r.clone());
+        }
+        let name = format!(
+            "part-{}-{:03}-{:020}-{:020}.parquet",
+            file_topic(&range.topic),
+            range.partition,
+            range.first,
+            range.last
+        );
+        let mut written = Vec::new();
+        for (dt, rows) in by_dt {
+            let path = self
+                .root
+                .clone()
+                .join(format!("dt={dt}").as_str())
+                .join(name.as_str());
+            let bytes = parquet_bytes(&rows)?;
+            put_once(self.store.as_ref(), &path, Bytes::from(bytes)).await?;
+            written.push(path.to_string());
+        }
+        let marker = self.marker(&range.topic, range.partition, range.first);
+        put_once(
+            self.store.as_ref(),
+            &marker,
+            Bytes::from(range.last.to_string()),
+        )
+        .await?;
+        Ok(Written::Files(written))
+    }
+}
+
+/// Create-only put. An object already there is left alone: the same range always produces the
+/// same rows, so an earlier attempt's file is as good as this one.
+async fn put_once(store: &dyn ObjectStore, path: &Path, bytes: Bytes) -> Result<()> {
+    let opts = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    match store
+        .put_opts(path, PutPayload::from(bytes.clone()), opts)
+        .await
+    {
+        Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+        // Servers without conditional writes: check, then put.
+        Err(object_store::Error::NotImplemented { .. }) => match store.head(path).await {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::NotFound { .. }) => {
+                store.put(path, PutPayload::from(bytes)).await?;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,222 @@
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray};
+use object_store::memory::InMemory;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::json;
+
+use super::*;
+use crate::garments;
+
+/// An enriched record as `flashfit.embedded` carries it.
+pub(crate) fn record(id: &str, at: &str) -> Value {
+    json!({
+        "event_id": id, "user_id": "u1", "garment_id": format!("g-{id}"),
+        "image_uri": format!("s3://flashfit/uploads/{id}.jpg"), "uploaded_at": "2026-11-22T10:00:00Z",
+        "quality": {"width": 800, "height": 600, "blur_score": 350.5, "brightness": 120.25, "warnings": ["too_dark"]},
+        "detection": {"class": "Footwear", "confidence": 0.71, "bbox": [10.0, 20.0, 300.0, 400.0],
+            "source": "detector", "model": "ssd-mobilenetv2-oidv4",
+            "all": [{"class": "Footwear", "confidence": 0.71, "bbox": [10.0, 20.0, 300.0, 400.0], "model": "ssd-mobilenetv2-oidv4", "role": "garment"},
+                    {"class": "person", "confidence": 0.6, "bbox": [0.0, 0.0, 800.0, 600.0], "model": "centernet-coco", "role": "person"}]},
+        "classification": {"category": "boots", "group": "footwear", "confidence": 0.8,
+            "topk": [{"category": "boots", "confidence": 0.8}, {"category": "sneakers", "confidence": 0.1}],
+            "is_clothing": 0.9, "flagged": false},
+        "attributes": {"color_primary": "black", "color_secondary": "brown",
+            "colors": [{"name": "black", "rgb": [20, 20, 22], "share": 0.7}, {"name": "brown", "rgb": [120, 70, 20], "share": 0.3}],
+            "pattern": "solid", "fit": "regular", "formality": 0.45, "seasons": ["fall", "winter"],
+            "style_tags": ["classic"], "background_mask": "border"},
+        "embedding": {"image_vector": [0.1, 0.2], "caption": "black boots, with brown, classic", "text_vector": [0.3]},
+        "models": [{"stage": "detect", "name": "ssd-mobilenetv2-oidv4", "version": "1"}],
+        "processed_at": at,
+    })
+}
+
+fn table() -> Table {
+    Table {
+        store: Arc::new(InMemory::new()),
+        root: Path::from("warehouse/garments"),
+    }
+}
+
+fn range(first: i64, last: i64) -> Range {
+    Range {
+        topic: "flashfit.embedded".into(),
+        partition: 2,
+        first,
+        last,
+    }
+}
+
+async fn read_all(t: &Table, path: &str) -> arrow::array::RecordBatch {
+    let bytes = t
+        .store
+        .get(&Path::from(path))
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("bytes");
+    let mut reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .expect("reader")
+        .build()
+        .expect("build");
+    reader.next().expect("one batch").expect("batch")
+}
+
+#[test]
+fn rows_have_the_contract_columns() {
+    let row = garments::row(&record("e1", "2026-11-22T23:59:59.5Z")).expect("row");
+    let b = garments::batch(&[row]).expect("batch");
+    let schema = b.schema();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    for c in [
+        "event_id",
+        "garment_id",
+        "user_id",
+        "image_uri",
+        "status",
+        "width",
+        "height",
+        "blur_score",
+        "brightness",
+        "quality_warnings",
+        "detection_class",
+        "detection_confidence",
+        "bbox",
+        "detection_source",
+        "detections",
+        "category",
+        "category_confidence",
+        "category_topk",
+        "is_clothing",
+        "color_primary",
+        "color_secondary",
+        "colors",
+        "pattern",
+        "fit",
+        "formality",
+        "seasons",
+        "style_tags",
+        "caption",
+        "models",
+        "processed_at",
+    ] {
+        assert!(names.contains(&c), "missing {c}");
+    }
+    assert_eq!(names.len(), 30);
+    let col = |n: &str| b.column(b.schema().index_of(n).expect("col")).clone();
+    assert_eq!(col("category").as_string::<i32>().value(0), "boots");
+    assert_eq!(col("detections").as_list::<i32>().value(0).len(), 2);
+    assert_eq!(col("colors").as_list::<i32>().value(0).len(), 2);
+    assert_eq!(
+        garments::dt(&garments::row(&record("e1", "2026-11-22T23:59:59.5Z")).expect("row"))
+            .expect("dt"),
+        "2026-11-22"
+    );
+    // A record without processed_at (not from the last stage) cannot become a row.
+    let mut bad = record("e2", "x");
+    bad.as_object_mut().expect("obj").remove("processed_at");
+    assert!(matches!(garments::row(&bad), Err(Error::BadRecord(_))));
+    assert!(garments::row(&record("e3", "yesterday")).is_err());
+}
+
+#[tokio::test]
+async fn a_range_is_written_once_split_by_day_and_read_back() {
+    let t = table();
+    let rows: Vec<Value> = [
+        ("a", "2026-11-21T23:00:00Z"),
+        ("b", "2026-11-22T01:00:00Z"),
+        ("c", "2026-11-22T02:00:00Z"),
+    ]
+    .iter()
+    .map(|(id, at)| garments::row(&record(id, at)).expect("row"))
+    .collect();
+    let w = t.write_range(&range(100, 104), &rows).await.expect("write");
+    let Written::Files(files) = w else {
+        panic!("{w:?}")
+    };
+    assert_eq!(
+        files,
+        vec![
+            "warehouse/garments/dt=2026-11-21/part-flashfit.embedded-002-00000000000000000100-00000000000000000104.parquet",
+            "warehouse/garments/dt=2026-11-22/part-flashfit.embedded-002-00000000000000000100-00000000000000000104.parquet",
+        ]
+    );
+    let day2 = read_all(&t, &files[1]).await;
+    assert_eq!(day2.num_rows(), 2);
+    let ids = day2.column(0).as_string::<i32>();
+    assert_eq!((ids.value(0), ids.value(1)), ("b", "c"));
+    // The same range again (a retry, a crash before the commit, a replay): nothing new.
+    let before = t
+        .store
+        .get(&Path::from(files[0].as_str()))
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("bytes");
+    assert_eq!(
+        t.write_range(&range(100, 104), &rows[..1])
+            .await
+            .expect("again"),
+        Written::AlreadyThere { last: 104 }
+    );
+    let after = t
+        .store
+        .get(&Path::from(files[0].as_str()))
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("bytes");
+    assert_eq!(before, after);
+    assert_eq!(
+        t.existing("flashfit.embedded", 2, 100)
+            .await
+            .expect("marker"),
+        Some(104)
+    );
+    assert_eq!(
+        t.existing("flashfit.embedded", 2, 105)
+            .await
+            .expect("marker"),
+        None
+    );
+    assert_eq!(
+        t.existing("flashfit.embedded", 3, 100)
+            .await
+            .expect("marker"),
+        None
+    );
+}
+
+#[tokio::test]
+async fn the_same_rows_give_the_same_bytes() {
+    let rows = vec![garments::row(&record("a", "2026-11-22T01:00:00Z")).expect("row")];
+    assert_eq!(
+        parquet_bytes(&rows).expect("p1"),
+        parquet_bytes(&rows).expect("p2")
+    );
+}
+
+/// `schemas/garments.md` is what analysts read: its column table must list the schema's
+/// columns in order.
+#[test]
+fn the_documented_schema_matches_the_arrow_schema() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/garments.md"),
+    )
+    .expect("doc");
+    let documented: Vec<String> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .map(str::to_owned)
+        .collect();
+    let actual: Vec<String> = garments::schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(documented, actual);
+}
