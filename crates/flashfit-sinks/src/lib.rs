@@ -1,7 +1,8 @@
 //! Sinks (issue 4). Today: the `garments` Parquet table ([`garments`]: schema and rows;
-//! [`table`]: replay-safe files on object storage).
+//! [`table`]: replay-safe files on object storage; [`stage`]: `flashfit worker parquet`).
 
 pub mod garments;
+pub mod stage;
 pub mod table;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -86,6 +86,33 @@ impl Table {
             .join(format!("{first:020}").as_str())
     }
 
+    /// Every range of `topic`/`partition` already in the table: first offset → last offset.
+    pub async fn ranges(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<std::collections::BTreeMap<i64, i64>> {
+        use futures::TryStreamExt;
+        let dir = self
+            .root
+            .clone()
+            .join("_ranges")
+            .join(file_topic(topic).as_str())
+            .join(partition.to_string().as_str());
+        let metas: Vec<object_store::ObjectMeta> =
+            self.store.list(Some(&dir)).try_collect().await?;
+        let mut out = std::collections::BTreeMap::new();
+        for m in metas {
+            let Some(first) = m.location.filename().and_then(|f| f.parse::<i64>().ok()) else {
+                continue;
+            };
+            if let Some(last) = self.existing(topic, partition, first).await? {
+                out.insert(first, last);
+            }
+        }
+        Ok(out)
+    }
+
     /// The last offset of the range already written from `first`, if any.
     pub async fn existing(&self, topic: &str, partition: i32, first: i64) -> Result<Option<i64>> {
         match self.store.get(&self.marker(topic, partition, first)).await {
@@ -173,4 +200,4 @@ async fn put_once(store: &dyn ObjectStore, path: &Path, bytes: Bytes) -> Result<
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

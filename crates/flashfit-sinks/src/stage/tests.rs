@@ -1,0 +1,138 @@
+//! The sink on the runtime's harness (the real Processor: outcomes, DLQ, retries) over an
+//! in-memory store: replays with other batch boundaries and from a fresh process add nothing.
+
+use std::sync::Arc;
+
+use arrow::array::AsArray;
+use bytes::Bytes;
+use flashfit_config::RuntimeConfig;
+use flashfit_runtime::harness;
+use futures::TryStreamExt;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::*;
+use crate::table::tests::record;
+
+fn input(n: usize, bad: &[usize]) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let v = if bad.contains(&i) {
+                b"{not json".to_vec()
+            } else {
+                serde_json::to_vec(&record(&format!("e{i}"), "2026-11-22T10:00:00Z")).expect("json")
+            };
+            (Some(format!("g{i}").into_bytes()), v)
+        })
+        .collect()
+}
+
+fn sink(store: Arc<dyn ObjectStore>, max_bytes: usize) -> Arc<ParquetSink> {
+    Arc::new(ParquetSink::new(
+        Table {
+            store,
+            root: Path::from("wh/garments"),
+        },
+        "flashfit.embedded".into(),
+        max_bytes,
+    ))
+}
+
+fn cfg(batch: usize) -> RuntimeConfig {
+    RuntimeConfig {
+        batch_size: batch,
+        ..RuntimeConfig::default()
+    }
+}
+
+/// Every (path, bytes) under the table, and the event ids in its Parquet files.
+async fn snapshot(store: &Arc<dyn ObjectStore>) -> (Vec<(String, Bytes)>, Vec<String>) {
+    let metas: Vec<_> = store
+        .list(Some(&Path::from("wh/garments")))
+        .try_collect()
+        .await
+        .expect("list");
+    let mut objects = Vec::new();
+    let mut ids = Vec::new();
+    for m in metas {
+        let bytes = store
+            .get(&m.location)
+            .await
+            .expect("get")
+            .bytes()
+            .await
+            .expect("bytes");
+        if m.location.as_ref().ends_with(".parquet") {
+            for b in ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+                .expect("reader")
+                .build()
+                .expect("build")
+            {
+                let b = b.expect("batch");
+                let col = b.column(0).as_string::<i32>();
+                ids.extend((0..b.num_rows()).map(|i| col.value(i).to_owned()));
+            }
+        }
+        objects.push((m.location.to_string(), bytes));
+    }
+    objects.sort_by(|a, b| a.0.cmp(&b.0));
+    ids.sort();
+    (objects, ids)
+}
+
+#[tokio::test]
+async fn replays_with_other_batches_or_from_a_fresh_process_add_nothing() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let data = input(10, &[3]);
+    let s = sink(store.clone(), 1 << 30);
+    let run = harness::run(s.clone(), data.clone(), cfg(4)).await;
+    assert_eq!(
+        run.on("flashfit.dlq.parquet").len(),
+        1,
+        "the bad record is dead-lettered"
+    );
+    assert!(run.result.unfinished.is_empty());
+    let (first, ids) = snapshot(&store).await;
+    assert_eq!(ids.len(), 9, "every good record once");
+    // Three batches of 4, 4, 2: three files and three markers.
+    assert_eq!(
+        first.len(),
+        6,
+        "{:?}",
+        first.iter().map(|o| &o.0).collect::<Vec<_>>()
+    );
+
+    // The same sink again with other batch boundaries (a consumer-group reset).
+    harness::run(s.clone(), data.clone(), cfg(3)).await;
+    assert_eq!(snapshot(&store).await.0, first);
+    // A fresh process (no memory of ranges) with yet other boundaries.
+    harness::run(sink(store.clone(), 1 << 30), data.clone(), cfg(7)).await;
+    assert_eq!(snapshot(&store).await.0, first);
+    harness::run(sink(store.clone(), 1 << 30), data, cfg(1)).await;
+    assert_eq!(snapshot(&store).await.0, first);
+}
+
+#[tokio::test]
+async fn new_offsets_after_a_replay_are_written_once() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    harness::run(sink(store.clone(), 1 << 30), input(6, &[]), cfg(4)).await;
+    // The topic grew: 6 old + 4 new records, replayed from the beginning by a fresh process.
+    harness::run(sink(store.clone(), 1 << 30), input(10, &[]), cfg(5)).await;
+    let (_, ids) = snapshot(&store).await;
+    let mut want: Vec<String> = (0..10).map(|i| format!("e{i}")).collect();
+    want.sort();
+    assert_eq!(ids, want);
+}
+
+#[tokio::test]
+async fn files_roll_by_bytes() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let data = input(6, &[]);
+    let one = data[0].1.len();
+    harness::run(sink(store.clone(), 2 * one), data, cfg(6)).await;
+    let (objects, ids) = snapshot(&store).await;
+    let files = objects.iter().filter(|o| o.0.ends_with(".parquet")).count();
+    assert_eq!((files, ids.len()), (3, 6));
+}
