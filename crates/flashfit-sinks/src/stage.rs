@@ -82,21 +82,21 @@ impl Stage for ParquetSink {
         }
         for (partition, mut idx) in by_partition {
             idx.sort_by_key(|i| batch[*i].offset);
-            if !known.contains_key(&partition) {
-                match self.table.ranges(&self.input, partition).await {
-                    Ok(r) => {
-                        known.insert(partition, r);
-                    }
-                    Err(e) => {
-                        for i in idx {
-                            outcomes[i] =
-                                Some(Outcome::Retry(format!("reading range markers: {e}")));
+            let ranges = match known.entry(partition) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    match self.table.ranges(&self.input, partition).await {
+                        Ok(r) => v.insert(r),
+                        Err(e) => {
+                            for i in idx {
+                                outcomes[i] =
+                                    Some(Outcome::Retry(format!("reading range markers: {e}")));
+                            }
+                            continue;
                         }
-                        continue;
                     }
                 }
-            }
-            let ranges = known.entry(partition).or_default();
+            };
             // Already in the table: done.
             let mut todo = Vec::new();
             for i in idx {
