@@ -91,33 +91,9 @@ async fn the_full_chain_enriches_every_passing_photo() -> anyhow::Result<()> {
     let pipeline = Pipeline::default_pipeline();
     let names: Vec<&str> = pipeline.stages.iter().map(String::as_str).collect();
     stack.ensure_topics(&names).await?;
-    let watcher = stack.status_watcher()?;
     let tail = stack.tail(&stack.topics.output_of("embed").expect("embed topic"))?;
-    let photos = [
-        "person_suit.jpg",
-        "fmnist_ankle_boot.png",
-        "coffee.jpg",
-        "cat_small.jpg",
-    ];
-    let mut events = Vec::new();
-    for name in photos {
-        let uri = stack.put_upload(name, photo(name)).await?;
-        events.push(upload_event(name, &uri));
-    }
-    stack.publish(&stack.producer()?, &events).await?;
-    let config = stack.config.clone();
-    let token = CancellationToken::new();
-    let t = token.clone();
-    let task = tokio::spawn(async move {
-        let stages = pipeline
-            .stages
-            .iter()
-            .map(|s| build_stage(s, &config, &pipeline))
-            .collect::<flashfit_pipeline::Result<Vec<_>>>()?;
-        run_stages(&config, stages, Metrics::new(), t).await
-    });
-    let ids: HashSet<String> = events.iter().map(|e| e.event_id.clone()).collect();
-    let seen = await_statuses(&watcher, &ids, Duration::from_secs(240)).await?;
+    let seen = run_chain(&stack).await?;
+    let photos = CHAIN_PHOTOS;
     assert_eq!(seen["cat_small.jpg"].status, Status::Rejected);
     for name in &photos[..3] {
         assert_eq!(seen[*name].status, Status::Processed, "{name}");
@@ -170,8 +146,6 @@ async fn the_full_chain_enriches_every_passing_photo() -> anyhow::Result<()> {
     let boot = by_id("fmnist_ankle_boot.png");
     assert_eq!(boot["detection"]["source"], "detector", "{boot}");
     assert_eq!(boot["detection"]["class"], "Footwear");
-    token.cancel();
-    tokio::time::timeout(Duration::from_secs(30), task).await???;
     Ok(())
 }
 

@@ -265,3 +265,44 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("free port")
 }
+
+/// The photos the chain tests use: three pass quality (a dressed person, a boot, a cup), one
+/// is rejected (too small).
+pub const CHAIN_PHOTOS: [&str; 4] = [
+    "person_suit.jpg",
+    "fmnist_ankle_boot.png",
+    "coffee.jpg",
+    "cat_small.jpg",
+];
+
+/// Uploads [`CHAIN_PHOTOS`], publishes their events, runs every stage of the default pipeline
+/// in this process until each event has a status, then stops the stages.
+pub async fn run_chain(
+    stack: &Stack,
+) -> anyhow::Result<std::collections::HashMap<String, StatusEvent>> {
+    let pipeline = flashfit_pipeline::Pipeline::default_pipeline();
+    let watcher = stack.status_watcher()?;
+    let mut events = Vec::new();
+    for name in CHAIN_PHOTOS {
+        let uri = stack.put_upload(name, photo(name)).await?;
+        events.push(upload_event(name, &uri));
+    }
+    stack.publish(&stack.producer()?, &events).await?;
+    let config = stack.config.clone();
+    let token = tokio_util::sync::CancellationToken::new();
+    let t = token.clone();
+    let task = tokio::spawn(async move {
+        let stages = pipeline
+            .stages
+            .iter()
+            .map(|s| flashfit_pipeline::build_stage(s, &config, &pipeline))
+            .collect::<flashfit_pipeline::Result<Vec<_>>>()?;
+        flashfit_pipeline::run_stages(&config, stages, flashfit_runtime::Metrics::new(), t).await
+    });
+    let ids: std::collections::HashSet<String> =
+        events.iter().map(|e| e.event_id.clone()).collect();
+    let seen = await_statuses(&watcher, &ids, std::time::Duration::from_secs(240)).await;
+    token.cancel();
+    tokio::time::timeout(std::time::Duration::from_secs(30), task).await???;
+    seen
+}

@@ -80,6 +80,7 @@ pub struct Config {
     pub detect: DetectConfig,
     pub attributes: AttributesConfig,
     pub embed: EmbedConfig,
+    pub parquet: ParquetConfig,
     pub log: LogConfig,
 }
 
@@ -99,6 +100,7 @@ impl Default for Config {
             detect: DetectConfig::default(),
             attributes: AttributesConfig::default(),
             embed: EmbedConfig::default(),
+            parquet: ParquetConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -366,6 +368,29 @@ impl Default for AttributesConfig {
     }
 }
 
+/// `flashfit worker parquet`: the `garments` table under `warehouse_uri`. A file (one per
+/// input partition and `dt=` day) rolls at `max_rows` records, about `max_bytes` of input, or
+/// `roll_ms` after its first record, whichever comes first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ParquetConfig {
+    pub table: String,
+    pub max_rows: usize,
+    pub max_bytes: usize,
+    pub roll_ms: u64,
+}
+
+impl Default for ParquetConfig {
+    fn default() -> Self {
+        ParquetConfig {
+            table: "garments".into(),
+            max_rows: 10_000,
+            max_bytes: 64 * 1024 * 1024,
+            roll_ms: 60_000,
+        }
+    }
+}
+
 /// The embed stage.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -575,6 +600,7 @@ fn env_value(path: &[&str], raw: &str) -> toml::Value {
         "format",
         "level",
         "model",
+        "table",
         "group_prefix",
         "topic_prefix",
         "head",

@@ -16,7 +16,7 @@ mod vision;
 pub mod watch;
 
 pub use embedded::EmbeddedBroker;
-pub use pipeline::{Pipeline, build_stage};
+pub use pipeline::{Pipeline, SINKS, build_stage, worker_config};
 pub use supervise::{run_stages, shutdown_on_signals};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -74,8 +74,48 @@ impl Pipeline {
     }
 }
 
+/// Sinks: workers that read the pipeline's last topic and write tables.
+pub const SINKS: &[&str] = &["parquet"];
+
+/// The configuration a worker for `name` runs with: a sink's runtime batch is its file roll
+/// (rows, time), with room in flight for a whole file.
+pub fn worker_config(name: &str, config: &Config) -> Config {
+    let mut c = config.clone();
+    if name == "parquet" {
+        c.runtime.batch_size = c.parquet.max_rows.max(1);
+        c.runtime.linger_ms = c.parquet.roll_ms;
+        c.runtime.max_in_flight_messages =
+            c.runtime.max_in_flight_messages.max(2 * c.parquet.max_rows);
+    }
+    c
+}
+
 /// Builds a stage by name from the configuration.
 pub fn build_stage(name: &str, config: &Config, pipeline: &Pipeline) -> Result<Arc<dyn Stage>> {
+    if name == "parquet" {
+        let topics = flashfit_schema::Topics::new(config.kafka.topic_prefix.clone());
+        let last = pipeline
+            .stages
+            .last()
+            .map(String::as_str)
+            .unwrap_or("quality");
+        let input = topics
+            .output_of(last)
+            .ok_or_else(|| Error::Invalid(format!("stage `{last}` has no output topic")))?;
+        let warehouse = Location::open(&config.warehouse_uri, &config.s3)?;
+        let table = flashfit_sinks::table::Table {
+            store: warehouse.store().clone(),
+            root: warehouse
+                .prefix()
+                .clone()
+                .join(config.parquet.table.as_str()),
+        };
+        return Ok(Arc::new(flashfit_sinks::stage::ParquetSink::new(
+            table,
+            input,
+            config.parquet.max_bytes,
+        )));
+    }
     if !pipeline.stages.iter().any(|s| s == name) {
         return Err(Error::Invalid(format!(
             "stage `{name}` is not in the pipeline ({})",

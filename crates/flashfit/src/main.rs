@@ -254,6 +254,7 @@ async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Worker { stage } => {
+            let config = flashfit_pipeline::worker_config(&stage, &config);
             let stage = build_stage(&stage, &config, &pipeline)?;
             let shutdown = CancellationToken::new();
             shutdown_on_signals(shutdown.clone());

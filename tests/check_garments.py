@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""Reads the `garments` table the way analysts do and prints what it found as JSON:
+DuckDB over the Parquet files (hive partitioning) and pyarrow's dataset reader.
+For s3:// warehouses pyarrow's S3 filesystem reads the objects (AWS_ENDPOINT_URL, keys and
+region from the environment) and DuckDB queries the Arrow table (DuckDB's own S3 support is an
+extension downloaded at run time, which this machine cannot fetch).
+Usage: check_garments.py <warehouse_uri>
+"""
+import json, os, sys
+
+import duckdb
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+
+uri = sys.argv[1].rstrip("/")
+if uri.startswith("s3://"):
+    endpoint = os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:5055")
+    fs = pafs.S3FileSystem(endpoint_override=endpoint.split("://", 1)[1],
+                           scheme=endpoint.split("://", 1)[0],
+                           access_key=os.environ.get("AWS_ACCESS_KEY_ID", "flashfit"),
+                           secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "flashfit-secret"),
+                           region=os.environ.get("AWS_REGION", "us-east-1"))
+    root = uri[len("s3://"):] + "/garments"
+else:
+    fs = pafs.LocalFileSystem()
+    root = uri[len("file://"):] + "/garments"
+# pyarrow skips `_`- and `.`-prefixed paths (the range markers live under `_ranges/`).
+dataset = ds.dataset(root, filesystem=fs, format="parquet", partitioning="hive")
+table = dataset.to_table()
+con = duckdb.connect()
+con.register("garments", table)
+if uri.startswith("file://"):
+    # DuckDB straight from the files too, as an analyst on a shared disk would.
+    direct = con.execute(
+        f"select count(*) from read_parquet('{root}/*/*.parquet', hive_partitioning = true)"
+    ).fetchone()[0]
+else:
+    direct = None
+rows = con.execute("""
+    select event_id, category, color_primary, detection_source, dt::varchar,
+           len(models) as models, processed_at is not null
+    from garments order by event_id""").fetchall()
+print(json.dumps({
+    "pyarrow_rows": table.num_rows,
+    "duckdb_direct_rows": direct,
+    "columns": table.schema.names,
+    "rows": [list(r) for r in rows],
+}))
