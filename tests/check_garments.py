@@ -11,6 +11,7 @@ import json, os, sys
 import duckdb
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 uri = sys.argv[1].rstrip("/")
 if uri.startswith("s3://"):
@@ -40,7 +41,15 @@ rows = con.execute("""
     select event_id, category, color_primary, detection_source, dt::varchar,
            len(models) as models, processed_at is not null
     from garments order by event_id""").fetchall()
+current_path = root.rsplit("/", 1)[0] + "/garments_current/garments_current.parquet"
+try:
+    current = pq.read_table(current_path, filesystem=fs)
+    con.register("garments_current", current)
+    current_rows = con.execute("select count(*), count(distinct garment_id) from garments_current").fetchone()
+except (FileNotFoundError, OSError):
+    current_rows = None
 print(json.dumps({
+    "current_rows": current_rows,
     "pyarrow_rows": table.num_rows,
     "duckdb_direct_rows": direct,
     "columns": table.schema.names,

@@ -78,13 +78,16 @@ async fn garments_suite(warehouse_uri: String) -> anyhow::Result<()> {
     run_chain(&stack).await?;
 
     // Three garments passed quality: rows for exactly those, read as analysts read them.
-    let first = run_sink(&stack.config, 3, |o| {
+    let written = run_sink(&stack.config, 3, |o| {
         // Every range marker names the last offset it covers; 3 records in at most 3 ranges.
         o.iter().filter(|(p, _)| p.contains("/_ranges/")).count() >= 1
             && parquet_files(o) >= 1
             && rows_written(o) >= 3
     })
     .await?;
+    assert!(parquet_files(&written) >= 1);
+    let c = flashfit_pipeline::compact(&stack.config).await?;
+    assert_eq!((c.rows_read, c.rows_written), (3, 3));
     let python = std::env::var("FLASHFIT_VENV")
         .map(|v| format!("{v}/bin/python"))
         .unwrap_or_else(|_| "/var/lib/flashfit/venv/bin/python".into());
@@ -102,6 +105,7 @@ async fn garments_suite(warehouse_uri: String) -> anyhow::Result<()> {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(v["pyarrow_rows"], 3, "{v}");
+    assert_eq!(v["current_rows"], serde_json::json!([3, 3]), "{v}");
     if warehouse_uri.starts_with("file://") {
         assert_eq!(v["duckdb_direct_rows"], 3, "{v}");
     }
@@ -149,7 +153,7 @@ async fn garments_suite(warehouse_uri: String) -> anyhow::Result<()> {
     // The sink again over its whole input, as a new consumer group: nothing changes.
     let mut again = stack.config.clone();
     again.kafka.group_prefix = format!("{}-replay", again.kafka.group_prefix);
-    let before = first.clone();
+    let before = objects(&stack.config).await?;
     let after = run_sink(&again, 3, |_| true).await?;
     assert_eq!(after, before, "a replay rewrote or added objects");
     Ok(())

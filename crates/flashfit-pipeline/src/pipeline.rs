@@ -90,6 +90,31 @@ pub fn worker_config(name: &str, config: &Config) -> Config {
     c
 }
 
+/// The `garments` table under the configured warehouse.
+pub fn garments_table(config: &Config) -> Result<flashfit_sinks::table::Table> {
+    let warehouse = Location::open(&config.warehouse_uri, &config.s3)?;
+    Ok(flashfit_sinks::table::Table {
+        store: warehouse.store().clone(),
+        root: warehouse
+            .prefix()
+            .clone()
+            .join(config.parquet.table.as_str()),
+    })
+}
+
+/// `flashfit compact`: rebuilds `<table>_current` next to the `garments` table.
+pub async fn compact(config: &Config) -> Result<flashfit_sinks::compact::Compacted> {
+    let table = garments_table(config)?;
+    let warehouse = Location::open(&config.warehouse_uri, &config.s3)?;
+    let out = warehouse
+        .prefix()
+        .clone()
+        .join(format!("{}_current", config.parquet.table).as_str());
+    flashfit_sinks::compact::compact_current(&table, &out)
+        .await
+        .map_err(|e| Error::Invalid(e.to_string()))
+}
+
 /// Builds a stage by name from the configuration.
 pub fn build_stage(name: &str, config: &Config, pipeline: &Pipeline) -> Result<Arc<dyn Stage>> {
     if name == "parquet" {

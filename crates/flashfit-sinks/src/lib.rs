@@ -1,6 +1,7 @@
 //! Sinks (issue 4). Today: the `garments` Parquet table ([`garments`]: schema and rows;
 //! [`table`]: replay-safe files on object storage; [`stage`]: `flashfit worker parquet`).
 
+pub mod compact;
 pub mod garments;
 pub mod stage;
 pub mod table;

@@ -61,16 +61,20 @@ fn file_topic(topic: &str) -> String {
         .collect()
 }
 
-/// Parquet bytes for `rows` (all of one `dt`): Snappy, one row group per 64Ki rows.
-pub fn parquet_bytes(rows: &[Value]) -> Result<Vec<u8>> {
-    let batch = crate::garments::batch(rows)?;
-    let props = WriterProperties::builder()
+/// How every FlashFit Parquet file is written: Snappy, row groups of 64Ki rows.
+pub fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(64 * 1024))
         .set_created_by("flashfit".into())
-        .build();
+        .build()
+}
+
+/// Parquet bytes for `rows` (all of one `dt`).
+pub fn parquet_bytes(rows: &[Value]) -> Result<Vec<u8>> {
+    let batch = crate::garments::batch(rows)?;
     let mut out = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
+    let mut w = ArrowWriter::try_new(&mut out, batch.schema(), Some(writer_properties()))?;
     w.write(&batch)?;
     w.close()?;
     Ok(out)

@@ -69,6 +69,9 @@ enum Command {
     },
     /// Print the effective configuration (secrets masked).
     Config,
+    /// Rebuild `garments_current` (one row per garment, latest processing wins) from the
+    /// `garments` table under FLASHFIT_WAREHOUSE_URI.
+    Compact,
     /// Train models on labelled data.
     Train {
         #[command(subcommand)]
@@ -246,6 +249,14 @@ async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
                 report.test_examples,
                 out.display(),
                 report.head.version
+            );
+            Ok(())
+        }
+        Command::Compact => {
+            let c = flashfit_pipeline::compact(&config).await?;
+            println!(
+                "garments_current: {} rows from {} rows in {} files; wrote {}",
+                c.rows_written, c.rows_read, c.files_read, c.path
             );
             Ok(())
         }

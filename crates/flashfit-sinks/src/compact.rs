@@ -1,0 +1,183 @@
+//! `flashfit compact`: the `garments_current` table — one row per garment, the latest
+//! processing wins — rebuilt from the `garments` log. Rows are sorted by user and garment, so
+//! the same log always gives the same bytes; the file is replaced in one put (atomic on S3 and
+//! on a local directory), so readers see the old or the new view, never half of one.
+
+use std::collections::HashMap;
+
+use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
+use arrow::datatypes::TimestampMicrosecondType;
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::table::{Table, writer_properties};
+use crate::{Error, Result};
+
+/// What a compaction read and wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compacted {
+    pub files_read: usize,
+    pub rows_read: usize,
+    pub rows_written: usize,
+    pub path: String,
+}
+
+/// Every row of the log table, as batches of the garments schema.
+pub async fn read_log(table: &Table) -> Result<(usize, Vec<RecordBatch>)> {
+    let metas: Vec<_> = table.store.list(Some(&table.root)).try_collect().await?;
+    let mut files: Vec<Path> = metas
+        .into_iter()
+        .map(|m| m.location)
+        .filter(|p| p.as_ref().ends_with(".parquet") && !p.as_ref().contains("/_ranges/"))
+        .collect();
+    files.sort();
+    let mut batches = Vec::new();
+    for f in &files {
+        let bytes: Bytes = table.store.get(f).await?.bytes().await?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
+        for b in reader {
+            batches.push(b.map_err(|e| Error::Parquet(e.to_string()))?);
+        }
+    }
+    Ok((files.len(), batches))
+}
+
+/// Rebuilds `<out>/garments_current.parquet` from `table`.
+pub async fn compact_current(table: &Table, out: &Path) -> Result<Compacted> {
+    let (files_read, batches) = read_log(table).await?;
+    let schema = crate::garments::schema();
+    let all = arrow::compute::concat_batches(&schema, &batches)
+        .map_err(|e| Error::Parquet(e.to_string()))?;
+    let col = |name: &str| -> Result<&dyn Array> {
+        let i = schema
+            .index_of(name)
+            .map_err(|e| Error::Parquet(e.to_string()))?;
+        Ok(all.column(i).as_ref())
+    };
+    let garment = col("garment_id")?.as_string::<i32>();
+    let user = col("user_id")?.as_string::<i32>();
+    let event = col("event_id")?.as_string::<i32>();
+    let at = col("processed_at")?.as_primitive::<TimestampMicrosecondType>();
+    // Latest processing per garment; ties (same instant) go to the larger event id.
+    let mut best: HashMap<&str, usize> = HashMap::new();
+    for i in 0..all.num_rows() {
+        let g = garment.value(i);
+        let newer = best
+            .get(g)
+            .is_none_or(|&j| (at.value(i), event.value(i)) > (at.value(j), event.value(j)));
+        if newer {
+            best.insert(g, i);
+        }
+    }
+    let mut rows: Vec<usize> = best.into_values().collect();
+    rows.sort_by(|a, b| {
+        (user.value(*a), garment.value(*a)).cmp(&(user.value(*b), garment.value(*b)))
+    });
+    let indices = UInt32Array::from(rows.iter().map(|&i| i as u32).collect::<Vec<_>>());
+    let columns = all
+        .columns()
+        .iter()
+        .map(|c| arrow::compute::take(c.as_ref(), &indices, None))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Parquet(e.to_string()))?;
+    let current =
+        RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::Parquet(e.to_string()))?;
+    let mut buf = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut buf, schema, Some(writer_properties()))?;
+    w.write(&current)?;
+    w.close()?;
+    let path = out.clone().join("garments_current.parquet");
+    table.store.put(&path, PutPayload::from(buf)).await?;
+    Ok(Compacted {
+        files_read,
+        rows_read: all.num_rows(),
+        rows_written: current.num_rows(),
+        path: path.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use object_store::memory::InMemory;
+
+    use super::*;
+    use crate::garments;
+    use crate::table::tests::record;
+    use crate::table::{Range, Table};
+
+    #[tokio::test]
+    async fn the_latest_processing_of_each_garment_wins_and_the_bytes_repeat() {
+        let t = Table {
+            store: Arc::new(InMemory::new()),
+            root: Path::from("wh/garments"),
+        };
+        let range = |first, last| Range {
+            topic: "flashfit.embedded".into(),
+            partition: 0,
+            first,
+            last,
+        };
+        let mut r1 = record("e1", "2026-11-20T10:00:00Z");
+        r1["garment_id"] = "g1".into();
+        let mut r2 = record("e2", "2026-11-20T11:00:00Z");
+        r2["garment_id"] = "g2".into();
+        // g1 reprocessed two days later (a new model version): the newer row wins.
+        let mut r3 = record("e3", "2026-11-22T09:00:00Z");
+        r3["garment_id"] = "g1".into();
+        r3["classification"]["category"] = "sneakers".into();
+        let rows = |rs: &[&Value]| {
+            rs.iter()
+                .map(|r| garments::row(r).expect("row"))
+                .collect::<Vec<_>>()
+        };
+        t.write_range(&range(0, 1), &rows(&[&r1, &r2]))
+            .await
+            .expect("write");
+        t.write_range(&range(2, 2), &rows(&[&r3]))
+            .await
+            .expect("write");
+        let out = Path::from("wh/garments_current");
+        let c = compact_current(&t, &out).await.expect("compact");
+        assert_eq!((c.files_read, c.rows_read, c.rows_written), (2, 3, 2));
+        let bytes = t
+            .store
+            .get(&Path::from(c.path.as_str()))
+            .await
+            .expect("get")
+            .bytes()
+            .await
+            .expect("bytes");
+        let b = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+            .expect("r")
+            .build()
+            .expect("b")
+            .next()
+            .expect("batch")
+            .expect("ok");
+        let ids = b.column(0).as_string::<i32>();
+        let cats = b
+            .column(b.schema().index_of("category").expect("col"))
+            .as_string::<i32>();
+        assert_eq!((ids.value(0), cats.value(0)), ("e3", "sneakers"));
+        assert_eq!(ids.value(1), "e2");
+        // Again: the same bytes.
+        compact_current(&t, &out).await.expect("again");
+        let again = t
+            .store
+            .get(&Path::from(c.path.as_str()))
+            .await
+            .expect("get")
+            .bytes()
+            .await
+            .expect("bytes");
+        assert_eq!(bytes, again);
+    }
+
+    use serde_json::Value;
+}
