@@ -177,7 +177,12 @@ async fn garments_table_on_a_local_directory() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("flashfit-wh-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir)?;
     let r = garments_suite(format!("file://{}", dir.display())).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    // FLASHFIT_KEEP_TEST_DIRS=1 keeps the warehouse for a look (its path is printed).
+    if std::env::var_os("FLASHFIT_KEEP_TEST_DIRS").is_some() {
+        eprintln!("warehouse kept at {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     r
 }
 
