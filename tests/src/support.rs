@@ -147,10 +147,19 @@ impl Stack {
         p: &FutureProducer,
         msgs: &[(Vec<u8>, Vec<u8>)],
     ) -> anyhow::Result<()> {
-        let topic = self.topics.uploads();
+        self.publish_to(p, &self.topics.uploads(), msgs).await
+    }
+
+    /// Publishes raw (key, value) pairs to `topic`.
+    pub async fn publish_to(
+        &self,
+        p: &FutureProducer,
+        topic: &str,
+        msgs: &[(Vec<u8>, Vec<u8>)],
+    ) -> anyhow::Result<()> {
         for (k, v) in msgs {
             p.send(
-                FutureRecord::to(&topic).key(k).payload(v),
+                FutureRecord::to(topic).key(k).payload(v),
                 Timeout::After(Duration::from_secs(30)),
             )
             .await
