@@ -54,16 +54,16 @@ require_cargo() {
 }
 
 # One Python venv for the S3 server, the golden-fixture generator, the benchmark reference and
-# the analysts' readers the sink tests use (DuckDB, pyarrow).
+# the analysts' readers the sink tests use (DuckDB, pyarrow, lancedb).
 ensure_venv() {
   if [ ! -x "$VENV/bin/python" ]; then
     log "creating python venv at $VENV"
     python3 -m venv "$VENV"
   fi
-  if ! "$VENV/bin/python" -c 'import moto, boto3, cv2, numpy, confluent_kafka, duckdb, pyarrow' 2>/dev/null; then
+  if ! "$VENV/bin/python" -c 'import moto, boto3, cv2, numpy, confluent_kafka, duckdb, pyarrow, lancedb' 2>/dev/null; then
     log "installing python packages into $VENV"
     "$VENV/bin/pip" install -q "moto[server]==5.2.5" boto3 "opencv-python-headless==5.0.0.93" numpy \
-      "confluent-kafka==2.16.1" "duckdb==2.0.0" "pyarrow==26.0.1"
+      "confluent-kafka==2.16.1" "duckdb==2.0.0" "pyarrow==26.0.1" "lancedb==0.40.0"
   fi
 }
 

@@ -67,13 +67,61 @@ async fn run_sink<F: Fn(&[(String, bytes::Bytes)]) -> bool>(
     Ok(last)
 }
 
-async fn garments_suite(warehouse_uri: String) -> anyhow::Result<()> {
+/// Runs one of the analysts' reader scripts in `tests/` on `uri`; returns its JSON.
+async fn python_check(stack: &Stack, script: &str, uri: &str) -> anyhow::Result<serde_json::Value> {
+    let python = std::env::var("FLASHFIT_VENV")
+        .map(|v| format!("{v}/bin/python"))
+        .unwrap_or_else(|_| "/var/lib/flashfit/venv/bin/python".into());
+    let out = tokio::process::Command::new(python)
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(script))
+        .arg(uri)
+        .envs(stack.child_env())
+        .output()
+        .await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// Runs the lance worker until it has consumed 3 records; returns the table's row count.
+async fn run_lance(config: &Config) -> anyhow::Result<usize> {
+    let mut c = config.clone();
+    c.lance.batch_rows = 2;
+    c.lance.linger_ms = 200;
+    let c = worker_config("lance", &c);
+    let stage = build_stage("lance", &c, &Pipeline::default_pipeline())?;
+    let metrics = Metrics::new();
+    let received = metrics.stage("lance");
+    let token = CancellationToken::new();
+    let t = token.clone();
+    let c2 = c.clone();
+    let task = tokio::spawn(async move { run_stages(&c2, vec![stage], metrics, t).await });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while tokio::time::Instant::now() < deadline && received.count("received", None) < 3 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(30), task).await???;
+    let db = flashfit_lance::connect(&c.lancedb_uri, &c.s3).await?;
+    Ok(flashfit_lance::garments(&db, &c.lance.table)
+        .await?
+        .count_rows(None)
+        .await?)
+}
+
+async fn garments_suite(warehouse_uri: String, lancedb_uri: String) -> anyhow::Result<()> {
     let mut stack = Stack::new()?;
     stack.config.warehouse_uri = warehouse_uri.clone();
+    stack.config.lancedb_uri = lancedb_uri;
     let pipeline = Pipeline::default_pipeline();
     let names: Vec<&str> = pipeline.stages.iter().map(String::as_str).collect();
     let mut all = names.clone();
     all.push("parquet");
+    all.push("lance");
     stack.ensure_topics(&all).await?;
     run_chain(&stack).await?;
 
@@ -88,22 +136,7 @@ async fn garments_suite(warehouse_uri: String) -> anyhow::Result<()> {
     assert!(parquet_files(&written) >= 1);
     let c = flashfit_pipeline::compact(&stack.config).await?;
     assert_eq!((c.rows_read, c.rows_written), (3, 3));
-    let python = std::env::var("FLASHFIT_VENV")
-        .map(|v| format!("{v}/bin/python"))
-        .unwrap_or_else(|_| "/var/lib/flashfit/venv/bin/python".into());
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("check_garments.py");
-    let out = tokio::process::Command::new(python)
-        .arg(script)
-        .arg(&warehouse_uri)
-        .envs(stack.child_env())
-        .output()
-        .await?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let v = python_check(&stack, "check_garments.py", &warehouse_uri).await?;
     assert_eq!(v["pyarrow_rows"], 3, "{v}");
     assert_eq!(v["current_rows"], serde_json::json!([3, 3]), "{v}");
     if warehouse_uri.starts_with("file://") {
@@ -150,6 +183,22 @@ async fn garments_suite(warehouse_uri: String) -> anyhow::Result<()> {
         assert!(columns.contains(&c), "{c} not in {columns:?}");
     }
 
+    // The vectors in LanceDB, read back by the Python lancedb package.
+    let lance = run_lance(&stack.config).await?;
+    assert_eq!(lance, 3);
+    let v = python_check(&stack, "check_lance.py", &stack.config.lancedb_uri).await?;
+    assert_eq!(v["rows"], 3, "{v}");
+    assert_eq!(
+        (v["image_dim"].as_u64(), v["text_dim"].as_u64()),
+        (Some(1280), Some(384)),
+        "{v}"
+    );
+    assert_eq!(v["nearest_is_itself"], true, "{v}");
+    // Replayed as a new consumer group: still one row per garment.
+    let mut again = stack.config.clone();
+    again.kafka.group_prefix = format!("{}-replay", again.kafka.group_prefix);
+    assert_eq!(run_lance(&again).await?, 3);
+
     // The sink again over its whole input, as a new consumer group: nothing changes.
     let mut again = stack.config.clone();
     again.kafka.group_prefix = format!("{}-replay", again.kafka.group_prefix);
@@ -176,7 +225,11 @@ fn rows_written(o: &[(String, bytes::Bytes)]) -> i64 {
 async fn garments_table_on_a_local_directory() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("flashfit-wh-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir)?;
-    let r = garments_suite(format!("file://{}", dir.display())).await;
+    let r = garments_suite(
+        format!("file://{}", dir.display()),
+        format!("file://{}/lancedb", dir.display()),
+    )
+    .await;
     // FLASHFIT_KEEP_TEST_DIRS=1 keeps the warehouse for a look (its path is printed).
     if std::env::var_os("FLASHFIT_KEEP_TEST_DIRS").is_some() {
         eprintln!("warehouse kept at {}", dir.display());
@@ -188,10 +241,11 @@ async fn garments_table_on_a_local_directory() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garments_table_on_the_s3_server() -> anyhow::Result<()> {
-    garments_suite(format!(
-        "s3://flashfit/wh-{}",
-        uuid::Uuid::new_v4().simple()
-    ))
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    garments_suite(
+        format!("s3://flashfit/wh-{id}"),
+        format!("s3://flashfit/lance-{id}"),
+    )
     .await
 }
 

@@ -81,6 +81,7 @@ pub struct Config {
     pub attributes: AttributesConfig,
     pub embed: EmbedConfig,
     pub parquet: ParquetConfig,
+    pub lance: LanceConfig,
     pub log: LogConfig,
 }
 
@@ -101,6 +102,7 @@ impl Default for Config {
             attributes: AttributesConfig::default(),
             embed: EmbedConfig::default(),
             parquet: ParquetConfig::default(),
+            lance: LanceConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -387,6 +389,26 @@ impl Default for ParquetConfig {
             max_rows: 10_000,
             max_bytes: 64 * 1024 * 1024,
             roll_ms: 60_000,
+        }
+    }
+}
+
+/// `flashfit worker lance`: the LanceDB `garments` table under `lancedb_uri`, upserted in
+/// batches of up to `batch_rows` records or every `linger_ms`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LanceConfig {
+    pub table: String,
+    pub batch_rows: usize,
+    pub linger_ms: u64,
+}
+
+impl Default for LanceConfig {
+    fn default() -> Self {
+        LanceConfig {
+            table: "garments".into(),
+            batch_rows: 1_000,
+            linger_ms: 1_000,
         }
     }
 }

@@ -680,3 +680,122 @@ pub async fn stages(config: &Config, opts: &StagesBench) -> Result<()> {
     report("embed", (b, s));
     Ok(())
 }
+
+/// `flashfit bench parquet`: the garments sink on synthetic `flashfit.embedded` records (with
+/// their 1280 + 384 float vectors, as the embed stage writes them), to a local directory.
+#[derive(Debug, Clone)]
+pub struct ParquetBench {
+    pub records: usize,
+    pub file_rows: usize,
+    pub rounds: usize,
+}
+
+fn synthetic_embedded(i: usize) -> serde_json::Value {
+    let v = |n: usize, seed: usize| -> Vec<f32> {
+        (0..n)
+            .map(|k| ((k * 7919 + seed * 104_729) % 2000) as f32 / 1000.0 - 1.0)
+            .collect()
+    };
+    let cats = ["jeans", "t_shirt", "sneakers", "blazer", "midi_dress"];
+    let colours = ["navy", "black", "white", "red", "beige"];
+    serde_json::json!({
+        "event_id": format!("bench-{i:08}"), "garment_id": format!("g-{:06}", i % 50_000),
+        "user_id": format!("u-{}", i % 500), "image_uri": format!("s3://flashfit/uploads/{i}.jpg"),
+        "uploaded_at": "2026-11-22T10:00:00Z",
+        "quality": {"width": 1024, "height": 768, "blur_score": 312.5, "brightness": 121.0, "warnings": []},
+        "detection": {"class": "foreground", "confidence": null, "bbox": [12.0, 30.0, 980.0, 700.0],
+            "source": "foreground", "model": null, "all": [
+                {"class": "person", "confidence": 0.61, "bbox": [0.0, 0.0, 1024.0, 768.0], "model": "centernet-coco", "role": "person"}]},
+        "classification": {"category": cats[i % 5], "group": "tops", "confidence": 0.62,
+            "topk": [{"category": cats[i % 5], "confidence": 0.62}, {"category": cats[(i + 1) % 5], "confidence": 0.2}, {"category": cats[(i + 2) % 5], "confidence": 0.1}],
+            "is_clothing": 0.91, "flagged": false},
+        "attributes": {"color_primary": colours[i % 5], "color_secondary": colours[(i + 2) % 5],
+            "colors": [{"name": colours[i % 5], "rgb": [20, 30, 110], "share": 0.7}, {"name": colours[(i + 2) % 5], "rgb": [240, 240, 240], "share": 0.3}],
+            "pattern": "solid", "fit": "regular", "formality": 0.55, "seasons": ["spring", "fall"],
+            "style_tags": ["classic", "minimalist"], "background_mask": "border"},
+        "embedding": {"image_vector": v(1280, i), "caption": "navy solid dress shirt, classic", "text_vector": v(384, i + 1)},
+        "models": [{"stage": "detect", "name": "ssd-mobilenetv2-oidv4", "version": "1"},
+                   {"stage": "classify", "name": "efficientnet-lite0+imagenet-taxonomy-map", "version": "1"},
+                   {"stage": "attributes", "name": "flashfit-attribute-rules", "version": "1"},
+                   {"stage": "embed", "name": "efficientnet-lite0+all-minilm-l6-v2", "version": "1+1"}],
+        "processed_at": "2026-11-22T10:00:01.000Z",
+    })
+}
+
+pub async fn parquet(opts: &ParquetBench) -> Result<()> {
+    let input: Vec<(Option<Vec<u8>>, Vec<u8>)> = (0..opts.records)
+        .map(|i| {
+            (
+                None,
+                serde_json::to_vec(&synthetic_embedded(i)).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let in_bytes: usize = input.iter().map(|(_, v)| v.len()).sum();
+    let cfg = flashfit_config::RuntimeConfig {
+        batch_size: opts.file_rows.max(1),
+        ..Default::default()
+    };
+    let mut rates = Vec::new();
+    let mut out_bytes = 0u64;
+    let mut files = 0usize;
+    for _ in 0..opts.rounds.max(1) {
+        let dir = tempfile::tempdir()?;
+        let store: Arc<dyn object_store::ObjectStore> = Arc::new(
+            object_store::local::LocalFileSystem::new_with_prefix(dir.path())
+                .map_err(|e| Error::Invalid(e.to_string()))?,
+        );
+        let table = flashfit_sinks::table::Table {
+            store,
+            root: object_store::path::Path::from("garments"),
+        };
+        let sink = Arc::new(flashfit_sinks::stage::ParquetSink::new(
+            table,
+            "flashfit.embedded".into(),
+            usize::MAX,
+        ));
+        let t = Instant::now();
+        let run = flashfit_runtime::harness::run(sink, input.clone(), cfg.clone()).await;
+        let secs = t.elapsed().as_secs_f64();
+        if !run.result.unfinished.is_empty() || run.records.iter().any(|r| r.topic.contains("dlq"))
+        {
+            return Err(Error::Invalid("the sink did not write every record".into()));
+        }
+        rates.push(opts.records as f64 / secs);
+        (out_bytes, files) = (0, 0);
+        for e in walk(dir.path())? {
+            if e.extension().is_some_and(|x| x == "parquet") {
+                out_bytes += std::fs::metadata(&e)?.len();
+                files += 1;
+            }
+        }
+    }
+    let rate = median(&mut rates);
+    let mb = in_bytes as f64 / opts.records as f64 * rate / 1e6;
+    println!(
+        "parquet sink: {} records ({:.1} MB of JSON input, vectors included), files of {} rows, median of {} rounds",
+        opts.records,
+        in_bytes as f64 / 1e6,
+        opts.file_rows,
+        opts.rounds.max(1)
+    );
+    println!(
+        "  {rate:.0} rows/s, {mb:.1} MB/s of input; wrote {files} files, {:.2} MB of Parquet ({:.0} bytes/row)",
+        out_bytes as f64 / 1e6,
+        out_bytes as f64 / opts.records as f64
+    );
+    Ok(())
+}
+
+fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if p.is_dir() {
+            out.extend(walk(&p)?);
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}

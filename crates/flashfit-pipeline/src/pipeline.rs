@@ -75,7 +75,7 @@ impl Pipeline {
 }
 
 /// Sinks: workers that read the pipeline's last topic and write tables.
-pub const SINKS: &[&str] = &["parquet"];
+pub const SINKS: &[&str] = &["parquet", "lance"];
 
 /// The configuration a worker for `name` runs with: a sink's runtime batch is its file roll
 /// (rows, time), with room in flight for a whole file.
@@ -86,6 +86,10 @@ pub fn worker_config(name: &str, config: &Config) -> Config {
         c.runtime.linger_ms = c.parquet.roll_ms;
         c.runtime.max_in_flight_messages =
             c.runtime.max_in_flight_messages.max(2 * c.parquet.max_rows);
+    }
+    if name == "lance" {
+        c.runtime.batch_size = c.lance.batch_rows.max(1);
+        c.runtime.linger_ms = c.lance.linger_ms;
     }
     c
 }
@@ -117,7 +121,7 @@ pub async fn compact(config: &Config) -> Result<flashfit_sinks::compact::Compact
 
 /// Builds a stage by name from the configuration.
 pub fn build_stage(name: &str, config: &Config, pipeline: &Pipeline) -> Result<Arc<dyn Stage>> {
-    if name == "parquet" {
+    if SINKS.contains(&name) {
         let topics = flashfit_schema::Topics::new(config.kafka.topic_prefix.clone());
         let last = pipeline
             .stages
@@ -127,16 +131,16 @@ pub fn build_stage(name: &str, config: &Config, pipeline: &Pipeline) -> Result<A
         let input = topics
             .output_of(last)
             .ok_or_else(|| Error::Invalid(format!("stage `{last}` has no output topic")))?;
-        let warehouse = Location::open(&config.warehouse_uri, &config.s3)?;
-        let table = flashfit_sinks::table::Table {
-            store: warehouse.store().clone(),
-            root: warehouse
-                .prefix()
-                .clone()
-                .join(config.parquet.table.as_str()),
-        };
+        if name == "lance" {
+            return Ok(Arc::new(flashfit_lance::stage::LanceSink::new(
+                &config.lancedb_uri,
+                &config.s3,
+                &config.lance.table,
+                input,
+            )));
+        }
         return Ok(Arc::new(flashfit_sinks::stage::ParquetSink::new(
-            table,
+            garments_table(config)?,
             input,
             config.parquet.max_bytes,
         )));

@@ -144,6 +144,15 @@ enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// The garments Parquet sink on synthetic embedded records: rows/s, MB/s, bytes per row.
+    Parquet {
+        #[arg(long, default_value_t = 20_000)]
+        records: usize,
+        #[arg(long, default_value_t = 10_000)]
+        file_rows: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// Each model stage (detect, classify, attributes, embed): images/s through the runtime vs
     /// bare (decode + the same model calls, no runtime), same photos and batches.
     Stages {
@@ -403,6 +412,21 @@ async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
                 payload_bytes,
             };
             bench::runtime(&config, &opts).await.map_err(Into::into)
+        }
+        Command::Bench {
+            which:
+                BenchCommand::Parquet {
+                    records,
+                    file_rows,
+                    rounds,
+                },
+        } => {
+            let opts = bench::ParquetBench {
+                records: records.max(1),
+                file_rows,
+                rounds,
+            };
+            bench::parquet(&opts).await.map_err(Into::into)
         }
         Command::Bench {
             which:

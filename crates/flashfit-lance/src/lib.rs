@@ -1,0 +1,78 @@
+//! Vectors in LanceDB (issue 4): the `garments` table — one row per garment (upserted by
+//! `garment_id`) with its user, category, colours, style tags, caption, the 1280-d image
+//! vector, the 384-d text vector and the model version — and `flashfit worker lance`.
+
+pub mod rows;
+pub mod stage;
+
+use std::sync::Arc;
+
+use flashfit_config::S3Config;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The record cannot become a row: dead-letter it.
+    #[error("bad record: {0}")]
+    BadRecord(String),
+    /// LanceDB or its storage failed; retrying may help.
+    #[error("lancedb: {0}")]
+    Lance(#[from] lancedb::Error),
+}
+
+impl Error {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Lance(_))
+    }
+}
+
+/// Opens the LanceDB database at `uri` (`s3://bucket/prefix`, `file:///dir` or a path), with
+/// the S3 settings FlashFit uses everywhere.
+pub async fn connect(uri: &str, s3: &S3Config) -> Result<lancedb::Connection> {
+    let path = uri.strip_prefix("file://").unwrap_or(uri);
+    let mut b = lancedb::connect(path);
+    if uri.starts_with("s3://") {
+        let region = s3.region.clone().unwrap_or_else(|| "us-east-1".into());
+        let mut opts: Vec<(&str, String)> = vec![("aws_region", region)];
+        if let Some(e) = &s3.endpoint_url {
+            opts.push(("aws_endpoint", e.clone()));
+            opts.push(("aws_virtual_hosted_style_request", "false".into()));
+        }
+        if s3.allow_http {
+            opts.push(("allow_http", "true".into()));
+        }
+        if let Some(k) = &s3.access_key_id {
+            opts.push(("aws_access_key_id", k.expose().to_owned()));
+        }
+        if let Some(k) = &s3.secret_access_key {
+            opts.push(("aws_secret_access_key", k.expose().to_owned()));
+        }
+        for (k, v) in opts {
+            b = b.storage_option(k, v);
+        }
+    }
+    Ok(b.execute().await?)
+}
+
+/// The garments table, created empty with [`rows::schema`] when missing.
+pub async fn garments(db: &lancedb::Connection, name: &str) -> Result<lancedb::Table> {
+    match db.open_table(name).execute().await {
+        Ok(t) => Ok(t),
+        Err(lancedb::Error::TableNotFound { .. }) => {
+            match db
+                .create_empty_table(name, Arc::new(rows::schema()))
+                .execute()
+                .await
+            {
+                Ok(t) => Ok(t),
+                // Another worker created it meanwhile.
+                Err(lancedb::Error::TableAlreadyExists { .. }) => {
+                    Ok(db.open_table(name).execute().await?)
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}

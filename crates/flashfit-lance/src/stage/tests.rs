@@ -1,0 +1,137 @@
+use std::sync::Arc;
+
+use flashfit_config::{RuntimeConfig, S3Config};
+use flashfit_runtime::harness;
+use futures::TryStreamExt;
+use lancedb::query::{ExecutableQuery, QueryBase};
+use serde_json::json;
+
+use super::*;
+
+fn record(i: usize, garment: &str, at: &str, category: &str) -> (Option<Vec<u8>>, Vec<u8>) {
+    let mut image = vec![0f32; 1280];
+    image[i % 1280] = 1.0;
+    let mut text = vec![0f32; 384];
+    text[i % 384] = 1.0;
+    let v = json!({
+        "event_id": format!("e{i}"), "garment_id": garment, "user_id": "u1",
+        "image_uri": "s3://b/x.jpg", "processed_at": at,
+        "classification": {"category": category},
+        "attributes": {"color_primary": "navy", "colors": [{"name": "navy"}], "style_tags": ["classic"]},
+        "embedding": {"caption": format!("navy {category}"), "image_vector": image, "text_vector": text},
+        "models": [{"stage": "embed", "name": "m", "version": "1"}],
+    });
+    (
+        Some(garment.as_bytes().to_vec()),
+        serde_json::to_vec(&v).expect("json"),
+    )
+}
+
+fn sink(dir: &std::path::Path) -> Arc<LanceSink> {
+    Arc::new(LanceSink::new(
+        &format!("file://{}", dir.display()),
+        &S3Config::default(),
+        "garments",
+        "flashfit.embedded".into(),
+    ))
+}
+
+async fn categories(s: &LanceSink) -> Vec<(String, String)> {
+    use arrow::array::AsArray;
+    let batches: Vec<arrow::array::RecordBatch> = s
+        .table()
+        .await
+        .expect("table")
+        .query()
+        .execute()
+        .await
+        .expect("query")
+        .try_collect()
+        .await
+        .expect("rows");
+    let mut out = Vec::new();
+    for b in batches {
+        let g = b
+            .column_by_name("garment_id")
+            .expect("col")
+            .as_string::<i32>()
+            .clone();
+        let c = b
+            .column_by_name("category")
+            .expect("col")
+            .as_string::<i32>()
+            .clone();
+        for i in 0..b.num_rows() {
+            out.push((g.value(i).to_owned(), c.value(i).to_owned()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn upserts_by_garment_newest_wins_and_replays_change_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = sink(dir.path());
+    let input = vec![
+        record(0, "g1", "2026-11-22T10:00:00.000Z", "jeans"),
+        record(1, "g2", "2026-11-22T10:00:00.000Z", "tie"),
+        (Some(b"bad".to_vec()), b"{oops".to_vec()),
+        // g1 reprocessed later (a new model): replaces the row.
+        record(2, "g1", "2026-11-22T12:00:00.000Z", "chinos"),
+    ];
+    let run = harness::run(s.clone(), input.clone(), RuntimeConfig::default()).await;
+    assert_eq!(run.on("flashfit.dlq.lance").len(), 1);
+    let want = vec![
+        ("g1".to_string(), "chinos".to_string()),
+        ("g2".to_string(), "tie".to_string()),
+    ];
+    assert_eq!(categories(&s).await, want);
+    // A replay (other batch sizes, the older g1 record arriving after the newer one): same table.
+    harness::run(
+        s.clone(),
+        input,
+        RuntimeConfig {
+            batch_size: 1,
+            ..RuntimeConfig::default()
+        },
+    )
+    .await;
+    assert_eq!(categories(&s).await, want);
+    assert_eq!(
+        s.table()
+            .await
+            .expect("table")
+            .count_rows(None)
+            .await
+            .expect("count"),
+        2
+    );
+    // Nearest neighbour by image vector: g1's vector has its 1.0 at index 2.
+    let mut q = vec![0f32; 1280];
+    q[2] = 1.0;
+    let hits: Vec<arrow::array::RecordBatch> = s
+        .table()
+        .await
+        .expect("table")
+        .query()
+        .nearest_to(q)
+        .expect("vector")
+        .column("image_vector")
+        .limit(1)
+        .execute()
+        .await
+        .expect("search")
+        .try_collect()
+        .await
+        .expect("hits");
+    use arrow::array::AsArray;
+    assert_eq!(
+        hits[0]
+            .column_by_name("garment_id")
+            .expect("col")
+            .as_string::<i32>()
+            .value(0),
+        "g1"
+    );
+}
