@@ -194,6 +194,35 @@ async fn garments_suite(warehouse_uri: String, lancedb_uri: String) -> anyhow::R
         "{v}"
     );
     assert_eq!(v["nearest_is_itself"], true, "{v}");
+    // Search: the user's other garments, nearest first; a text query finds a caption.
+    let like = flashfit_pipeline::search(
+        &stack.config,
+        "u-test",
+        &flashfit_pipeline::SearchQuery::Like("g-person_suit.jpg".into()),
+        10,
+        &Default::default(),
+    )
+    .await?;
+    let ids: HashSet<&str> = like.iter().map(|h| h.garment_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        HashSet::from(["g-fmnist_ankle_boot.png", "g-coffee.jpg"]),
+        "{like:?}"
+    );
+    assert!(like[0].score >= like[1].score);
+    let caption = like[0].caption.clone().unwrap_or_default();
+    let text = flashfit_pipeline::search(
+        &stack.config,
+        "u-test",
+        &flashfit_pipeline::SearchQuery::Text(caption.clone()),
+        1,
+        &Default::default(),
+    )
+    .await?;
+    assert_eq!(
+        text[0].garment_id, like[0].garment_id,
+        "its own caption finds it: {caption}"
+    );
     // Replayed as a new consumer group: still one row per garment.
     let mut again = stack.config.clone();
     again.kafka.group_prefix = format!("{}-replay", again.kafka.group_prefix);

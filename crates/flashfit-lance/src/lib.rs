@@ -3,6 +3,7 @@
 //! vector, the 384-d text vector and the model version — and `flashfit worker lance`.
 
 pub mod rows;
+pub mod search;
 pub mod stage;
 
 use std::sync::Arc;

@@ -16,7 +16,9 @@ mod vision;
 pub mod watch;
 
 pub use embedded::EmbeddedBroker;
-pub use pipeline::{Pipeline, SINKS, build_stage, compact, garments_table, worker_config};
+pub use pipeline::{
+    Pipeline, SINKS, SearchQuery, build_stage, compact, garments_table, search, worker_config,
+};
 pub use supervise::{run_stages, shutdown_on_signals};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -119,6 +119,52 @@ pub async fn compact(config: &Config) -> Result<flashfit_sinks::compact::Compact
         .map_err(|e| Error::Invalid(e.to_string()))
 }
 
+/// What `flashfit search` looks for.
+#[derive(Debug, Clone)]
+pub enum SearchQuery {
+    /// Garments like this one of the user's (image vectors).
+    Like(String),
+    /// Captions near this text (all-MiniLM-L6-v2 text vectors).
+    Text(String),
+}
+
+/// `flashfit search`: the user's garments nearest to a garment or a text, best first.
+pub async fn search(
+    config: &Config,
+    user_id: &str,
+    query: &SearchQuery,
+    k: usize,
+    filters: &flashfit_lance::search::Filters,
+) -> Result<Vec<flashfit_lance::search::Hit>> {
+    let lance = |e: flashfit_lance::Error| Error::Invalid(e.to_string());
+    let db = flashfit_lance::connect(&config.lancedb_uri, &config.s3)
+        .await
+        .map_err(lance)?;
+    let table = flashfit_lance::garments(&db, &config.lance.table)
+        .await
+        .map_err(lance)?;
+    match query {
+        SearchQuery::Like(g) => flashfit_lance::search::like(&table, user_id, g, k, filters)
+            .await
+            .map_err(lance),
+        SearchQuery::Text(t) => {
+            let text = t.clone();
+            let v = tokio::task::spawn_blocking(move || {
+                let m =
+                    flashfit_models::text::MiniLm::load(&flashfit_models::ModelDir::from_env(), 1)?;
+                m.embed(&[text])
+            })
+            .await
+            .map_err(|e| Error::Invalid(e.to_string()))?
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+            let v = v.into_iter().next().unwrap_or_default();
+            flashfit_lance::search::text(&table, user_id, v, k, filters)
+                .await
+                .map_err(lance)
+        }
+    }
+}
+
 /// Builds a stage by name from the configuration.
 pub fn build_stage(name: &str, config: &Config, pipeline: &Pipeline) -> Result<Arc<dyn Stage>> {
     if SINKS.contains(&name) {

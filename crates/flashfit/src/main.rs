@@ -69,6 +69,22 @@ enum Command {
     },
     /// Print the effective configuration (secrets masked).
     Config,
+    /// A user's garments like one of theirs (`--like GARMENT_ID`) or near a text (`--text`),
+    /// from LanceDB; one JSON line per result, best first.
+    Search {
+        #[arg(long)]
+        user: String,
+        #[arg(long, conflicts_with = "text", required_unless_present = "text")]
+        like: Option<String>,
+        #[arg(long)]
+        text: Option<String>,
+        #[arg(long)]
+        category: Option<String>,
+        #[arg(long)]
+        color: Option<String>,
+        #[arg(short, long, default_value_t = 10)]
+        k: usize,
+    },
     /// Rebuild `garments_current` (one row per garment, latest processing wins) from the
     /// `garments` table under FLASHFIT_WAREHOUSE_URI.
     Compact,
@@ -259,6 +275,26 @@ async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
                 out.display(),
                 report.head.version
             );
+            Ok(())
+        }
+        Command::Search {
+            user,
+            like,
+            text,
+            category,
+            color,
+            k,
+        } => {
+            let query = match (like, text) {
+                (Some(g), _) => flashfit_pipeline::SearchQuery::Like(g),
+                (None, Some(t)) => flashfit_pipeline::SearchQuery::Text(t),
+                (None, None) => bail!("give --like GARMENT_ID or --text TEXT"),
+            };
+            let filters = flashfit_lance::search::Filters { category, color };
+            for hit in flashfit_pipeline::search(&config, &user, &query, k.max(1), &filters).await?
+            {
+                println!("{}", serde_json::to_string(&hit)?);
+            }
             Ok(())
         }
         Command::Compact => {

@@ -135,3 +135,59 @@ async fn upserts_by_garment_newest_wins_and_replays_change_nothing() {
         "g1"
     );
 }
+
+#[tokio::test]
+async fn search_finds_a_users_similar_garments_with_filters() {
+    use crate::search::{Filters, like, text};
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = sink(dir.path());
+    // Image vectors: g1 and g2 point almost the same way, g3 elsewhere; g4 is another user's.
+    let mut rows = vec![
+        record(0, "g1", "2026-11-22T10:00:00.000Z", "jeans"),
+        record(1, "g2", "2026-11-22T10:00:00.000Z", "chinos"),
+        record(500, "g3", "2026-11-22T10:00:00.000Z", "tie"),
+    ];
+    let mut v: serde_json::Value = serde_json::from_slice(&rows[1].1).expect("json");
+    v["embedding"]["image_vector"][0] = json!(0.9);
+    rows[1].1 = serde_json::to_vec(&v).expect("json");
+    let mut other: serde_json::Value =
+        serde_json::from_slice(&record(0, "g4", "2026-11-22T10:00:00.000Z", "jeans").1)
+            .expect("json");
+    other["user_id"] = json!("u2");
+    rows.push((None, serde_json::to_vec(&other).expect("json")));
+    harness::run(s.clone(), rows, RuntimeConfig::default()).await;
+    let t = s.table().await.expect("table");
+    let hits = like(t, "u1", "g1", 5, &Filters::default())
+        .await
+        .expect("like");
+    let ids: Vec<&str> = hits.iter().map(|h| h.garment_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        vec!["g2", "g3"],
+        "nearest first, itself and other users excluded"
+    );
+    assert!(
+        hits[0].score > 0.6 && hits[0].score > hits[1].score,
+        "{hits:?}"
+    );
+    let only_ties = Filters {
+        category: Some("tie".into()),
+        color: None,
+    };
+    let ids: Vec<String> = like(t, "u1", "g1", 5, &only_ties)
+        .await
+        .expect("like")
+        .into_iter()
+        .map(|h| h.garment_id)
+        .collect();
+    assert_eq!(ids, vec!["g3"]);
+    assert!(like(t, "u1", "nope", 5, &Filters::default()).await.is_err());
+    // Text: g3's text vector has its 1.0 at 500 % 384.
+    let mut q = vec![0f32; 384];
+    q[500 % 384] = 1.0;
+    let hits = text(t, "u1", q, 1, &Filters::default())
+        .await
+        .expect("text");
+    assert_eq!(hits[0].garment_id, "g3");
+    assert_eq!(hits[0].caption.as_deref(), Some("navy tie"));
+}

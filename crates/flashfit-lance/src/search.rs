@@ -1,0 +1,165 @@
+//! Search over one user's garments: `like` (nearest garments to one of theirs, by image
+//! vector) and `text` (nearest captions to a query's text vector), with optional category and
+//! colour filters. Scores are cosine similarities (1 = same direction).
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::Float32Type;
+use futures::TryStreamExt;
+use lancedb::DistanceType;
+use lancedb::query::{ExecutableQuery, QueryBase};
+use serde::Serialize;
+
+use crate::{Error, Result};
+
+/// One result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hit {
+    pub garment_id: String,
+    pub score: f32,
+    pub category: Option<String>,
+    pub color_primary: Option<String>,
+    pub style_tags: Vec<String>,
+    pub caption: Option<String>,
+}
+
+/// Optional narrowing of the results.
+#[derive(Debug, Clone, Default)]
+pub struct Filters {
+    pub category: Option<String>,
+    pub color: Option<String>,
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn filter(user_id: &str, exclude: Option<&str>, f: &Filters) -> String {
+    let mut parts = vec![format!("user_id = {}", quote(user_id))];
+    if let Some(g) = exclude {
+        parts.push(format!("garment_id != {}", quote(g)));
+    }
+    if let Some(c) = &f.category {
+        parts.push(format!("category = {}", quote(c)));
+    }
+    if let Some(c) = &f.color {
+        parts.push(format!("color_primary = {}", quote(c)));
+    }
+    parts.join(" AND ")
+}
+
+fn hits(batches: &[RecordBatch]) -> Vec<Hit> {
+    let mut out = Vec::new();
+    for b in batches {
+        let s = |n: &str| b.column_by_name(n).map(|c| c.as_string::<i32>().clone());
+        let (Some(ids), Some(dist)) = (s("garment_id"), b.column_by_name("_distance")) else {
+            continue;
+        };
+        let dist = dist.as_primitive::<Float32Type>();
+        let (cat, col, cap) = (s("category"), s("color_primary"), s("caption"));
+        let tags = b
+            .column_by_name("style_tags")
+            .map(|c| c.as_list::<i32>().clone());
+        let opt = |a: &Option<arrow::array::StringArray>, i: usize| {
+            a.as_ref()
+                .filter(|a| !a.is_null(i))
+                .map(|a| a.value(i).to_owned())
+        };
+        for i in 0..b.num_rows() {
+            out.push(Hit {
+                garment_id: ids.value(i).to_owned(),
+                score: 1.0 - dist.value(i),
+                category: opt(&cat, i),
+                color_primary: opt(&col, i),
+                style_tags: tags
+                    .as_ref()
+                    .map(|t| {
+                        let v = t.value(i);
+                        let v = v.as_string::<i32>();
+                        (0..v.len()).map(|k| v.value(k).to_owned()).collect()
+                    })
+                    .unwrap_or_default(),
+                caption: opt(&cap, i),
+            });
+        }
+    }
+    out.sort_by(|a, b| b.score.total_cmp(&a.score));
+    out
+}
+
+async fn nearest(
+    table: &lancedb::Table,
+    column: &str,
+    vector: Vec<f32>,
+    only_if: String,
+    k: usize,
+) -> Result<Vec<Hit>> {
+    let batches: Vec<RecordBatch> = table
+        .query()
+        .nearest_to(vector)?
+        .column(column)
+        .distance_type(DistanceType::Cosine)
+        .only_if(only_if)
+        .limit(k)
+        .execute()
+        .await?
+        .try_collect()
+        .await?;
+    Ok(hits(&batches))
+}
+
+/// The user's garments most like `garment_id` (by image vector), itself excluded.
+pub async fn like(
+    table: &lancedb::Table,
+    user_id: &str,
+    garment_id: &str,
+    k: usize,
+    f: &Filters,
+) -> Result<Vec<Hit>> {
+    let rows: Vec<RecordBatch> = table
+        .query()
+        .only_if(format!(
+            "user_id = {} AND garment_id = {}",
+            quote(user_id),
+            quote(garment_id)
+        ))
+        .limit(1)
+        .execute()
+        .await?
+        .try_collect()
+        .await?;
+    let Some(v) = rows.iter().find(|b| b.num_rows() > 0).and_then(|b| {
+        let col = b.column_by_name("image_vector")?.as_fixed_size_list();
+        let v = col.value(0);
+        Some(v.as_primitive::<Float32Type>().values().to_vec())
+    }) else {
+        return Err(Error::BadRecord(format!(
+            "user {user_id} has no garment {garment_id}"
+        )));
+    };
+    nearest(
+        table,
+        "image_vector",
+        v,
+        filter(user_id, Some(garment_id), f),
+        k,
+    )
+    .await
+}
+
+/// The user's garments whose captions are nearest to a text query's vector.
+pub async fn text(
+    table: &lancedb::Table,
+    user_id: &str,
+    query_vector: Vec<f32>,
+    k: usize,
+    f: &Filters,
+) -> Result<Vec<Hit>> {
+    nearest(
+        table,
+        "text_vector",
+        query_vector,
+        filter(user_id, None, f),
+        k,
+    )
+    .await
+}
