@@ -223,6 +223,29 @@ async fn garments_suite(warehouse_uri: String, lancedb_uri: String) -> anyhow::R
         text[0].garment_id, like[0].garment_id,
         "its own caption finds it: {caption}"
     );
+    // The same through the HTTP API.
+    let token = CancellationToken::new();
+    let (addr, server) =
+        flashfit_pipeline::serve::serve(&stack.config, "127.0.0.1:0".parse()?, token.clone())
+            .await?;
+    let addr = addr.to_string();
+    let (code, body) =
+        http_get(&addr, "/v1/users/u-test/search?like=g-person_suit.jpg&k=1").await?;
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(
+        v["results"][0]["garment_id"],
+        like[0].garment_id.as_str(),
+        "{v}"
+    );
+    let (code, body) = http_get(&addr, "/v1/users/nobody/search?like=g-x").await?;
+    assert_eq!((code, body.as_str()), (200, r#"{"results":[]}"#));
+    let (code, body) = http_get(&addr, "/v1/users/u-test/search?k=0&like=g-x").await?;
+    assert!(code == 400 && body.contains("k must be"), "{code} {body}");
+    let (code, _) = http_get(&addr, "/v1/users/u-test/search").await?;
+    assert_eq!(code, 400);
+    token.cancel();
+    server.await?;
     // Replayed as a new consumer group: still one row per garment.
     let mut again = stack.config.clone();
     again.kafka.group_prefix = format!("{}-replay", again.kafka.group_prefix);

@@ -73,6 +73,8 @@ pub struct Config {
     pub database_url: Secret,
     /// Bind address of this process's `/metrics` and `/health`.
     pub admin_addr: SocketAddr,
+    /// Bind address of `flashfit serve` (the app-facing HTTP API).
+    pub http_addr: SocketAddr,
     pub s3: S3Config,
     pub runtime: RuntimeConfig,
     pub quality: QualityConfig,
@@ -94,6 +96,7 @@ impl Default for Config {
             lancedb_uri: "file://./lancedb".into(),
             database_url: Secret::new("sqlite://flashfit.db"),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             s3: S3Config::default(),
             runtime: RuntimeConfig::default(),
             quality: QualityConfig::default(),
@@ -486,6 +489,7 @@ const NAMED_ENV: &[(&str, &[&str])] = &[
     ("FLASHFIT_LANCEDB_URI", &["lancedb_uri"]),
     ("FLASHFIT_DATABASE_URL", &["database_url"]),
     ("FLASHFIT_ADMIN_ADDR", &["admin_addr"]),
+    ("FLASHFIT_HTTP_ADDR", &["http_addr"]),
     ("FLASHFIT_LOG_FORMAT", &["log", "format"]),
     ("FLASHFIT_LOG_LEVEL", &["log", "level"]),
     ("AWS_ACCESS_KEY_ID", &["s3", "access_key_id"]),
@@ -615,6 +619,7 @@ fn env_value(path: &[&str], raw: &str) -> toml::Value {
         "lancedb_uri",
         "database_url",
         "admin_addr",
+        "http_addr",
         "access_key_id",
         "secret_access_key",
         "region",

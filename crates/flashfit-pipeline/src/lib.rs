@@ -10,6 +10,7 @@ pub mod bench;
 mod embedded;
 pub mod ingest;
 mod pipeline;
+pub mod serve;
 mod supervise;
 pub mod train;
 mod vision;

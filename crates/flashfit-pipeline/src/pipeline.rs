@@ -136,29 +136,17 @@ pub async fn search(
     k: usize,
     filters: &flashfit_lance::search::Filters,
 ) -> Result<Vec<flashfit_lance::search::Hit>> {
+    let searcher = crate::serve::Searcher::open(config).await?;
     let lance = |e: flashfit_lance::Error| Error::Invalid(e.to_string());
-    let db = flashfit_lance::connect(&config.lancedb_uri, &config.s3)
-        .await
-        .map_err(lance)?;
-    let table = flashfit_lance::garments(&db, &config.lance.table)
-        .await
-        .map_err(lance)?;
     match query {
-        SearchQuery::Like(g) => flashfit_lance::search::like(&table, user_id, g, k, filters)
-            .await
-            .map_err(lance),
+        SearchQuery::Like(g) => {
+            flashfit_lance::search::like(searcher.table(), user_id, g, k, filters)
+                .await
+                .map_err(lance)
+        }
         SearchQuery::Text(t) => {
-            let text = t.clone();
-            let v = tokio::task::spawn_blocking(move || {
-                let m =
-                    flashfit_models::text::MiniLm::load(&flashfit_models::ModelDir::from_env(), 1)?;
-                m.embed(&[text])
-            })
-            .await
-            .map_err(|e| Error::Invalid(e.to_string()))?
-            .map_err(|e| Error::Invalid(e.to_string()))?;
-            let v = v.into_iter().next().unwrap_or_default();
-            flashfit_lance::search::text(&table, user_id, v, k, filters)
+            let v = searcher.text_vector(t).await.map_err(Error::Invalid)?;
+            flashfit_lance::search::text(searcher.table(), user_id, v, k, filters)
                 .await
                 .map_err(lance)
         }

@@ -69,6 +69,8 @@ enum Command {
     },
     /// Print the effective configuration (secrets masked).
     Config,
+    /// The app-facing HTTP API on FLASHFIT_HTTP_ADDR (`GET /v1/users/{user_id}/search`).
+    Serve,
     /// A user's garments like one of theirs (`--like GARMENT_ID`) or near a text (`--text`),
     /// from LanceDB; one JSON line per result, best first.
     Search {
@@ -275,6 +277,15 @@ async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
                 out.display(),
                 report.head.version
             );
+            Ok(())
+        }
+        Command::Serve => {
+            let shutdown = CancellationToken::new();
+            shutdown_on_signals(shutdown.clone());
+            let (addr, task) =
+                flashfit_pipeline::serve::serve(&config, config.http_addr, shutdown).await?;
+            eprintln!("flashfit: serving http://{addr}/v1/users/{{user_id}}/search");
+            task.await?;
             Ok(())
         }
         Command::Search {
