@@ -108,7 +108,7 @@ mod tests {
 
     use super::*;
     use crate::garments;
-    use crate::table::tests::record;
+    use crate::table::tests::{object, record};
     use crate::table::{Range, Table};
 
     #[tokio::test]
@@ -145,14 +145,7 @@ mod tests {
         let out = Path::from("wh/garments_current");
         let c = compact_current(&t, &out).await.expect("compact");
         assert_eq!((c.files_read, c.rows_read, c.rows_written), (2, 3, 2));
-        let bytes = t
-            .store
-            .get(&Path::from(c.path.as_str()))
-            .await
-            .expect("get")
-            .bytes()
-            .await
-            .expect("bytes");
+        let bytes = object(&t, c.path.as_str()).await;
         let b = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
             .expect("r")
             .build()
@@ -168,14 +161,7 @@ mod tests {
         assert_eq!(ids.value(1), "e2");
         // Again: the same bytes.
         compact_current(&t, &out).await.expect("again");
-        let again = t
-            .store
-            .get(&Path::from(c.path.as_str()))
-            .await
-            .expect("get")
-            .bytes()
-            .await
-            .expect("bytes");
+        let again = object(&t, c.path.as_str()).await;
         assert_eq!(bytes, again);
     }
 

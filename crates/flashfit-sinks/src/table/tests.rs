@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
+use bytes::Bytes;
 use object_store::memory::InMemory;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::json;
@@ -31,6 +32,17 @@ pub(crate) fn record(id: &str, at: &str) -> Value {
     })
 }
 
+/// The bytes of one object of the table's store.
+pub(crate) async fn object(t: &Table, path: &str) -> Bytes {
+    t.store
+        .get(&Path::from(path))
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("bytes")
+}
+
 fn table() -> Table {
     Table {
         store: Arc::new(InMemory::new()),
@@ -48,14 +60,7 @@ fn range(first: i64, last: i64) -> Range {
 }
 
 async fn read_all(t: &Table, path: &str) -> arrow::array::RecordBatch {
-    let bytes = t
-        .store
-        .get(&Path::from(path))
-        .await
-        .expect("get")
-        .bytes()
-        .await
-        .expect("bytes");
+    let bytes = object(t, path).await;
     let mut reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .expect("reader")
         .build()
@@ -147,28 +152,14 @@ async fn a_range_is_written_once_split_by_day_and_read_back() {
     let ids = day2.column(0).as_string::<i32>();
     assert_eq!((ids.value(0), ids.value(1)), ("b", "c"));
     // The same range again (a retry, a crash before the commit, a replay): nothing new.
-    let before = t
-        .store
-        .get(&Path::from(files[0].as_str()))
-        .await
-        .expect("get")
-        .bytes()
-        .await
-        .expect("bytes");
+    let before = object(&t, files[0].as_str()).await;
     assert_eq!(
         t.write_range(&range(100, 104), &rows[..1])
             .await
             .expect("again"),
         Written::AlreadyThere { last: 104 }
     );
-    let after = t
-        .store
-        .get(&Path::from(files[0].as_str()))
-        .await
-        .expect("get")
-        .bytes()
-        .await
-        .expect("bytes");
+    let after = object(&t, files[0].as_str()).await;
     assert_eq!(before, after);
     assert_eq!(
         t.existing("flashfit.embedded", 2, 100)
