@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Reads the `garments` table the way analysts do and prints what it found as JSON:
-DuckDB over the Parquet files (hive partitioning) and pyarrow's dataset reader.
+"""Reads the `garments` table (and its `garment_deletes` tombstones) the way analysts do and
+prints what it found as JSON: DuckDB over the Parquet files (hive partitioning) and pyarrow's
+dataset reader; the README's current-view query next to the `garments_current` table.
 For s3:// warehouses pyarrow's S3 filesystem reads the objects (AWS_ENDPOINT_URL, keys and
 region from the environment) and DuckDB queries the Arrow table (DuckDB's own S3 support is an
 extension downloaded at run time, which this machine cannot fetch).
@@ -9,6 +10,7 @@ Usage: check_garments.py <warehouse_uri>
 import json, os, sys
 
 import duckdb
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -41,15 +43,34 @@ rows = con.execute("""
     select event_id, category, color_primary, detection_source, dt::varchar,
            len(models) as models, processed_at is not null
     from garments order by event_id""").fetchall()
-current_path = root.rsplit("/", 1)[0] + "/garments_current/garments_current.parquet"
+warehouse = root.rsplit("/", 1)[0]
+try:
+    deletes = ds.dataset(warehouse + "/garment_deletes", filesystem=fs, format="parquet",
+                         partitioning="hive").to_table()
+except (FileNotFoundError, OSError):
+    deletes = pa.table({"garment_id": pa.array([], pa.string())})
+con.register("garment_deletes", deletes)
+# The README's current view without the compaction table: latest row per garment, deleted
+# garments left out.
+current_query = con.execute("""
+    select garment_id from garments
+    where garment_id not in (select garment_id from garment_deletes)
+    qualify row_number() over (partition by garment_id order by processed_at desc, event_id desc) = 1
+    order by garment_id""").fetchall()
+current_path = warehouse + "/garments_current/garments_current.parquet"
 try:
     current = pq.read_table(current_path, filesystem=fs)
     con.register("garments_current", current)
     current_rows = con.execute("select count(*), count(distinct garment_id) from garments_current").fetchone()
+    current_ids = [r[0] for r in con.execute(
+        "select garment_id from garments_current order by garment_id").fetchall()]
 except (FileNotFoundError, OSError):
-    current_rows = None
+    current_rows, current_ids = None, None
 print(json.dumps({
     "current_rows": current_rows,
+    "current_ids": current_ids,
+    "current_query_ids": [r[0] for r in current_query],
+    "deletes_rows": deletes.num_rows,
     "pyarrow_rows": table.num_rows,
     "duckdb_direct_rows": direct,
     "columns": table.schema.names,

@@ -86,8 +86,9 @@ async fn python_check(stack: &Stack, script: &str, uri: &str) -> anyhow::Result<
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
-/// Runs the lance worker until it has consumed 3 records; returns the table's row count.
-async fn run_lance(config: &Config) -> anyhow::Result<usize> {
+/// Runs the lance worker until it has consumed `records` messages; returns the table's row
+/// count.
+async fn run_lance(config: &Config, records: u64) -> anyhow::Result<usize> {
     let mut c = config.clone();
     c.lance.batch_rows = 2;
     c.lance.linger_ms = 200;
@@ -100,7 +101,7 @@ async fn run_lance(config: &Config) -> anyhow::Result<usize> {
     let c2 = c.clone();
     let task = tokio::spawn(async move { run_stages(&c2, vec![stage], metrics, t).await });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    while tokio::time::Instant::now() < deadline && received.count("received", None) < 3 {
+    while tokio::time::Instant::now() < deadline && received.count("received", None) < records {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -111,6 +112,18 @@ async fn run_lance(config: &Config) -> anyhow::Result<usize> {
         .await?
         .count_rows(None)
         .await?)
+}
+
+/// The test user's garments most like the suit photo's garment.
+async fn like_suit(config: &Config) -> anyhow::Result<Vec<flashfit_lance::search::Hit>> {
+    Ok(flashfit_pipeline::search(
+        config,
+        "u-test",
+        &flashfit_pipeline::SearchQuery::Like("g-person_suit.jpg".into()),
+        10,
+        &Default::default(),
+    )
+    .await?)
 }
 
 async fn garments_suite(warehouse_uri: String, lancedb_uri: String) -> anyhow::Result<()> {
@@ -184,7 +197,7 @@ async fn garments_suite(warehouse_uri: String, lancedb_uri: String) -> anyhow::R
     }
 
     // The vectors in LanceDB, read back by the Python lancedb package.
-    let lance = run_lance(&stack.config).await?;
+    let lance = run_lance(&stack.config, 3).await?;
     assert_eq!(lance, 3);
     let v = python_check(&stack, "check_lance.py", &stack.config.lancedb_uri).await?;
     assert_eq!(v["rows"], 3, "{v}");
@@ -195,14 +208,7 @@ async fn garments_suite(warehouse_uri: String, lancedb_uri: String) -> anyhow::R
     );
     assert_eq!(v["nearest_is_itself"], true, "{v}");
     // Search: the user's other garments, nearest first; a text query finds a caption.
-    let like = flashfit_pipeline::search(
-        &stack.config,
-        "u-test",
-        &flashfit_pipeline::SearchQuery::Like("g-person_suit.jpg".into()),
-        10,
-        &Default::default(),
-    )
-    .await?;
+    let like = like_suit(&stack.config).await?;
     let ids: HashSet<&str> = like.iter().map(|h| h.garment_id.as_str()).collect();
     assert_eq!(
         ids,
@@ -249,7 +255,7 @@ async fn garments_suite(warehouse_uri: String, lancedb_uri: String) -> anyhow::R
     // Replayed as a new consumer group: still one row per garment.
     let mut again = stack.config.clone();
     again.kafka.group_prefix = format!("{}-replay", again.kafka.group_prefix);
-    assert_eq!(run_lance(&again).await?, 3);
+    assert_eq!(run_lance(&again, 3).await?, 3);
 
     // The sink again over its whole input, as a new consumer group: nothing changes.
     let mut again = stack.config.clone();
@@ -257,6 +263,55 @@ async fn garments_suite(warehouse_uri: String, lancedb_uri: String) -> anyhow::R
     let before = objects(&stack.config).await?;
     let after = run_sink(&again, 3, |_| true).await?;
     assert_eq!(after, before, "a replay rewrote or added objects");
+
+    // Reprocessing the uploads (as a new model version would): the log gains a row per
+    // garment; the current view and the vectors do not change.
+    let current =
+        |v: &serde_json::Value| (v["current_ids"].clone(), v["current_query_ids"].clone());
+    let before = current(&python_check(&stack, "check_garments.py", &warehouse_uri).await?);
+    run_chain_round(&stack, Some("reprocess")).await?;
+    run_sink(&stack.config, 3, |o| rows_written(o) >= 6).await?;
+    let c = flashfit_pipeline::compact(&stack.config).await?;
+    assert_eq!((c.rows_read, c.rows_written), (6, 3));
+    let v = python_check(&stack, "check_garments.py", &warehouse_uri).await?;
+    assert_eq!(v["pyarrow_rows"], 6, "{v}");
+    assert_eq!(current(&v), before, "{v}");
+    assert_eq!(run_lance(&stack.config, 3).await?, 3);
+
+    // The owner deletes a garment: its vector row goes, a tombstone lands in Parquet, and
+    // garments_current (and the README's query) leave it out.
+    let deletes = stack.topics.deletes();
+    flashfit_runtime::kafka::ensure_topics(&stack.config.kafka, std::slice::from_ref(&deletes))
+        .await?;
+    let delete = serde_json::json!({"event_id": "del-coffee", "user_id": "u-test",
+        "garment_id": "g-coffee.jpg", "deleted_at": "2026-11-22T12:00:00Z"});
+    stack
+        .publish_to(
+            &stack.producer()?,
+            &deletes,
+            &[(b"g-coffee.jpg".to_vec(), serde_json::to_vec(&delete)?)],
+        )
+        .await?;
+    assert_eq!(run_lance(&stack.config, 1).await?, 2);
+    run_sink(&stack.config, 1, |_| true).await?;
+    let c = flashfit_pipeline::compact(&stack.config).await?;
+    assert_eq!((c.rows_written, c.deleted), (2, 1));
+    let v = python_check(&stack, "check_garments.py", &warehouse_uri).await?;
+    let left = serde_json::json!(["g-fmnist_ankle_boot.png", "g-person_suit.jpg"]);
+    assert_eq!(v["deletes_rows"], 1, "{v}");
+    assert_eq!(
+        (&v["current_ids"], &v["current_query_ids"]),
+        (&left, &left),
+        "{v}"
+    );
+    let like = like_suit(&stack.config).await?;
+    let ids: Vec<&str> = like.iter().map(|h| h.garment_id.as_str()).collect();
+    assert_eq!(ids, vec!["g-fmnist_ankle_boot.png"]);
+    let v = python_check(&stack, "check_lance.py", &stack.config.lancedb_uri).await?;
+    assert_eq!(v["rows"], 2, "{v}");
+    // Reprocessing a deleted garment does not bring it back.
+    run_chain_round(&stack, Some("after-delete")).await?;
+    assert_eq!(run_lance(&stack.config, 3).await?, 2);
     Ok(())
 }
 

@@ -289,12 +289,25 @@ pub const CHAIN_PHOTOS: [&str; 4] = [
 pub async fn run_chain(
     stack: &Stack,
 ) -> anyhow::Result<std::collections::HashMap<String, StatusEvent>> {
+    run_chain_round(stack, None).await
+}
+
+/// [`run_chain`] again for the same garments, as a reprocessing would: new events (event id
+/// `<photo>#<round>`) for the same garment ids.
+pub async fn run_chain_round(
+    stack: &Stack,
+    round: Option<&str>,
+) -> anyhow::Result<std::collections::HashMap<String, StatusEvent>> {
     let pipeline = flashfit_pipeline::Pipeline::default_pipeline();
     let watcher = stack.status_watcher()?;
     let mut events = Vec::new();
     for name in CHAIN_PHOTOS {
         let uri = stack.put_upload(name, photo(name)).await?;
-        events.push(upload_event(name, &uri));
+        let mut e = upload_event(name, &uri);
+        if let Some(r) = round {
+            e.event_id = format!("{name}#{r}");
+        }
+        events.push(e);
     }
     stack.publish(&stack.producer()?, &events).await?;
     let config = stack.config.clone();

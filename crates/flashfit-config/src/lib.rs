@@ -373,13 +373,16 @@ impl Default for AttributesConfig {
     }
 }
 
-/// `flashfit worker parquet`: the `garments` table under `warehouse_uri`. A file (one per
-/// input partition and `dt=` day) rolls at `max_rows` records, about `max_bytes` of input, or
-/// `roll_ms` after its first record, whichever comes first.
+/// `flashfit worker parquet`: the `garments` table (and its `garment_deletes` tombstones)
+/// under `warehouse_uri`. A file (one per input partition and `dt=` day) rolls at `max_rows`
+/// records, about `max_bytes` of input, or `roll_ms` after its first record, whichever comes
+/// first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ParquetConfig {
     pub table: String,
+    /// The tombstone table written from `flashfit.deletes`.
+    pub deletes_table: String,
     pub max_rows: usize,
     pub max_bytes: usize,
     pub roll_ms: u64,
@@ -389,6 +392,7 @@ impl Default for ParquetConfig {
     fn default() -> Self {
         ParquetConfig {
             table: "garments".into(),
+            deletes_table: "garment_deletes".into(),
             max_rows: 10_000,
             max_bytes: 64 * 1024 * 1024,
             roll_ms: 60_000,
@@ -397,21 +401,35 @@ impl Default for ParquetConfig {
 }
 
 /// `flashfit worker lance`: the LanceDB `garments` table under `lancedb_uri`, upserted in
-/// batches of up to `batch_rows` records or every `linger_ms`.
+/// batches of up to `batch_rows` records or every `linger_ms`, and its upkeep.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LanceConfig {
     pub table: String,
+    /// Garment ids deleted by their owners (from `flashfit.deletes`): never upserted again.
+    pub deletes_table: String,
     pub batch_rows: usize,
     pub linger_ms: u64,
+    /// Upkeep (compact small files, prune old versions, update indices, create missing ones)
+    /// runs in the background at most this often; 0 turns it off.
+    pub optimize_interval_ms: u64,
+    /// Table versions older than this are pruned by upkeep.
+    pub keep_versions_s: u64,
+    /// Upkeep builds the vector indices (IVF-PQ, cosine, on `image_vector` and `text_vector`)
+    /// once the table holds this many rows; below it, exact search is fast enough.
+    pub index_min_rows: usize,
 }
 
 impl Default for LanceConfig {
     fn default() -> Self {
         LanceConfig {
             table: "garments".into(),
+            deletes_table: "garment_deletes".into(),
             batch_rows: 1_000,
             linger_ms: 1_000,
+            optimize_interval_ms: 300_000,
+            keep_versions_s: 3_600,
+            index_min_rows: 50_000,
         }
     }
 }

@@ -1,10 +1,12 @@
-//! Vectors in LanceDB (issue 4): the `garments` table — one row per garment (upserted by
-//! `garment_id`) with its user, category, colours, style tags, caption, the 1280-d image
-//! vector, the 384-d text vector and the model version — and `flashfit worker lance`.
+//! Vectors in LanceDB: the `garments` table — one row per garment (upserted by `garment_id`)
+//! with its user, category, colours, style tags, caption, the 1280-d image vector, the 384-d
+//! text vector and the model version — its `garment_deletes` tombstones, `flashfit worker
+//! lance` ([`stage`]), table upkeep ([`upkeep`]) and search ([`search`]).
 
 pub mod rows;
 pub mod search;
 pub mod stage;
+pub mod upkeep;
 
 use std::sync::Arc;
 
@@ -58,11 +60,24 @@ pub async fn connect(uri: &str, s3: &S3Config) -> Result<lancedb::Connection> {
 
 /// The garments table, created empty with [`rows::schema`] when missing.
 pub async fn garments(db: &lancedb::Connection, name: &str) -> Result<lancedb::Table> {
+    open_or_create(db, name, rows::schema()).await
+}
+
+/// The tombstone table, created empty with [`rows::tombstone_schema`] when missing.
+pub async fn tombstones(db: &lancedb::Connection, name: &str) -> Result<lancedb::Table> {
+    open_or_create(db, name, rows::tombstone_schema()).await
+}
+
+async fn open_or_create(
+    db: &lancedb::Connection,
+    name: &str,
+    schema: arrow::datatypes::Schema,
+) -> Result<lancedb::Table> {
     match db.open_table(name).execute().await {
         Ok(t) => Ok(t),
         Err(lancedb::Error::TableNotFound { .. }) => {
             match db
-                .create_empty_table(name, Arc::new(rows::schema()))
+                .create_empty_table(name, Arc::new(schema))
                 .execute()
                 .await
             {

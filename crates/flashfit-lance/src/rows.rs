@@ -1,4 +1,5 @@
-//! The LanceDB `garments` row: from an enriched record on `flashfit.embedded`.
+//! The LanceDB `garments` row (from an enriched record on `flashfit.embedded`) and the
+//! `garment_deletes` tombstone row (from a delete event on `flashfit.deletes`).
 
 use std::sync::Arc;
 
@@ -184,6 +185,33 @@ pub fn batch(garments: &[Garment]) -> Result<RecordBatch> {
             v(TEXT_DIM, |g| &g.text_vector),
             s(|g| &g.model_version),
             s(|g| &g.processed_at),
+        ],
+    )
+    .map_err(|e| Error::BadRecord(e.to_string()))
+}
+
+/// Column names and types of the tombstone table.
+pub fn tombstone_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("garment_id", DataType::Utf8, false),
+        Field::new("user_id", DataType::Utf8, false),
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("deleted_at", DataType::Utf8, false),
+    ])
+}
+
+/// Delete events as one Arrow batch of [`tombstone_schema`].
+pub fn tombstones(deletes: &[flashfit_schema::DeleteEvent]) -> Result<RecordBatch> {
+    let s = |f: fn(&flashfit_schema::DeleteEvent) -> String| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(deletes.iter().map(f)))
+    };
+    RecordBatch::try_new(
+        Arc::new(tombstone_schema()),
+        vec![
+            s(|d| d.garment_id.clone()),
+            s(|d| d.user_id.clone()),
+            s(|d| d.event_id.clone()),
+            s(|d| flashfit_schema::format_ts(d.deleted_at)),
         ],
     )
     .map_err(|e| Error::BadRecord(e.to_string()))

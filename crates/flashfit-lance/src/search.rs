@@ -1,6 +1,11 @@
 //! Search over one user's garments: `like` (nearest garments to one of theirs, by image
 //! vector) and `text` (nearest captions to a query's text vector), with optional category and
 //! colour filters. Scores are cosine similarities (1 = same direction).
+//!
+//! A user's wardrobe is small (hundreds to a few thousand garments), so the search is exact:
+//! the `user_id` filter runs first (through its B-tree index once upkeep has built it) and
+//! the user's vectors are compared one by one. An approximate vector index would search only
+//! a few of its partitions and could miss most of one user's garments.
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Float32Type;
@@ -98,6 +103,7 @@ async fn nearest(
         .nearest_to(vector)?
         .column(column)
         .distance_type(DistanceType::Cosine)
+        .bypass_vector_index()
         .only_if(only_if)
         .limit(k)
         .execute()

@@ -1,60 +1,277 @@
 //! `flashfit worker lance`: upserts each batch of `flashfit.embedded` records into the LanceDB
 //! `garments` table by `garment_id` (`merge_insert`), newest processing wins, so replays and
-//! redeliveries leave the table as it was. Offsets are committed after the write returns.
+//! redeliveries leave the table as it was. Delete events from `flashfit.deletes` become
+//! tombstones (the `garment_deletes` table) and delete the row; a garment with a tombstone is
+//! never upserted again, whatever order the two topics arrive in (checked before the upsert
+//! and, for a delete racing it from another worker, after). Offsets are committed after the
+//! writes return. Table upkeep ([`crate::upkeep`]) runs in the background between batches.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatchIterator;
+use arrow::array::{AsArray, RecordBatch, RecordBatchIterator};
 use async_trait::async_trait;
+use flashfit_config::LanceConfig;
 use flashfit_runtime::{Message, Outcome, Stage};
-use flashfit_schema::Reason;
+use flashfit_schema::{DeleteEvent, Reason};
+use futures::TryStreamExt;
+use lancedb::query::{ExecutableQuery, QueryBase, Select};
 
-use crate::rows::{Garment, batch};
+use crate::rows::{Garment, batch, tombstones};
 
 pub struct LanceSink {
     uri: String,
     s3: flashfit_config::S3Config,
-    name: String,
+    cfg: LanceConfig,
     pub input: String,
+    pub deletes: String,
     /// Opened (or created) on first use: building a worker does no I/O.
-    table: tokio::sync::OnceCell<lancedb::Table>,
+    tables: tokio::sync::OnceCell<(lancedb::Table, lancedb::Table)>,
+    upkeep: Arc<UpkeepState>,
+}
+
+struct UpkeepState {
+    running: AtomicBool,
+    last: std::sync::Mutex<Option<Instant>>,
+}
+
+/// What one batch asks of the tables.
+#[derive(Default)]
+struct Plan {
+    /// The latest record per garment (merge_insert needs unique keys).
+    upserts: BTreeMap<String, Garment>,
+    deletes: BTreeMap<String, DeleteEvent>,
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn id_list<'a>(ids: impl IntoIterator<Item = &'a String>) -> String {
+    ids.into_iter()
+        .map(|s| quote(s))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl LanceSink {
-    pub fn new(uri: &str, s3: &flashfit_config::S3Config, name: &str, input: String) -> Self {
+    pub fn new(
+        uri: &str,
+        s3: &flashfit_config::S3Config,
+        cfg: &LanceConfig,
+        input: String,
+        deletes: String,
+    ) -> Self {
         LanceSink {
             uri: uri.to_owned(),
             s3: s3.clone(),
-            name: name.to_owned(),
+            cfg: cfg.clone(),
             input,
-            table: tokio::sync::OnceCell::new(),
+            deletes,
+            tables: tokio::sync::OnceCell::new(),
+            upkeep: Arc::new(UpkeepState {
+                running: AtomicBool::new(false),
+                last: std::sync::Mutex::new(None),
+            }),
         }
     }
 
-    /// The table, opened or created on first call.
-    pub async fn table(&self) -> crate::Result<&lancedb::Table> {
-        self.table
+    async fn tables(&self) -> crate::Result<&(lancedb::Table, lancedb::Table)> {
+        self.tables
             .get_or_try_init(|| async {
                 let db = crate::connect(&self.uri, &self.s3).await?;
-                crate::garments(&db, &self.name).await
+                let garments = crate::garments(&db, &self.cfg.table).await?;
+                let tombstones = crate::tombstones(&db, &self.cfg.deletes_table).await?;
+                Ok((garments, tombstones))
             })
             .await
     }
 
-    /// Upserts `garments` (one per garment id): a row is replaced only by a processing at
-    /// least as recent as its own.
-    pub async fn upsert(&self, garments: &[Garment]) -> crate::Result<()> {
-        if garments.is_empty() {
+    /// The garments table, opened or created on first call.
+    pub async fn table(&self) -> crate::Result<&lancedb::Table> {
+        Ok(&self.tables().await?.0)
+    }
+
+    /// The tombstone table, opened or created on first call.
+    pub async fn tombstone_table(&self) -> crate::Result<&lancedb::Table> {
+        Ok(&self.tables().await?.1)
+    }
+
+    /// Which of `ids` have a tombstone.
+    async fn deleted_among(&self, ids: &BTreeSet<String>) -> crate::Result<BTreeSet<String>> {
+        if ids.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let batches: Vec<RecordBatch> = self
+            .tombstone_table()
+            .await?
+            .query()
+            .only_if(format!("garment_id IN ({})", id_list(ids)))
+            .select(Select::columns(&["garment_id"]))
+            .execute()
+            .await?
+            .try_collect()
+            .await?;
+        let mut out = BTreeSet::new();
+        for b in batches {
+            if let Some(c) = b.column_by_name("garment_id") {
+                let c = c.as_string::<i32>();
+                out.extend((0..b.num_rows()).map(|i| c.value(i).to_owned()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes garments for good: tombstones first (so no upsert can bring them back), then
+    /// the rows. Repeating it changes nothing.
+    pub async fn delete(&self, deletes: &[DeleteEvent]) -> crate::Result<()> {
+        if deletes.is_empty() {
             return Ok(());
         }
-        let b = batch(garments)?;
+        let b = tombstones(deletes)?;
         let schema = b.schema();
         let reader = RecordBatchIterator::new(vec![Ok(b)], schema);
-        let mut m = self.table().await?.merge_insert(&["garment_id"]);
+        let mut m = self.tombstone_table().await?.merge_insert(&["garment_id"]);
+        m.when_not_matched_insert_all();
+        m.execute(Box::new(reader)).await?;
+        let ids: BTreeSet<String> = deletes.iter().map(|d| d.garment_id.clone()).collect();
+        self.table()
+            .await?
+            .delete(format!("garment_id IN ({})", id_list(&ids)).as_str())
+            .await?;
+        Ok(())
+    }
+
+    /// Upserts `garments` (one per garment id): a row is replaced only by a processing at
+    /// least as recent as its own, and deleted garments are left out.
+    pub async fn upsert(&self, garments: &[Garment]) -> crate::Result<()> {
+        let ids: BTreeSet<String> = garments.iter().map(|g| g.garment_id.clone()).collect();
+        let deleted = self.deleted_among(&ids).await?;
+        let live: Vec<Garment> = garments
+            .iter()
+            .filter(|g| !deleted.contains(&g.garment_id))
+            .cloned()
+            .collect();
+        if live.is_empty() {
+            return Ok(());
+        }
+        let b = batch(&live)?;
+        let schema = b.schema();
+        let reader = RecordBatchIterator::new(vec![Ok(b)], schema);
+        let table = self.table().await?;
+        let mut m = table.merge_insert(&["garment_id"]);
         m.when_matched_update_all(Some("target.processed_at <= source.processed_at".into()))
             .when_not_matched_insert_all();
         m.execute(Box::new(reader)).await?;
+        // A delete committed by another worker since the check above: undo our insert.
+        let raced = self.deleted_among(&ids).await?;
+        if raced.len() > deleted.len() {
+            table
+                .delete(format!("garment_id IN ({})", id_list(&raced)).as_str())
+                .await?;
+        }
         Ok(())
+    }
+
+    /// Starts an upkeep pass in the background when one is due and none is running.
+    fn maybe_upkeep(&self) {
+        if self.cfg.optimize_interval_ms == 0 {
+            return;
+        }
+        let interval = Duration::from_millis(self.cfg.optimize_interval_ms);
+        {
+            let mut last = self.upkeep.last.lock().unwrap_or_else(|p| p.into_inner());
+            match *last {
+                None => {
+                    // The first pass waits one interval after start-up.
+                    *last = Some(Instant::now());
+                    return;
+                }
+                Some(t) if t.elapsed() < interval => return,
+                Some(_) => {}
+            }
+            if self.upkeep.running.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let Some((garments, tombstones)) = self.tables.get().cloned() else {
+            self.upkeep.running.store(false, Ordering::Release);
+            return;
+        };
+        let (state, cfg) = (self.upkeep.clone(), self.cfg.clone());
+        tokio::spawn(async move {
+            for t in [&garments, &tombstones] {
+                let started = Instant::now();
+                match crate::upkeep::run(t, &cfg).await {
+                    Ok(r) => tracing::info!(
+                        table = r.table,
+                        rows = r.rows,
+                        fragments_removed = r.fragments_removed,
+                        fragments_added = r.fragments_added,
+                        indexed = ?r.indexed,
+                        versions_pruned = r.versions_pruned,
+                        seconds = started.elapsed().as_secs_f64(),
+                        "lancedb upkeep"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lancedb upkeep failed; next interval retries")
+                    }
+                }
+            }
+            state.running.store(false, Ordering::Release);
+        });
+    }
+
+    fn plan(&self, batch: &[Message]) -> (Plan, Vec<Option<Outcome>>) {
+        let mut plan = Plan::default();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for m in batch {
+            if *m.topic == *self.deletes {
+                match DeleteEvent::from_json(m.payload()) {
+                    Ok(d) => {
+                        plan.deletes.insert(d.garment_id.clone(), d);
+                        outcomes.push(None);
+                    }
+                    Err(e) => outcomes.push(Some(Outcome::BadInput {
+                        reason: Reason::InvalidEvent,
+                        message: e.0,
+                    })),
+                }
+                continue;
+            }
+            let parsed = serde_json::from_slice(m.payload())
+                .map_err(|e| format!("not JSON: {e}"))
+                .and_then(|v| Garment::from_record(&v).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(g) => {
+                    let newer = plan
+                        .upserts
+                        .get(&g.garment_id)
+                        .is_none_or(|old| old.processed_at <= g.processed_at);
+                    if newer {
+                        plan.upserts.insert(g.garment_id.clone(), g);
+                    }
+                    outcomes.push(None);
+                }
+                Err(e) => outcomes.push(Some(Outcome::BadInput {
+                    reason: Reason::InvalidEvent,
+                    message: e,
+                })),
+            }
+        }
+        // A garment deleted in this batch is not upserted, whichever came first.
+        plan.upserts.retain(|id, _| !plan.deletes.contains_key(id));
+        (plan, outcomes)
+    }
+
+    async fn apply(&self, plan: Plan) -> crate::Result<()> {
+        let deletes: Vec<DeleteEvent> = plan.deletes.into_values().collect();
+        self.delete(&deletes).await?;
+        let garments: Vec<Garment> = plan.upserts.into_values().collect();
+        self.upsert(&garments).await
     }
 }
 
@@ -68,42 +285,26 @@ impl Stage for LanceSink {
         &self.input
     }
 
+    fn input_topics(&self) -> Vec<String> {
+        vec![self.input.clone(), self.deletes.clone()]
+    }
+
     fn output_topics(&self) -> Vec<String> {
         Vec::new()
     }
 
     async fn process(&self, batch: Vec<Message>) -> Vec<Outcome> {
-        let mut outcomes = Vec::with_capacity(batch.len());
-        // The latest record per garment in this batch (merge_insert needs unique keys).
-        let mut latest: BTreeMap<String, Garment> = BTreeMap::new();
-        for m in &batch {
-            let parsed = serde_json::from_slice(m.payload())
-                .map_err(|e| format!("not JSON: {e}"))
-                .and_then(|v| Garment::from_record(&v).map_err(|e| e.to_string()));
-            match parsed {
-                Ok(g) => {
-                    let newer = latest
-                        .get(&g.garment_id)
-                        .is_none_or(|old| old.processed_at <= g.processed_at);
-                    if newer {
-                        latest.insert(g.garment_id.clone(), g);
-                    }
-                    outcomes.push(None);
-                }
-                Err(e) => outcomes.push(Some(Outcome::BadInput {
-                    reason: Reason::InvalidEvent,
-                    message: e,
-                })),
-            }
+        let (plan, outcomes) = self.plan(&batch);
+        let result = self.apply(plan).await;
+        if result.is_ok() {
+            self.maybe_upkeep();
         }
-        let garments: Vec<Garment> = latest.into_values().collect();
-        let result = self.upsert(&garments).await;
         outcomes
             .into_iter()
             .map(|o| match (o, &result) {
                 (Some(bad), _) => bad,
                 (None, Ok(())) => Outcome::Emit(Vec::new()),
-                (None, Err(e)) => Outcome::Retry(format!("lancedb upsert: {e}")),
+                (None, Err(e)) => Outcome::Retry(format!("lancedb write: {e}")),
             })
             .collect()
     }

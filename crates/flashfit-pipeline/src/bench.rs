@@ -745,10 +745,11 @@ pub async fn parquet(opts: &ParquetBench) -> Result<()> {
             object_store::local::LocalFileSystem::new_with_prefix(dir.path())
                 .map_err(|e| Error::Invalid(e.to_string()))?,
         );
-        let table = flashfit_sinks::table::Table {
+        let table = flashfit_sinks::table::Table::new(
             store,
-            root: object_store::path::Path::from("garments"),
-        };
+            object_store::path::Path::from("garments"),
+            flashfit_sinks::table::GARMENTS,
+        );
         let sink = Arc::new(flashfit_sinks::stage::ParquetSink::new(
             table,
             "flashfit.embedded".into(),

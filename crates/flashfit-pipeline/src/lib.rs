@@ -18,7 +18,8 @@ pub mod watch;
 
 pub use embedded::EmbeddedBroker;
 pub use pipeline::{
-    Pipeline, SINKS, SearchQuery, build_stage, compact, garments_table, search, worker_config,
+    Pipeline, SINKS, SearchQuery, build_stage, compact, deletes_table, garments_table,
+    lance_upkeep, search, worker_config,
 };
 pub use supervise::{run_stages, shutdown_on_signals};
 

@@ -94,16 +94,35 @@ pub fn worker_config(name: &str, config: &Config) -> Config {
     c
 }
 
+fn warehouse_table(
+    config: &Config,
+    name: &str,
+    layout: flashfit_sinks::table::Layout,
+) -> Result<flashfit_sinks::table::Table> {
+    let warehouse = Location::open(&config.warehouse_uri, &config.s3)?;
+    Ok(flashfit_sinks::table::Table::new(
+        warehouse.store().clone(),
+        warehouse.prefix().clone().join(name),
+        layout,
+    ))
+}
+
 /// The `garments` table under the configured warehouse.
 pub fn garments_table(config: &Config) -> Result<flashfit_sinks::table::Table> {
-    let warehouse = Location::open(&config.warehouse_uri, &config.s3)?;
-    Ok(flashfit_sinks::table::Table {
-        store: warehouse.store().clone(),
-        root: warehouse
-            .prefix()
-            .clone()
-            .join(config.parquet.table.as_str()),
-    })
+    warehouse_table(
+        config,
+        &config.parquet.table,
+        flashfit_sinks::table::GARMENTS,
+    )
+}
+
+/// The `garment_deletes` tombstone table under the configured warehouse.
+pub fn deletes_table(config: &Config) -> Result<flashfit_sinks::table::Table> {
+    warehouse_table(
+        config,
+        &config.parquet.deletes_table,
+        flashfit_sinks::table::GARMENT_DELETES,
+    )
 }
 
 /// `flashfit compact`: rebuilds `<table>_current` next to the `garments` table.
@@ -114,9 +133,35 @@ pub async fn compact(config: &Config) -> Result<flashfit_sinks::compact::Compact
         .prefix()
         .clone()
         .join(format!("{}_current", config.parquet.table).as_str());
-    flashfit_sinks::compact::compact_current(&table, &out)
+    flashfit_sinks::compact::compact_current(&table, &deletes_table(config)?, &out)
         .await
         .map_err(|e| Error::Invalid(e.to_string()))
+}
+
+/// LanceDB upkeep on the garments and tombstone tables (what `flashfit worker lance` runs in
+/// the background), for `flashfit compact`.
+pub async fn lance_upkeep(config: &Config) -> Result<Vec<flashfit_lance::upkeep::Report>> {
+    let lance = |e: flashfit_lance::Error| Error::Invalid(e.to_string());
+    let db = flashfit_lance::connect(&config.lancedb_uri, &config.s3)
+        .await
+        .map_err(lance)?;
+    let tables = [
+        flashfit_lance::garments(&db, &config.lance.table)
+            .await
+            .map_err(lance)?,
+        flashfit_lance::tombstones(&db, &config.lance.deletes_table)
+            .await
+            .map_err(lance)?,
+    ];
+    let mut out = Vec::new();
+    for t in &tables {
+        out.push(
+            flashfit_lance::upkeep::run(t, &config.lance)
+                .await
+                .map_err(lance)?,
+        );
+    }
+    Ok(out)
 }
 
 /// What `flashfit search` looks for.
@@ -169,15 +214,19 @@ pub fn build_stage(name: &str, config: &Config, pipeline: &Pipeline) -> Result<A
             return Ok(Arc::new(flashfit_lance::stage::LanceSink::new(
                 &config.lancedb_uri,
                 &config.s3,
-                &config.lance.table,
+                &config.lance,
                 input,
+                topics.deletes(),
             )));
         }
-        return Ok(Arc::new(flashfit_sinks::stage::ParquetSink::new(
-            garments_table(config)?,
-            input,
-            config.parquet.max_bytes,
-        )));
+        return Ok(Arc::new(
+            flashfit_sinks::stage::ParquetSink::new(
+                garments_table(config)?,
+                input,
+                config.parquet.max_bytes,
+            )
+            .with_route(topics.deletes(), deletes_table(config)?),
+        ));
     }
     if !pipeline.stages.iter().any(|s| s == name) {
         return Err(Error::Invalid(format!(

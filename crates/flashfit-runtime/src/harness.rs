@@ -32,8 +32,38 @@ pub async fn run(
     input: Vec<(Option<Vec<u8>>, Vec<u8>)>,
     cfg: RuntimeConfig,
 ) -> HarnessRun {
-    let metrics = Metrics::new().stage(stage.name());
     let topic: std::sync::Arc<str> = stage.input_topic().into();
+    run_messages(stage, messages(&topic, 0, input), cfg).await
+}
+
+/// `(key, value)` pairs as messages of `topic`/`partition` at offsets 0, 1, 2, …
+pub fn messages(
+    topic: &str,
+    partition: i32,
+    input: Vec<(Option<Vec<u8>>, Vec<u8>)>,
+) -> Vec<Message> {
+    let topic: std::sync::Arc<str> = topic.into();
+    input
+        .into_iter()
+        .enumerate()
+        .map(|(i, (k, v))| Message {
+            topic: topic.clone(),
+            partition,
+            offset: i as i64,
+            key: k.map(Bytes::from),
+            value: Some(Bytes::from(v)),
+        })
+        .collect()
+}
+
+/// Feeds `messages` (of any topics and partitions, in this order) to `stage` in batches of
+/// `cfg.batch_size`.
+pub async fn run_messages(
+    stage: Arc<dyn Stage>,
+    messages: Vec<Message>,
+    cfg: RuntimeConfig,
+) -> HarnessRun {
+    let metrics = Metrics::new().stage(stage.name());
     let processor = Processor::new(
         stage,
         metrics.clone(),
@@ -41,17 +71,6 @@ pub async fn run(
         &flashfit_schema::Topics::default(),
     );
     let shutdown = CancellationToken::new();
-    let messages: Vec<Message> = input
-        .into_iter()
-        .enumerate()
-        .map(|(i, (k, v))| Message {
-            topic: topic.clone(),
-            partition: 0,
-            offset: i as i64,
-            key: k.map(Bytes::from),
-            value: Some(Bytes::from(v)),
-        })
-        .collect();
     let mut all = BatchResult::default();
     for chunk in messages.chunks(cfg.batch_size.max(1)) {
         let r = processor.run_batch(chunk.to_vec(), &shutdown).await;

@@ -48,8 +48,13 @@ pub enum Outcome {
 pub trait Stage: Send + Sync + 'static {
     /// Stable name, used in metrics, the consumer group and `flashfit.dlq.<name>`.
     fn name(&self) -> &str;
-    /// The topic this stage consumes.
+    /// The topic this stage consumes (its main input; DLQ and error messages name it).
     fn input_topic(&self) -> &str;
+    /// Every topic this stage consumes: by default only [`Stage::input_topic`]. A batch may mix
+    /// messages of several topics; [`Message::topic`] says which is which.
+    fn input_topics(&self) -> Vec<String> {
+        vec![self.input_topic().to_owned()]
+    }
     /// Topics this stage may write (created at start-up if missing).
     fn output_topics(&self) -> Vec<String>;
     /// Processes a batch. Must return exactly one outcome per message, in order; CPU-heavy

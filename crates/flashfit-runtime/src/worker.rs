@@ -86,11 +86,9 @@ pub async fn run_worker(
             config.runtime.clone(),
             &topic_names,
         );
-        let mut topics = vec![
-            stage.input_topic().to_owned(),
-            processor.dlq_topic().to_owned(),
-            topic_names.status(),
-        ];
+        let inputs = stage.input_topics();
+        let mut topics = inputs.clone();
+        topics.extend([processor.dlq_topic().to_owned(), topic_names.status()]);
         topics.extend(stage.output_topics());
         kafka::ensure_topics(&config.kafka, &topics).await?;
 
@@ -102,9 +100,10 @@ pub async fn run_worker(
                     stage: name.clone(),
                 })?,
         );
-        consumer.subscribe(&[stage.input_topic()])?;
+        let subscribe: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        consumer.subscribe(&subscribe)?;
         let producer = kafka::producer(&config.kafka)?;
-        tracing::info!(group, input = stage.input_topic(), "worker started");
+        tracing::info!(group, inputs = ?inputs, "worker started");
         metrics.health().set(Health::RUNNING);
 
         let result = drive(config, &processor, &consumer, &producer, &shutdown).await;

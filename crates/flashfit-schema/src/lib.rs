@@ -17,6 +17,8 @@ pub mod topics {
     pub const STATUS: &str = "flashfit.status";
     /// Uploads that passed the quality stage, with the `quality` object added.
     pub const QUALITY: &str = "flashfit.quality";
+    /// Garments removed by their owners (key: `garment_id`), see `DeleteEvent`.
+    pub const DELETES: &str = "flashfit.deletes";
 
     /// Output topic of each stage, in pipeline order.
     pub const STAGE_OUTPUTS: [(&str, &str); 5] = [
@@ -62,6 +64,9 @@ impl Topics {
     }
     pub fn quality(&self) -> String {
         format!("{}{}", self.prefix, topics::QUALITY)
+    }
+    pub fn deletes(&self) -> String {
+        format!("{}{}", self.prefix, topics::DELETES)
     }
     pub fn dlq(&self, stage: &str) -> String {
         format!("{}{}", self.prefix, topics::dlq(stage))
@@ -261,23 +266,55 @@ impl UploadEvent {
 
     /// Checks the constraints serde cannot express: identifiers are non-empty and bounded.
     pub fn validate(&self) -> Result<(), InvalidEvent> {
-        for (name, value) in [
+        check_ids(&[
             ("event_id", &self.event_id),
             ("user_id", &self.user_id),
             ("garment_id", &self.garment_id),
             ("image_uri", &self.image_uri),
-        ] {
-            if value.trim().is_empty() {
-                return Err(InvalidEvent(format!("field `{name}` is empty")));
-            }
-            if value.len() > MAX_FIELD_LEN {
-                return Err(InvalidEvent(format!(
-                    "field `{name}` is longer than {MAX_FIELD_LEN} bytes"
-                )));
-            }
-        }
-        Ok(())
+        ])
     }
+}
+
+/// A garment removed by its owner, published on [`topics::DELETES`] (key: `garment_id`).
+/// Deletion is final: the sinks drop the garment and ignore any later processing of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeleteEvent {
+    /// Unique per delete request.
+    pub event_id: String,
+    pub user_id: String,
+    pub garment_id: String,
+    /// RFC 3339 time of the deletion.
+    #[serde(with = "rfc3339")]
+    pub deleted_at: DateTime<Utc>,
+}
+
+impl DeleteEvent {
+    /// Parses and validates a delete event from its JSON bytes.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, InvalidEvent> {
+        let event: DeleteEvent = serde_json::from_slice(bytes)
+            .map_err(|e| InvalidEvent(format!("invalid delete event: {e}")))?;
+        check_ids(&[
+            ("event_id", &event.event_id),
+            ("user_id", &event.user_id),
+            ("garment_id", &event.garment_id),
+        ])?;
+        Ok(event)
+    }
+}
+
+/// Non-empty and at most [`MAX_FIELD_LEN`] bytes each.
+fn check_ids(fields: &[(&str, &String)]) -> Result<(), InvalidEvent> {
+    for (name, value) in fields {
+        if value.trim().is_empty() {
+            return Err(InvalidEvent(format!("field `{name}` is empty")));
+        }
+        if value.len() > MAX_FIELD_LEN {
+            return Err(InvalidEvent(format!(
+                "field `{name}` is longer than {MAX_FIELD_LEN} bytes"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Longest accepted identifier or URI, in bytes.

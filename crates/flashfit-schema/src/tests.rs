@@ -150,6 +150,14 @@ fn schemas_match_the_types() {
             .expect("enum");
     assert_eq!(enum_reasons.len(), Reason::ALL.len());
 
+    let delete = DeleteEvent::from_json(GOOD_DELETE.as_bytes()).expect("valid delete");
+    let schema = load("flashfit.deletes.json");
+    let mut required: Vec<String> =
+        serde_json::from_value(schema["required"].clone()).expect("required");
+    required.sort();
+    assert_eq!(required, keys(&serde_json::to_value(&delete).expect("ser")));
+    assert_eq!(required, keys(&schema["properties"]));
+
     let schema = load("flashfit.quality.json");
     let rec = QualityRecord {
         upload,
@@ -166,6 +174,23 @@ fn schemas_match_the_types() {
         keys(&schema["properties"]["quality"]["properties"]),
         keys(&v["quality"])
     );
+}
+
+const GOOD_DELETE: &str = r#"{"event_id":"d1","user_id":"u1","garment_id":"g1",
+    "deleted_at":"2026-11-22T08:00:00+01:00","extra":true}"#;
+
+#[test]
+fn delete_events_parse_and_reject_bad_fields_by_name() {
+    let d = DeleteEvent::from_json(GOOD_DELETE.as_bytes()).expect("valid");
+    assert_eq!(d.garment_id, "g1");
+    assert_eq!(format_ts(d.deleted_at), "2026-11-22T07:00:00.000Z");
+    let empty = GOOD_DELETE.replace(r#""garment_id":"g1""#, r#""garment_id":" ""#);
+    let err = DeleteEvent::from_json(empty.as_bytes()).expect_err("empty id");
+    assert!(err.0.contains("garment_id"), "{err}");
+    let missing = GOOD_DELETE.replace(r#""user_id":"u1","#, "");
+    let err = DeleteEvent::from_json(missing.as_bytes()).expect_err("missing user");
+    assert!(err.0.contains("user_id"), "{err}");
+    assert!(DeleteEvent::from_json(b"not json").is_err());
 }
 
 #[test]

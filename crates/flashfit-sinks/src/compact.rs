@@ -1,9 +1,10 @@
 //! `flashfit compact`: the `garments_current` table — one row per garment, the latest
-//! processing wins — rebuilt from the `garments` log. Rows are sorted by user and garment, so
+//! processing wins, deleted garments (any tombstone in `garment_deletes`) left out — rebuilt
+//! from the `garments` log. Rows are sorted by user and garment, so
 //! the same log always gives the same bytes; the file is replaced in one put (atomic on S3 and
 //! on a local directory), so readers see the old or the new view, never half of one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use arrow::datatypes::TimestampMicrosecondType;
@@ -23,10 +24,12 @@ pub struct Compacted {
     pub files_read: usize,
     pub rows_read: usize,
     pub rows_written: usize,
+    /// Garments left out because their owner deleted them.
+    pub deleted: usize,
     pub path: String,
 }
 
-/// Every row of the log table, as batches of the garments schema.
+/// Every row of a table, as batches of its schema.
 pub async fn read_log(table: &Table) -> Result<(usize, Vec<RecordBatch>)> {
     let metas: Vec<_> = table.store.list(Some(&table.root)).try_collect().await?;
     let mut files: Vec<Path> = metas
@@ -46,10 +49,26 @@ pub async fn read_log(table: &Table) -> Result<(usize, Vec<RecordBatch>)> {
     Ok((files.len(), batches))
 }
 
-/// Rebuilds `<out>/garments_current.parquet` from `table`.
-pub async fn compact_current(table: &Table, out: &Path) -> Result<Compacted> {
+/// The garment ids with a tombstone in the `garment_deletes` table.
+pub async fn deleted_garments(deletes: &Table) -> Result<HashSet<String>> {
+    let (_, batches) = read_log(deletes).await?;
+    let mut out = HashSet::new();
+    for b in batches {
+        let Some(col) = b.column_by_name("garment_id") else {
+            return Err(Error::Parquet("garment_deletes has no garment_id".into()));
+        };
+        let ids = col.as_string::<i32>();
+        out.extend((0..ids.len()).map(|i| ids.value(i).to_owned()));
+    }
+    Ok(out)
+}
+
+/// Rebuilds `<out>/garments_current.parquet` from `table`, leaving out the garments
+/// `deletes` has tombstones for.
+pub async fn compact_current(table: &Table, deletes: &Table, out: &Path) -> Result<Compacted> {
+    let deleted = deleted_garments(deletes).await?;
     let (files_read, batches) = read_log(table).await?;
-    let schema = crate::garments::schema();
+    let schema = (table.layout.schema)();
     let all = arrow::compute::concat_batches(&schema, &batches)
         .map_err(|e| Error::Parquet(e.to_string()))?;
     let col = |name: &str| -> Result<&dyn Array> {
@@ -64,8 +83,13 @@ pub async fn compact_current(table: &Table, out: &Path) -> Result<Compacted> {
     let at = col("processed_at")?.as_primitive::<TimestampMicrosecondType>();
     // Latest processing per garment; ties (same instant) go to the larger event id.
     let mut best: HashMap<&str, usize> = HashMap::new();
+    let mut left_out: HashSet<&str> = HashSet::new();
     for i in 0..all.num_rows() {
         let g = garment.value(i);
+        if deleted.contains(g) {
+            left_out.insert(g);
+            continue;
+        }
         let newer = best
             .get(g)
             .is_none_or(|&j| (at.value(i), event.value(i)) > (at.value(j), event.value(j)));
@@ -96,6 +120,7 @@ pub async fn compact_current(table: &Table, out: &Path) -> Result<Compacted> {
         files_read,
         rows_read: all.num_rows(),
         rows_written: current.num_rows(),
+        deleted: left_out.len(),
         path: path.to_string(),
     })
 }
@@ -109,14 +134,13 @@ mod tests {
     use super::*;
     use crate::garments;
     use crate::table::tests::{object, record};
-    use crate::table::{Range, Table};
+    use crate::table::{GARMENT_DELETES, GARMENTS, Range, Table};
 
     #[tokio::test]
     async fn the_latest_processing_of_each_garment_wins_and_the_bytes_repeat() {
-        let t = Table {
-            store: Arc::new(InMemory::new()),
-            root: Path::from("wh/garments"),
-        };
+        let store: Arc<dyn object_store::ObjectStore> = Arc::new(InMemory::new());
+        let t = Table::new(store.clone(), Path::from("wh/garments"), GARMENTS);
+        let deletes = Table::new(store, Path::from("wh/garment_deletes"), GARMENT_DELETES);
         let range = |first, last| Range {
             topic: "flashfit.embedded".into(),
             partition: 0,
@@ -143,8 +167,9 @@ mod tests {
             .await
             .expect("write");
         let out = Path::from("wh/garments_current");
-        let c = compact_current(&t, &out).await.expect("compact");
+        let c = compact_current(&t, &deletes, &out).await.expect("compact");
         assert_eq!((c.files_read, c.rows_read, c.rows_written), (2, 3, 2));
+        assert_eq!(c.deleted, 0);
         let bytes = object(&t, c.path.as_str()).await;
         let b = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
             .expect("r")
@@ -160,9 +185,32 @@ mod tests {
         assert_eq!((ids.value(0), cats.value(0)), ("e3", "sneakers"));
         assert_eq!(ids.value(1), "e2");
         // Again: the same bytes.
-        compact_current(&t, &out).await.expect("again");
+        compact_current(&t, &deletes, &out).await.expect("again");
         let again = object(&t, c.path.as_str()).await;
         assert_eq!(bytes, again);
+
+        // The owner deletes g1: it leaves the current view, even though its rows stay in the
+        // log and one of them is newer than the delete.
+        let tombstone = GARMENT_DELETES
+            .convert(
+                &serde_json::json!({"event_id": "d1", "user_id": "u1", "garment_id": "g1",
+                "deleted_at": "2026-11-21T00:00:00Z"}),
+            )
+            .expect("tombstone");
+        deletes
+            .write_range(
+                &Range {
+                    topic: "flashfit.deletes".into(),
+                    partition: 0,
+                    first: 0,
+                    last: 0,
+                },
+                &[tombstone],
+            )
+            .await
+            .expect("write tombstone");
+        let c = compact_current(&t, &deletes, &out).await.expect("compact");
+        assert_eq!((c.rows_read, c.rows_written, c.deleted), (3, 1, 1));
     }
 
     use serde_json::Value;

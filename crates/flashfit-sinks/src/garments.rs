@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use serde_json::{Value, json};
 
@@ -178,29 +177,4 @@ pub fn row(r: &Value) -> Result<Value> {
         "models": r["models"].as_array().cloned().unwrap_or_default(),
         "processed_at": processed_at,
     }))
-}
-
-/// The `dt=YYYY-MM-DD` partition of a row (UTC date of `processed_at`).
-pub fn dt(row: &Value) -> Result<String> {
-    let t = row["processed_at"].as_str().unwrap_or_default();
-    let at = chrono::DateTime::parse_from_rfc3339(t)
-        .map_err(|e| Error::BadRecord(format!("processed_at `{t}`: {e}")))?;
-    Ok(at
-        .with_timezone(&chrono::Utc)
-        .format("%Y-%m-%d")
-        .to_string())
-}
-
-/// Rows as one Arrow batch of [`schema`].
-pub fn batch(rows: &[Value]) -> Result<RecordBatch> {
-    let mut decoder = arrow::json::ReaderBuilder::new(schema())
-        .build_decoder()
-        .map_err(|e| Error::BadRecord(e.to_string()))?;
-    decoder
-        .serialize(rows)
-        .map_err(|e| Error::BadRecord(e.to_string()))?;
-    decoder
-        .flush()
-        .map_err(|e| Error::BadRecord(e.to_string()))?
-        .ok_or_else(|| Error::BadRecord("no rows".into()))
 }

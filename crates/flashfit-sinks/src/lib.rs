@@ -1,7 +1,9 @@
-//! Sinks (issue 4). Today: the `garments` Parquet table ([`garments`]: schema and rows;
-//! [`table`]: replay-safe files on object storage; [`stage`]: `flashfit worker parquet`).
+//! Parquet sinks: the `garments` log ([`garments`]: schema and rows) and its
+//! `garment_deletes` tombstones ([`deletes`]), written as replay-safe files on object storage
+//! ([`table`]) by `flashfit worker parquet` ([`stage`]); `garments_current` ([`compact`]).
 
 pub mod compact;
+pub mod deletes;
 pub mod garments;
 pub mod stage;
 pub mod table;

@@ -1,4 +1,5 @@
-//! `flashfit worker parquet`: the `garments` table as a stage on the shared runtime. The
+//! `flashfit worker parquet`: Parquet tables as a stage on the shared runtime, one table per
+//! input topic (`flashfit.embedded` → `garments`, `flashfit.deletes` → `garment_deletes`). The
 //! runtime's batch is the file roll (`[parquet] max_rows` messages or `roll_ms`), split further
 //! by `max_bytes`; the stage writes each partition's offset range with [`Table::write_range`]
 //! and only then reports the messages done, so their offsets are committed after the objects
@@ -12,26 +13,35 @@ use flashfit_runtime::{Message, Outcome, Stage};
 use flashfit_schema::Reason;
 use serde_json::Value;
 
-use crate::garments;
 use crate::table::{Range, Table, Written};
 
 pub struct ParquetSink {
-    pub table: Table,
-    pub input: String,
+    /// Input topic → the table its records go to; the first is the main input.
+    routes: Vec<(String, Table)>,
     /// A range's files stop growing at about this many bytes of input records.
     pub max_bytes: usize,
-    /// Ranges known per partition (loaded from the markers on first sight of a partition).
-    known: tokio::sync::Mutex<HashMap<i32, BTreeMap<i64, i64>>>,
+    /// Ranges known per topic and partition (loaded from the markers on first sight).
+    known: tokio::sync::Mutex<HashMap<(String, i32), BTreeMap<i64, i64>>>,
 }
 
 impl ParquetSink {
+    /// A sink writing `input`'s records to `table`.
     pub fn new(table: Table, input: String, max_bytes: usize) -> Self {
         ParquetSink {
-            table,
-            input,
+            routes: vec![(input, table)],
             max_bytes,
             known: Default::default(),
         }
+    }
+
+    /// Also consume `input`, writing its records to `table`.
+    pub fn with_route(mut self, input: String, table: Table) -> Self {
+        self.routes.push((input, table));
+        self
+    }
+
+    fn table_for(&self, topic: &str) -> Option<&Table> {
+        self.routes.iter().find(|(t, _)| t == topic).map(|(_, t)| t)
     }
 }
 
@@ -49,13 +59,10 @@ fn starts_between(ranges: &BTreeMap<i64, i64>, a: i64, b: i64) -> bool {
 }
 
 /// The row of one message, or why it cannot have one.
-fn convert(msg: &Message) -> Result<Value, String> {
+fn convert(table: &Table, msg: &Message) -> Result<Value, String> {
     let record: Value =
         serde_json::from_slice(msg.payload()).map_err(|e| format!("not JSON: {e}"))?;
-    let row = garments::row(&record).map_err(|e| e.to_string())?;
-    // Each row must encode on its own, so one bad record cannot fail a whole file.
-    garments::batch(std::slice::from_ref(&row)).map_err(|e| e.to_string())?;
-    Ok(row)
+    table.layout.convert(&record).map_err(|e| e.to_string())
 }
 
 #[async_trait]
@@ -65,7 +72,14 @@ impl Stage for ParquetSink {
     }
 
     fn input_topic(&self) -> &str {
-        &self.input
+        self.routes
+            .first()
+            .map(|(t, _)| t.as_str())
+            .unwrap_or_default()
+    }
+
+    fn input_topics(&self) -> Vec<String> {
+        self.routes.iter().map(|(t, _)| t.clone()).collect()
     }
 
     fn output_topics(&self) -> Vec<String> {
@@ -76,16 +90,28 @@ impl Stage for ParquetSink {
         // One batch at a time: ranges of a partition are written in offset order.
         let mut known = self.known.lock().await;
         let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
-        let mut by_partition: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
+        let mut by_partition: BTreeMap<(&str, i32), Vec<usize>> = BTreeMap::new();
         for (i, m) in batch.iter().enumerate() {
-            by_partition.entry(m.partition).or_default().push(i);
+            by_partition
+                .entry((&m.topic, m.partition))
+                .or_default()
+                .push(i);
         }
-        for (partition, mut idx) in by_partition {
+        for ((topic, partition), mut idx) in by_partition {
             idx.sort_by_key(|i| batch[*i].offset);
-            let ranges = match known.entry(partition) {
+            let Some(table) = self.table_for(topic) else {
+                for i in idx {
+                    outcomes[i] = Some(Outcome::BadInput {
+                        reason: Reason::InvalidEvent,
+                        message: format!("no table for topic {topic}"),
+                    });
+                }
+                continue;
+            };
+            let ranges = match known.entry((topic.to_owned(), partition)) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(v) => {
-                    match self.table.ranges(&self.input, partition).await {
+                    match table.ranges(topic, partition).await {
                         Ok(r) => v.insert(r),
                         Err(e) => {
                             for i in idx {
@@ -132,21 +158,22 @@ impl Stage for ParquetSink {
                 let mut rows = Vec::new();
                 let mut bad = Vec::new();
                 for &i in &seg {
-                    match convert(&batch[i]) {
+                    match convert(table, &batch[i]) {
                         Ok(r) => rows.push(r),
                         Err(e) => bad.push((i, e)),
                     }
                 }
                 let range = Range {
-                    topic: self.input.clone(),
+                    topic: topic.to_owned(),
                     partition,
                     first,
                     last,
                 };
-                let result = self.table.write_range(&range, &rows).await;
+                let result = table.write_range(&range, &rows).await;
                 let ok = match result {
                     Ok(Written::Files(files)) => {
                         tracing::info!(
+                            table = table.layout.name,
                             partition,
                             first,
                             last,

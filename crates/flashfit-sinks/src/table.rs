@@ -10,6 +10,8 @@
 //! offset instead. Offsets are committed only after the marker is written, so committed offsets
 //! are always range boundaries and a restart realigns with the files already there.
 
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
@@ -20,12 +22,84 @@ use serde_json::Value;
 
 use crate::{Error, Result};
 
-/// Where a table lives: a store and the table's folder in it.
+/// What a table holds: its Arrow schema, how an input record becomes a row, and the
+/// timestamp column whose UTC day is the `dt=` partition.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    pub name: &'static str,
+    pub schema: fn() -> SchemaRef,
+    pub row: fn(&Value) -> Result<Value>,
+    pub time_column: &'static str,
+}
+
+/// The `garments` log (records of `flashfit.embedded`).
+pub const GARMENTS: Layout = Layout {
+    name: "garments",
+    schema: crate::garments::schema,
+    row: crate::garments::row,
+    time_column: "processed_at",
+};
+
+/// The `garment_deletes` tombstones (events of `flashfit.deletes`).
+pub const GARMENT_DELETES: Layout = Layout {
+    name: "garment_deletes",
+    schema: crate::deletes::schema,
+    row: crate::deletes::row,
+    time_column: "deleted_at",
+};
+
+impl Layout {
+    /// Rows as one Arrow batch of this layout's schema.
+    pub fn batch(&self, rows: &[Value]) -> Result<RecordBatch> {
+        let mut decoder = arrow::json::ReaderBuilder::new((self.schema)())
+            .build_decoder()
+            .map_err(|e| Error::BadRecord(e.to_string()))?;
+        decoder
+            .serialize(rows)
+            .map_err(|e| Error::BadRecord(e.to_string()))?;
+        decoder
+            .flush()
+            .map_err(|e| Error::BadRecord(e.to_string()))?
+            .ok_or_else(|| Error::BadRecord("no rows".into()))
+    }
+
+    /// The `dt=YYYY-MM-DD` partition of a row: the UTC date of its time column.
+    pub fn dt(&self, row: &Value) -> Result<String> {
+        let t = row[self.time_column].as_str().unwrap_or_default();
+        let at = chrono::DateTime::parse_from_rfc3339(t)
+            .map_err(|e| Error::BadRecord(format!("{} `{t}`: {e}", self.time_column)))?;
+        Ok(at
+            .with_timezone(&chrono::Utc)
+            .format("%Y-%m-%d")
+            .to_string())
+    }
+
+    /// The row of one input record; it must also encode on its own, so one bad record cannot
+    /// fail a whole file.
+    pub fn convert(&self, record: &Value) -> Result<Value> {
+        let row = (self.row)(record)?;
+        self.batch(std::slice::from_ref(&row))?;
+        Ok(row)
+    }
+
+    /// Parquet bytes for `rows` (all of one `dt`).
+    pub fn parquet_bytes(&self, rows: &[Value]) -> Result<Vec<u8>> {
+        let batch = self.batch(rows)?;
+        let mut out = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut out, batch.schema(), Some(writer_properties()))?;
+        w.write(&batch)?;
+        w.close()?;
+        Ok(out)
+    }
+}
+
+/// Where a table lives: a store, the table's folder in it, and what it holds.
 #[derive(Debug, Clone)]
 pub struct Table {
     pub store: std::sync::Arc<dyn ObjectStore>,
     /// The table folder (`<warehouse prefix>/garments`).
     pub root: Path,
+    pub layout: Layout,
 }
 
 /// One input range: the rows of offsets `first..=last` of `topic`/`partition` (bad records
@@ -70,17 +144,15 @@ pub fn writer_properties() -> WriterProperties {
         .build()
 }
 
-/// Parquet bytes for `rows` (all of one `dt`).
-pub fn parquet_bytes(rows: &[Value]) -> Result<Vec<u8>> {
-    let batch = crate::garments::batch(rows)?;
-    let mut out = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut out, batch.schema(), Some(writer_properties()))?;
-    w.write(&batch)?;
-    w.close()?;
-    Ok(out)
-}
-
 impl Table {
+    pub fn new(store: std::sync::Arc<dyn ObjectStore>, root: Path, layout: Layout) -> Self {
+        Table {
+            store,
+            root,
+            layout,
+        }
+    }
+
     fn marker(&self, topic: &str, partition: i32, first: i64) -> Path {
         self.root
             .clone()
@@ -144,10 +216,7 @@ impl Table {
         }
         let mut by_dt: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
         for r in rows {
-            by_dt
-                .entry(crate::garments::dt(r)?)
-                .or_default()
-                .push(r.clone());
+            by_dt.entry(self.layout.dt(r)?).or_default().push(r.clone());
         }
         let name = format!(
             "part-{}-{:03}-{:020}-{:020}.parquet",
@@ -163,7 +232,7 @@ impl Table {
                 .clone()
                 .join(format!("dt={dt}").as_str())
                 .join(name.as_str());
-            let bytes = parquet_bytes(&rows)?;
+            let bytes = self.layout.parquet_bytes(&rows)?;
             put_once(self.store.as_ref(), &path, Bytes::from(bytes)).await?;
             written.push(path.to_string());
         }

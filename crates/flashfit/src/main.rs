@@ -87,8 +87,9 @@ enum Command {
         #[arg(short, long, default_value_t = 10)]
         k: usize,
     },
-    /// Rebuild `garments_current` (one row per garment, latest processing wins) from the
-    /// `garments` table under FLASHFIT_WAREHOUSE_URI.
+    /// Rebuild `garments_current` (one row per garment, latest processing wins, deleted
+    /// garments left out) from the tables under FLASHFIT_WAREHOUSE_URI, then run LanceDB upkeep
+    /// (compaction, old versions, indices) at FLASHFIT_LANCEDB_URI.
     Compact,
     /// Train models on labelled data.
     Train {
@@ -311,9 +312,12 @@ async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
         Command::Compact => {
             let c = flashfit_pipeline::compact(&config).await?;
             println!(
-                "garments_current: {} rows from {} rows in {} files; wrote {}",
-                c.rows_written, c.rows_read, c.files_read, c.path
+                "garments_current: {} rows from {} rows in {} files ({} deleted garments left out); wrote {}",
+                c.rows_written, c.rows_read, c.files_read, c.deleted, c.path
             );
+            for r in flashfit_pipeline::lance_upkeep(&config).await? {
+                println!("lancedb: {}", serde_json::to_string(&r)?);
+            }
             Ok(())
         }
         Command::Config => {

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use flashfit_config::{RuntimeConfig, S3Config};
+use flashfit_config::{LanceConfig, RuntimeConfig, S3Config};
 use flashfit_runtime::harness;
 use futures::TryStreamExt;
 use lancedb::query::{ExecutableQuery, QueryBase};
@@ -31,8 +31,9 @@ fn sink(dir: &std::path::Path) -> Arc<LanceSink> {
     Arc::new(LanceSink::new(
         &format!("file://{}", dir.display()),
         &S3Config::default(),
-        "garments",
+        &LanceConfig::default(),
         "flashfit.embedded".into(),
+        "flashfit.deletes".into(),
     ))
 }
 
@@ -190,4 +191,123 @@ async fn search_finds_a_users_similar_garments_with_filters() {
         .expect("text");
     assert_eq!(hits[0].garment_id, "g3");
     assert_eq!(hits[0].caption.as_deref(), Some("navy tie"));
+}
+
+fn delete(i: usize, garment: &str) -> flashfit_runtime::Message {
+    let v = json!({"event_id": format!("d{i}"), "user_id": "u1", "garment_id": garment,
+        "deleted_at": "2026-11-22T11:00:00Z"});
+    flashfit_runtime::Message {
+        topic: "flashfit.deletes".into(),
+        partition: 0,
+        offset: i as i64,
+        key: Some(garment.as_bytes().to_vec().into()),
+        value: Some(serde_json::to_vec(&v).expect("json").into()),
+    }
+}
+
+fn embedded(input: Vec<(Option<Vec<u8>>, Vec<u8>)>) -> Vec<flashfit_runtime::Message> {
+    harness::messages("flashfit.embedded", 0, input)
+}
+
+#[tokio::test]
+async fn deletes_remove_the_row_for_good_in_any_order_and_bad_ones_are_dead_lettered() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = sink(dir.path());
+    assert_eq!(
+        s.input_topics(),
+        vec![
+            "flashfit.embedded".to_string(),
+            "flashfit.deletes".to_string()
+        ]
+    );
+    let garments = embedded(vec![
+        record(0, "g1", "2026-11-22T10:00:00.000Z", "jeans"),
+        record(1, "g2", "2026-11-22T10:00:00.000Z", "tie"),
+        record(2, "g3", "2026-11-22T10:00:00.000Z", "scarf"),
+    ]);
+    harness::run_messages(s.clone(), garments.clone(), RuntimeConfig::default()).await;
+    let mut bad = delete(9, "g2");
+    bad.value = Some(br#"{"event_id":"d9","garment_id":"g2"}"#.to_vec().into());
+    // g1 deleted on its own; g3 deleted in the same batch as (after) a reprocessing of it.
+    let mut batch = vec![delete(0, "g1"), bad];
+    batch.extend(embedded(vec![record(
+        7,
+        "g3",
+        "2026-11-22T12:00:00.000Z",
+        "shawl",
+    )]));
+    batch.push(delete(1, "g3"));
+    let run = harness::run_messages(s.clone(), batch, RuntimeConfig::default()).await;
+    let dlq = run.on("flashfit.dlq.lance");
+    assert_eq!(dlq.len(), 1, "the delete without user_id");
+    assert!(run.result.unfinished.is_empty());
+    let tie = vec![("g2".to_string(), "tie".to_string())];
+    assert_eq!(categories(&s).await, tie);
+    // Replaying everything (the uploads reprocessed, the deletes redelivered, in any order)
+    // brings nothing back and adds no tombstone.
+    let mut replay = vec![delete(0, "g1")];
+    replay.extend(garments);
+    replay.push(delete(1, "g3"));
+    for batch_size in [1, 10] {
+        let cfg = RuntimeConfig {
+            batch_size,
+            ..RuntimeConfig::default()
+        };
+        harness::run_messages(s.clone(), replay.clone(), cfg).await;
+        assert_eq!(categories(&s).await, tie);
+    }
+    let tombstones = s
+        .tombstone_table()
+        .await
+        .expect("tombstones")
+        .count_rows(None)
+        .await
+        .expect("count");
+    assert_eq!(tombstones, 2);
+}
+
+#[tokio::test]
+async fn upkeep_compacts_prunes_and_indexes_once_the_table_is_large_enough() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = sink(dir.path());
+    // 300 garments in 30 upserts: 30 fragments and 30+ versions.
+    let input: Vec<_> = (0..300)
+        .map(|i| record(i, &format!("g{i:03}"), "2026-11-22T10:00:00.000Z", "jeans"))
+        .collect();
+    let cfg = RuntimeConfig {
+        batch_size: 10,
+        ..RuntimeConfig::default()
+    };
+    harness::run(s.clone(), input, cfg).await;
+    let t = s.table().await.expect("table");
+    let small = LanceConfig {
+        keep_versions_s: 0,
+        index_min_rows: 1_000,
+        ..LanceConfig::default()
+    };
+    let r = crate::upkeep::run(t, &small).await.expect("upkeep");
+    assert_eq!(r.rows, 300);
+    assert!(r.fragments_removed >= 30 && r.fragments_added >= 1, "{r:?}");
+    assert!(r.versions_pruned >= 30, "{r:?}");
+    assert_eq!(
+        r.indexed,
+        vec!["garment_id", "user_id"],
+        "below the threshold"
+    );
+    let big = LanceConfig {
+        index_min_rows: 300,
+        ..small
+    };
+    let r = crate::upkeep::run(t, &big).await.expect("upkeep");
+    assert_eq!(r.indexed, vec!["image_vector", "text_vector"]);
+    let r = crate::upkeep::run(t, &big).await.expect("upkeep");
+    assert!(r.indexed.is_empty(), "indices are built once");
+    // Search still finds the right garment (exact, within the user).
+    let mut q = vec![0f32; 384];
+    q[123] = 1.0;
+    let hits = crate::search::text(t, "u1", q, 1, &crate::search::Filters::default())
+        .await
+        .expect("search");
+    assert_eq!(hits[0].garment_id, "g123");
+    assert_eq!(t.count_rows(None).await.expect("count"), 300);
 }

@@ -31,10 +31,7 @@ fn input(n: usize, bad: &[usize]) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
 
 fn sink(store: Arc<dyn ObjectStore>, max_bytes: usize) -> Arc<ParquetSink> {
     Arc::new(ParquetSink::new(
-        Table {
-            store,
-            root: Path::from("wh/garments"),
-        },
+        Table::new(store, Path::from("wh/garments"), crate::table::GARMENTS),
         "flashfit.embedded".into(),
         max_bytes,
     ))
@@ -49,8 +46,15 @@ fn cfg(batch: usize) -> RuntimeConfig {
 
 /// Every (path, bytes) under the table, and the event ids in its Parquet files.
 async fn snapshot(store: &Arc<dyn ObjectStore>) -> (Vec<(String, Bytes)>, Vec<String>) {
+    snapshot_of(store, "wh/garments").await
+}
+
+async fn snapshot_of(
+    store: &Arc<dyn ObjectStore>,
+    table: &str,
+) -> (Vec<(String, Bytes)>, Vec<String>) {
     let metas: Vec<_> = store
-        .list(Some(&Path::from("wh/garments")))
+        .list(Some(&Path::from(table)))
         .try_collect()
         .await
         .expect("list");
@@ -135,4 +139,65 @@ async fn files_roll_by_bytes() {
     let (objects, ids) = snapshot(&store).await;
     let files = objects.iter().filter(|o| o.0.ends_with(".parquet")).count();
     assert_eq!((files, ids.len()), (3, 6));
+}
+
+#[tokio::test]
+async fn delete_events_become_tombstones_once_and_bad_ones_are_dead_lettered() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let make = || {
+        Arc::new(
+            ParquetSink::new(
+                Table::new(
+                    store.clone(),
+                    Path::from("wh/garments"),
+                    crate::table::GARMENTS,
+                ),
+                "flashfit.embedded".into(),
+                1 << 30,
+            )
+            .with_route(
+                "flashfit.deletes".into(),
+                Table::new(
+                    store.clone(),
+                    Path::from("wh/garment_deletes"),
+                    crate::table::GARMENT_DELETES,
+                ),
+            ),
+        )
+    };
+    let deletes: Vec<(Option<Vec<u8>>, Vec<u8>)> = [
+        r#"{"event_id":"d0","user_id":"u1","garment_id":"g-e1","deleted_at":"2026-11-22T11:00:00Z"}"#,
+        r#"{"event_id":"d1","user_id":"u1","garment_id":"","deleted_at":"2026-11-22T11:00:00Z"}"#,
+        r#"{"event_id":"d2","user_id":"u1","garment_id":"g-e2","deleted_at":"2026-11-23T00:00:01+01:00"}"#,
+    ]
+    .iter()
+    .map(|v| (None, v.as_bytes().to_vec()))
+    .collect();
+    // Both topics in one batch, interleaved.
+    let mut messages = harness::messages("flashfit.embedded", 0, input(3, &[]));
+    let dels = harness::messages("flashfit.deletes", 0, deletes);
+    messages.insert(1, dels[0].clone());
+    messages.extend(dels[1..].iter().cloned());
+    let run = harness::run_messages(make(), messages.clone(), cfg(10)).await;
+    assert!(run.result.unfinished.is_empty());
+    let dlq = run.on("flashfit.dlq.parquet");
+    assert_eq!(dlq.len(), 1, "the delete with an empty garment_id");
+    let (tombstones, ids) = snapshot_of(&store, "wh/garment_deletes").await;
+    assert_eq!(ids, vec!["d0", "d2"]);
+    let paths: Vec<&str> = tombstones.iter().map(|o| o.0.as_str()).collect();
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.starts_with("wh/garment_deletes/dt=2026-11-22/part-flashfit.deletes-000-")),
+        "{paths:?}"
+    );
+    assert_eq!(snapshot(&store).await.1.len(), 3, "garments untouched");
+    // Redelivered from a fresh process with other batch boundaries: nothing new.
+    let before = (snapshot(&store).await.0, tombstones);
+    harness::run_messages(make(), messages, cfg(2)).await;
+    let after = (
+        snapshot(&store).await.0,
+        snapshot_of(&store, "wh/garment_deletes").await.0,
+    );
+    assert_eq!(before, after);
 }

@@ -44,10 +44,11 @@ pub(crate) async fn object(t: &Table, path: &str) -> Bytes {
 }
 
 fn table() -> Table {
-    Table {
-        store: Arc::new(InMemory::new()),
-        root: Path::from("warehouse/garments"),
-    }
+    Table::new(
+        Arc::new(InMemory::new()),
+        Path::from("warehouse/garments"),
+        GARMENTS,
+    )
 }
 
 fn range(first: i64, last: i64) -> Range {
@@ -71,7 +72,7 @@ async fn read_all(t: &Table, path: &str) -> arrow::array::RecordBatch {
 #[test]
 fn rows_have_the_contract_columns() {
     let row = garments::row(&record("e1", "2026-11-22T23:59:59.5Z")).expect("row");
-    let b = garments::batch(&[row]).expect("batch");
+    let b = GARMENTS.batch(&[row]).expect("batch");
     let schema = b.schema();
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     for c in [
@@ -114,7 +115,8 @@ fn rows_have_the_contract_columns() {
     assert_eq!(col("detections").as_list::<i32>().value(0).len(), 2);
     assert_eq!(col("colors").as_list::<i32>().value(0).len(), 2);
     assert_eq!(
-        garments::dt(&garments::row(&record("e1", "2026-11-22T23:59:59.5Z")).expect("row"))
+        GARMENTS
+            .dt(&garments::row(&record("e1", "2026-11-22T23:59:59.5Z")).expect("row"))
             .expect("dt"),
         "2026-11-22"
     );
@@ -185,8 +187,8 @@ async fn a_range_is_written_once_split_by_day_and_read_back() {
 async fn the_same_rows_give_the_same_bytes() {
     let rows = vec![garments::row(&record("a", "2026-11-22T01:00:00Z")).expect("row")];
     assert_eq!(
-        parquet_bytes(&rows).expect("p1"),
-        parquet_bytes(&rows).expect("p2")
+        GARMENTS.parquet_bytes(&rows).expect("p1"),
+        GARMENTS.parquet_bytes(&rows).expect("p2")
     );
 }
 

@@ -1,0 +1,37 @@
+//! The `garment_deletes` table: one tombstone row per delete event on `flashfit.deletes`
+//! (`event_id`, `garment_id`, `user_id`, `deleted_at`), partitioned by the UTC day of
+//! `deleted_at`. `garments_current` leaves every garment named here out: deletion is final.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use flashfit_schema::{DeleteEvent, format_ts};
+use serde_json::{Value, json};
+
+use crate::{Error, Result};
+
+/// The Arrow schema of the `garment_deletes` table.
+pub fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("garment_id", DataType::Utf8, false),
+        Field::new("user_id", DataType::Utf8, false),
+        Field::new(
+            "deleted_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+            false,
+        ),
+    ]))
+}
+
+/// The tombstone row of one delete event (validated as the contract says).
+pub fn row(r: &Value) -> Result<Value> {
+    let bytes = serde_json::to_vec(r).map_err(|e| Error::BadRecord(e.to_string()))?;
+    let d = DeleteEvent::from_json(&bytes).map_err(|e| Error::BadRecord(e.0))?;
+    Ok(json!({
+        "event_id": d.event_id,
+        "garment_id": d.garment_id,
+        "user_id": d.user_id,
+        "deleted_at": format_ts(d.deleted_at),
+    }))
+}
