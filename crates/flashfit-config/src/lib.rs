@@ -486,7 +486,8 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     pub format: LogFormat,
-    /// `tracing` filter directive; `RUST_LOG` wins when set.
+    /// `tracing` filter directive; `RUST_LOG` wins when set. The default keeps LanceDB's
+    /// per-query INFO lines (query plans) out.
     pub level: String,
 }
 
@@ -494,7 +495,7 @@ impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             format: LogFormat::Text,
-            level: "info".into(),
+            level: "info,lance=warn,lance_index=warn,lance_io=warn,lancedb=warn".into(),
         }
     }
 }

@@ -4,6 +4,12 @@
 //!   Python/OpenCV `ImageQualityChecker` on the same files (one OpenCV thread).
 //! - [`runtime`]: a pass-through stage on the worker runtime next to a bare rdkafka
 //!   consume→produce loop against the same broker: messages/s and end-to-end latency.
+//! - [`stages`]: each model stage through the runtime vs bare model calls.
+//! - [`parquet`]: the Parquet sink's rows/s and MB/s.
+//! - [`lance_bench`]: LanceDB upsert rows/s, upkeep, and query latency p50/p99.
+
+mod lance;
+pub use lance::{LanceBench, lance_bench};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -172,6 +172,28 @@ enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// LanceDB: upsert rows/s (insert, update), the upkeep pass that builds the indices, and
+    /// query latency p50/p99 (per-user exact search; whole-table IVF-PQ with its recall) on
+    /// synthetic garments.
+    Lance {
+        #[arg(long, default_value_t = 100_000)]
+        rows: usize,
+        #[arg(long, default_value_t = 200)]
+        users: usize,
+        #[arg(long, default_value_t = 1_000)]
+        batch: usize,
+        #[arg(long, default_value_t = 1_000)]
+        queries: usize,
+        #[arg(short, long, default_value_t = 10)]
+        k: usize,
+        #[arg(long, default_value_t = 20)]
+        nprobes: usize,
+        #[arg(long, default_value_t = 4)]
+        refine: u32,
+        /// LanceDB URI (default: a fresh temporary directory).
+        #[arg(long)]
+        uri: Option<String>,
+    },
     /// Each model stage (detect, classify, attributes, embed): images/s through the runtime vs
     /// bare (decode + the same model calls, no runtime), same photos and batches.
     Stages {
@@ -478,6 +500,31 @@ async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
                 rounds,
             };
             bench::parquet(&opts).await.map_err(Into::into)
+        }
+        Command::Bench {
+            which:
+                BenchCommand::Lance {
+                    rows,
+                    users,
+                    batch,
+                    queries,
+                    k,
+                    nprobes,
+                    refine,
+                    uri,
+                },
+        } => {
+            let opts = bench::LanceBench {
+                rows: rows.max(1),
+                users: users.max(1),
+                batch,
+                queries: queries.max(1),
+                k,
+                nprobes: nprobes.max(1),
+                refine: refine.max(1),
+                uri,
+            };
+            bench::lance_bench(&opts).await.map_err(Into::into)
         }
         Command::Bench {
             which:
