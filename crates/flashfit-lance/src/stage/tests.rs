@@ -311,3 +311,50 @@ async fn upkeep_compacts_prunes_and_indexes_once_the_table_is_large_enough() {
     assert_eq!(hits[0].garment_id, "g123");
     assert_eq!(t.count_rows(None).await.expect("count"), 300);
 }
+
+#[tokio::test]
+async fn the_worker_runs_upkeep_in_the_background_between_batches() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = LanceConfig {
+        optimize_interval_ms: 1,
+        ..LanceConfig::default()
+    };
+    let s = Arc::new(LanceSink::new(
+        &format!("file://{}", dir.path().display()),
+        &S3Config::default(),
+        &cfg,
+        "flashfit.embedded".into(),
+        "flashfit.deletes".into(),
+    ));
+    let input: Vec<_> = (0..40)
+        .map(|i| record(i, &format!("g{i:02}"), "2026-11-22T10:00:00.000Z", "jeans"))
+        .collect();
+    let batches = RuntimeConfig {
+        batch_size: 5,
+        ..RuntimeConfig::default()
+    };
+    harness::run(s.clone(), input, batches).await;
+    let t = s.table().await.expect("table");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut indexed = Vec::new();
+    while std::time::Instant::now() < deadline {
+        indexed = t
+            .list_indices()
+            .await
+            .expect("indices")
+            .into_iter()
+            .flat_map(|i| i.columns)
+            .collect();
+        if indexed.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    indexed.sort();
+    assert_eq!(
+        indexed,
+        vec!["garment_id", "user_id"],
+        "built by the worker"
+    );
+    assert_eq!(t.count_rows(None).await.expect("count"), 40);
+}
