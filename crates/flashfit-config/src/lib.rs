@@ -84,6 +84,10 @@ pub struct Config {
     pub embed: EmbedConfig,
     pub parquet: ParquetConfig,
     pub lance: LanceConfig,
+    pub outfits: OutfitsConfig,
+    /// A/B experiments by name (`[experiments.<name>]`).
+    pub experiments: BTreeMap<String, Experiment>,
+    pub kpi: KpiConfig,
     pub log: LogConfig,
 }
 
@@ -106,7 +110,160 @@ impl Default for Config {
             embed: EmbedConfig::default(),
             parquet: ParquetConfig::default(),
             lance: LanceConfig::default(),
+            outfits: OutfitsConfig::default(),
+            experiments: default_experiments(),
+            kpi: KpiConfig::default(),
             log: LogConfig::default(),
+        }
+    }
+}
+
+/// The shipped outfit rule tables.
+pub const DEFAULT_OUTFIT_RULES: &str = include_str!("outfits.toml");
+
+/// Outfit recommendations (defaults: `crates/flashfit-config/src/outfits.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutfitsConfig {
+    pub k: usize,
+    pub max_k: usize,
+    pub beam: usize,
+    pub outerwear: bool,
+    pub scorer: String,
+    /// The experiment whose variant picks the scorer or weights (`[experiments.<name>]`).
+    pub experiment: String,
+    pub weights: ScoreWeights,
+    pub personalization: PersonalizationConfig,
+    pub colors: ColorRules,
+    pub combos: ComboRules,
+    pub occasions: BTreeMap<String, [f32; 2]>,
+}
+
+impl Default for OutfitsConfig {
+    fn default() -> Self {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Rules {
+            k: usize,
+            max_k: usize,
+            beam: usize,
+            outerwear: bool,
+            scorer: String,
+            weights: ScoreWeights,
+            personalization: PersonalizationConfig,
+            colors: ColorRules,
+            combos: ComboRules,
+            occasions: BTreeMap<String, [f32; 2]>,
+        }
+        // A unit test parses the shipped file; a broken edit fails the build's tests.
+        let r: Rules = toml::from_str(DEFAULT_OUTFIT_RULES).unwrap_or_else(|e| {
+            panic!("crates/flashfit-config/src/outfits.toml does not parse: {e}")
+        });
+        OutfitsConfig {
+            k: r.k,
+            max_k: r.max_k,
+            beam: r.beam,
+            outerwear: r.outerwear,
+            scorer: r.scorer,
+            experiment: "outfit_scorer".into(),
+            weights: r.weights,
+            personalization: r.personalization,
+            colors: r.colors,
+            combos: r.combos,
+            occasions: r.occasions,
+        }
+    }
+}
+
+/// How the three rule scores combine (seed: 0.35 / 0.35 / 0.3).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreWeights {
+    pub color_harmony: f64,
+    pub formality_match: f64,
+    pub category_combo: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonalizationConfig {
+    pub min_feedback: u64,
+    pub clamp: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColorRules {
+    pub neutrals: Vec<String>,
+    pub complementary: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComboRules {
+    pub base: f64,
+    /// `[category, category, score]`.
+    pub pairs: Vec<(String, String, f64)>,
+}
+
+/// One A/B experiment: a user's variant is a pure function of (salt, experiment name, user id)
+/// and the variants' weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    pub salt: String,
+    pub variants: Vec<Variant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub name: String,
+    /// Relative share of users (need not sum to 1).
+    pub weight: f64,
+    /// For the outfit experiment: the scorer this variant uses (default: `[outfits] scorer`).
+    #[serde(default)]
+    pub scorer: Option<String>,
+    /// For the outfit experiment: rule weights this variant uses (default: `[outfits.weights]`).
+    #[serde(default)]
+    pub weights: Option<ScoreWeights>,
+}
+
+/// One experiment, `outfit_scorer`, with one variant (`control`: the shipped scorer and
+/// weights). Configure more variants to run a test.
+pub fn default_experiments() -> BTreeMap<String, Experiment> {
+    BTreeMap::from([(
+        "outfit_scorer".to_owned(),
+        Experiment {
+            salt: "outfit_scorer-1".into(),
+            variants: vec![Variant {
+                name: "control".into(),
+                weight: 1.0,
+                scorer: None,
+                weights: None,
+            }],
+        },
+    )])
+}
+
+/// `flashfit worker kpi` and `flashfit kpi-daily`: the `kpi_events` table (files roll like the
+/// garments table's) and its `kpi_daily` rollup, under `warehouse_uri`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KpiConfig {
+    pub table: String,
+    pub daily_table: String,
+    pub max_rows: usize,
+    pub roll_ms: u64,
+}
+
+impl Default for KpiConfig {
+    fn default() -> Self {
+        KpiConfig {
+            table: "kpi_events".into(),
+            daily_table: "kpi_daily".into(),
+            max_rows: 10_000,
+            roll_ms: 60_000,
         }
     }
 }

@@ -58,9 +58,33 @@ pub async fn connect(uri: &str, s3: &S3Config) -> Result<lancedb::Connection> {
     Ok(b.execute().await?)
 }
 
-/// The garments table, created empty with [`rows::schema`] when missing.
+/// The garments table, created empty with [`rows::schema`] when missing; a table made
+/// before columns were added to the schema gets them (all null until rows are rewritten).
 pub async fn garments(db: &lancedb::Connection, name: &str) -> Result<lancedb::Table> {
-    open_or_create(db, name, rows::schema()).await
+    let t = open_or_create(db, name, rows::schema()).await?;
+    let have = t.schema().await?;
+    let missing: Vec<arrow::datatypes::Field> = rows::added_columns()
+        .into_iter()
+        .filter(|f| have.field_with_name(f.name()).is_err())
+        .collect();
+    if !missing.is_empty() {
+        tracing::info!(table = name, columns = ?missing.iter().map(|f| f.name()).collect::<Vec<_>>(), "adding columns");
+        let added = Arc::new(arrow::datatypes::Schema::new(missing));
+        match t
+            .add_columns()
+            .transform(lancedb::table::NewColumnTransform::AllNulls(added))
+            .execute()
+            .await
+        {
+            Ok(_) => {}
+            // Another worker added them meanwhile.
+            Err(e) if t.schema().await?.field_with_name("formality").is_ok() => {
+                tracing::debug!(error = %e, "columns already added");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(t)
 }
 
 /// The tombstone table, created empty with [`rows::tombstone_schema`] when missing.

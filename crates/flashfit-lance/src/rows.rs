@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, FixedSizeListBuilder, Float32Builder, ListBuilder, RecordBatch, StringArray,
-    StringBuilder,
+    ArrayRef, FixedSizeListBuilder, Float32Array, Float32Builder, ListBuilder, RecordBatch,
+    StringArray, StringBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema};
 use serde_json::Value;
@@ -39,7 +39,18 @@ pub fn schema() -> Schema {
         Field::new("text_vector", vector(TEXT_DIM), true),
         Field::new("model_version", DataType::Utf8, true),
         Field::new("processed_at", DataType::Utf8, false),
+        // Added for outfit recommendations; tables made before have them added (all null).
+        Field::new("formality", DataType::Float32, true),
+        Field::new("seasons", list(), true),
     ])
+}
+
+/// Columns added to [`schema`] after tables were first created: `(name, type)`.
+pub fn added_columns() -> Vec<Field> {
+    vec![
+        Field::new("formality", DataType::Float32, true),
+        Field::new("seasons", list(), true),
+    ]
 }
 
 /// One garment, as the table stores it.
@@ -58,6 +69,8 @@ pub struct Garment {
     pub text_vector: Vec<f32>,
     pub model_version: String,
     pub processed_at: String,
+    pub formality: Option<f32>,
+    pub seasons: Vec<String>,
 }
 
 fn text(v: &Value, field: &str) -> Result<String> {
@@ -138,6 +151,8 @@ impl Garment {
             text_vector: floats(&e["text_vector"], TEXT_DIM, "embedding.text_vector")?,
             model_version,
             processed_at: text(r, "processed_at")?,
+            formality: a["formality"].as_f64().map(|f| f as f32),
+            seasons: strings(&a["seasons"]),
         })
     }
 }
@@ -185,6 +200,13 @@ pub fn batch(garments: &[Garment]) -> Result<RecordBatch> {
             v(TEXT_DIM, |g| &g.text_vector),
             s(|g| &g.model_version),
             s(|g| &g.processed_at),
+            Arc::new(
+                garments
+                    .iter()
+                    .map(|g| g.formality)
+                    .collect::<Float32Array>(),
+            ),
+            l(|g| &g.seasons),
         ],
     )
     .map_err(|e| Error::BadRecord(e.to_string()))

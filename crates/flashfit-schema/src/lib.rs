@@ -2,7 +2,8 @@
 //! event, the records each stage passes on, the terminal status event, and the stable names of
 //! rejection reasons and warnings. Pure data and validation, no I/O.
 //!
-//! Main types: [`UploadEvent`], [`QualityRecord`], [`StatusEvent`], [`Reason`], [`Warning`].
+//! Main types: [`UploadEvent`], [`QualityRecord`], [`StatusEvent`], [`DeleteEvent`],
+//! [`FeedbackEvent`], [`KpiEvent`], [`Reason`], [`Warning`].
 //! The JSON Schemas in `schemas/` describe the same shapes; a test keeps them in step.
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -19,6 +20,10 @@ pub mod topics {
     pub const QUALITY: &str = "flashfit.quality";
     /// Garments removed by their owners (key: `garment_id`), see `DeleteEvent`.
     pub const DELETES: &str = "flashfit.deletes";
+    /// User feedback on garments and outfits (key: `user_id`), see `FeedbackEvent`.
+    pub const FEEDBACK: &str = "flashfit.feedback";
+    /// A/B KPI events (key: `user_id`), see `KpiEvent`.
+    pub const KPI: &str = "flashfit.kpi";
 
     /// Output topic of each stage, in pipeline order.
     pub const STAGE_OUTPUTS: [(&str, &str); 5] = [
@@ -67,6 +72,12 @@ impl Topics {
     }
     pub fn deletes(&self) -> String {
         format!("{}{}", self.prefix, topics::DELETES)
+    }
+    pub fn feedback(&self) -> String {
+        format!("{}{}", self.prefix, topics::FEEDBACK)
+    }
+    pub fn kpi(&self) -> String {
+        format!("{}{}", self.prefix, topics::KPI)
     }
     pub fn dlq(&self, stage: &str) -> String {
         format!("{}{}", self.prefix, topics::dlq(stage))
@@ -299,6 +310,175 @@ impl DeleteEvent {
             ("garment_id", &event.garment_id),
         ])?;
         Ok(event)
+    }
+}
+
+/// What a user did with garments or an outfit (seed: "Personalization").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signal {
+    Like,
+    Dislike,
+    Wear,
+    Skip,
+    Click,
+}
+
+impl Signal {
+    pub const ALL: [Signal; 5] = [
+        Signal::Like,
+        Signal::Dislike,
+        Signal::Wear,
+        Signal::Skip,
+        Signal::Click,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Like => "like",
+            Signal::Dislike => "dislike",
+            Signal::Wear => "wear",
+            Signal::Skip => "skip",
+            Signal::Click => "click",
+        }
+    }
+}
+
+/// Most garments one feedback or KPI event may name.
+pub const MAX_GARMENTS_PER_EVENT: usize = 64;
+
+/// One interaction, published by the app on [`topics::FEEDBACK`] (key: `user_id`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedbackEvent {
+    /// Unique per interaction: the idempotency key (a redelivered event changes nothing).
+    pub event_id: String,
+    pub user_id: String,
+    pub signal: Signal,
+    /// The garments the signal is about (an outfit's garments for outfit feedback).
+    pub garment_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outfit_id: Option<String>,
+    #[serde(with = "rfc3339")]
+    pub ts: DateTime<Utc>,
+}
+
+impl FeedbackEvent {
+    pub fn from_json(bytes: &[u8]) -> Result<Self, InvalidEvent> {
+        let e: FeedbackEvent = serde_json::from_slice(bytes)
+            .map_err(|e| InvalidEvent(format!("invalid feedback event: {e}")))?;
+        check_ids(&[("event_id", &e.event_id), ("user_id", &e.user_id)])?;
+        check_garments(&e.garment_ids)?;
+        if let Some(o) = &e.outfit_id {
+            check_ids(&[("outfit_id", o)])?;
+        }
+        Ok(e)
+    }
+}
+
+fn check_garments(ids: &[String]) -> Result<(), InvalidEvent> {
+    if ids.is_empty() {
+        return Err(InvalidEvent("field `garment_ids` is empty".into()));
+    }
+    if ids.len() > MAX_GARMENTS_PER_EVENT {
+        return Err(InvalidEvent(format!(
+            "field `garment_ids` has more than {MAX_GARMENTS_PER_EVENT} ids"
+        )));
+    }
+    for g in ids {
+        check_ids(&[("garment_ids[]", g)])?;
+    }
+    Ok(())
+}
+
+/// What a KPI event counts (seed: Phase 2 KPIs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KpiType {
+    Impression,
+    Click,
+    Save,
+    Wear,
+    Conversion,
+    SessionStart,
+    SessionEnd,
+    Rating,
+}
+
+impl KpiType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KpiType::Impression => "impression",
+            KpiType::Click => "click",
+            KpiType::Save => "save",
+            KpiType::Wear => "wear",
+            KpiType::Conversion => "conversion",
+            KpiType::SessionStart => "session_start",
+            KpiType::SessionEnd => "session_end",
+            KpiType::Rating => "rating",
+        }
+    }
+}
+
+/// One KPI event on [`topics::KPI`] (key: `user_id`), carrying the user's experiment variants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KpiEvent {
+    /// Unique per event: the sink writes each once.
+    pub event_id: String,
+    pub user_id: String,
+    #[serde(rename = "type")]
+    pub kind: KpiType,
+    #[serde(with = "rfc3339")]
+    pub ts: DateTime<Utc>,
+    /// Experiment name → the user's variant in it.
+    #[serde(default)]
+    pub variants: std::collections::BTreeMap<String, String>,
+    /// Seconds; required for `session_end`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
+    /// Required for `rating`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// The outfit shown or acted on, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outfit_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub garment_ids: Vec<String>,
+}
+
+impl KpiEvent {
+    pub fn from_json(bytes: &[u8]) -> Result<Self, InvalidEvent> {
+        let e: KpiEvent = serde_json::from_slice(bytes)
+            .map_err(|e| InvalidEvent(format!("invalid KPI event: {e}")))?;
+        e.validate()?;
+        Ok(e)
+    }
+
+    pub fn validate(&self) -> Result<(), InvalidEvent> {
+        check_ids(&[("event_id", &self.event_id), ("user_id", &self.user_id)])?;
+        for (x, v) in &self.variants {
+            check_ids(&[("variants key", x), ("variants value", v)])?;
+        }
+        let finite = |name: &str, v: Option<f64>| match v {
+            Some(x) if !x.is_finite() => Err(InvalidEvent(format!("field `{name}` is not finite"))),
+            _ => Ok(()),
+        };
+        finite("duration_s", self.duration_s)?;
+        finite("value", self.value)?;
+        match self.kind {
+            KpiType::SessionEnd if self.duration_s.is_none_or(|d| d < 0.0) => Err(InvalidEvent(
+                "a session_end event needs `duration_s` ≥ 0".into(),
+            )),
+            KpiType::Rating if self.value.is_none() => {
+                Err(InvalidEvent("a rating event needs `value`".into()))
+            }
+            _ => Ok(()),
+        }?;
+        if self.garment_ids.len() > MAX_GARMENTS_PER_EVENT {
+            return Err(InvalidEvent(format!(
+                "field `garment_ids` has more than {MAX_GARMENTS_PER_EVENT} ids"
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -216,3 +216,81 @@ fn the_taxonomy_has_47_unique_categories_in_six_groups() {
     assert_eq!(taxonomy::index("bag"), Some(46));
     assert_eq!(taxonomy::index("cape"), None);
 }
+
+#[test]
+fn feedback_and_kpi_events_parse_validate_and_match_their_schemas() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
+    let load = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(root.join(name)).expect("file"))
+            .expect("json")
+    };
+    let sorted = |v: &serde_json::Value| -> Vec<String> {
+        let mut k: Vec<String> = match v {
+            serde_json::Value::Object(m) => m.keys().cloned().collect(),
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        };
+        k.sort();
+        k
+    };
+
+    let good = r#"{"event_id":"f1","user_id":"u1","signal":"wear","garment_ids":["g1","g2"],
+        "outfit_id":"o1","ts":"2026-11-22T10:00:00Z","app":"ios"}"#;
+    let f = FeedbackEvent::from_json(good.as_bytes()).expect("valid");
+    assert_eq!((f.signal, f.garment_ids.len()), (Signal::Wear, 2));
+    let schema = load("flashfit.feedback.json");
+    assert_eq!(
+        sorted(&schema["properties"]),
+        sorted(&serde_json::to_value(&f).expect("ser"))
+    );
+    let signals: Vec<String> =
+        serde_json::from_value(schema["properties"]["signal"]["enum"].clone()).expect("enum");
+    assert_eq!(signals, Signal::ALL.map(|s| s.as_str().to_owned()).to_vec());
+    for (bad, field) in [
+        (
+            good.replace(r#""signal":"wear""#, r#""signal":"love""#),
+            "unknown variant `love`",
+        ),
+        (good.replace(r#"["g1","g2"]"#, "[]"), "garment_ids"),
+        (good.replace(r#""user_id":"u1","#, ""), "user_id"),
+        (
+            good.replace(r#""outfit_id":"o1""#, r#""outfit_id":"""#),
+            "outfit_id",
+        ),
+    ] {
+        let err = FeedbackEvent::from_json(bad.as_bytes()).expect_err(field);
+        assert!(err.0.contains(field), "{field}: {err}");
+    }
+
+    let kpi = r#"{"event_id":"k1","user_id":"u1","type":"session_end","ts":"2026-11-22T10:00:00Z",
+        "variants":{"outfit_scorer":"treatment"},"duration_s":42.5}"#;
+    let k = KpiEvent::from_json(kpi.as_bytes()).expect("valid");
+    assert_eq!(k.kind, KpiType::SessionEnd);
+    assert_eq!(k.variants["outfit_scorer"], "treatment");
+    let schema = load("flashfit.kpi.json");
+    let mut full = serde_json::to_value(&k).expect("ser");
+    full["value"] = 1.0.into();
+    full["outfit_id"] = "o".into();
+    full["garment_ids"] = serde_json::json!(["g"]);
+    assert_eq!(sorted(&schema["properties"]), sorted(&full));
+    assert_eq!(
+        sorted(&schema["required"]),
+        vec!["event_id", "ts", "type", "user_id"]
+    );
+    let no_duration = kpi.replace(r#","duration_s":42.5"#, "");
+    assert!(KpiEvent::from_json(no_duration.as_bytes()).is_err());
+    let rating = kpi.replace("session_end", "rating");
+    assert!(
+        KpiEvent::from_json(rating.as_bytes())
+            .expect_err("no value")
+            .0
+            .contains("value")
+    );
+    let click = kpi
+        .replace("session_end", "click")
+        .replace(r#","duration_s":42.5"#, "");
+    assert!(KpiEvent::from_json(click.as_bytes()).is_ok());
+}

@@ -358,3 +358,41 @@ async fn the_worker_runs_upkeep_in_the_background_between_batches() {
     );
     assert_eq!(t.count_rows(None).await.expect("count"), 40);
 }
+
+#[tokio::test]
+async fn a_table_from_before_the_outfit_columns_gets_them_and_keeps_working() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let uri = format!("file://{}", dir.path().display());
+    let db = crate::connect(&uri, &S3Config::default())
+        .await
+        .expect("db");
+    let added: Vec<String> = crate::rows::added_columns()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let old = arrow::datatypes::Schema::new(
+        crate::rows::schema()
+            .fields()
+            .iter()
+            .filter(|f| !added.contains(f.name()))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    db.create_empty_table("garments", Arc::new(old))
+        .execute()
+        .await
+        .expect("old table");
+    let s = sink(dir.path());
+    harness::run(
+        s.clone(),
+        vec![record(0, "g1", "2026-11-22T10:00:00.000Z", "jeans")],
+        RuntimeConfig::default(),
+    )
+    .await;
+    let t = s.table().await.expect("table");
+    let schema = t.schema().await.expect("schema");
+    for c in &added {
+        assert!(schema.field_with_name(c).is_ok(), "{c} added");
+    }
+    assert_eq!(categories(&s).await, vec![("g1".into(), "jeans".into())]);
+}

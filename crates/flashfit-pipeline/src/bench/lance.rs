@@ -146,6 +146,8 @@ impl Generator {
             text_vector: self.near(&text_centre, 0.5),
             model_version: "bench".into(),
             processed_at: at.to_owned(),
+            formality: Some((self.rng.next() % 1000) as f32 / 1000.0),
+            seasons: vec!["fall".into()],
         }
     }
 }
