@@ -7,26 +7,18 @@ region from the environment) and DuckDB queries the Arrow table (DuckDB's own S3
 extension downloaded at run time, which this machine cannot fetch).
 Usage: check_garments.py <warehouse_uri>
 """
-import json, os, sys
+import json, sys
 
 import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from warehouse_fs import open_warehouse
+
 uri = sys.argv[1].rstrip("/")
-if uri.startswith("s3://"):
-    endpoint = os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:5055")
-    fs = pafs.S3FileSystem(endpoint_override=endpoint.split("://", 1)[1],
-                           scheme=endpoint.split("://", 1)[0],
-                           access_key=os.environ.get("AWS_ACCESS_KEY_ID", "flashfit"),
-                           secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "flashfit-secret"),
-                           region=os.environ.get("AWS_REGION", "us-east-1"))
-    root = uri[len("s3://"):] + "/garments"
-else:
-    fs = pafs.LocalFileSystem()
-    root = uri[len("file://"):] + "/garments"
+fs, warehouse_root = open_warehouse(uri)
+root = warehouse_root + "/garments"
 # pyarrow skips `_`- and `.`-prefixed paths (the range markers live under `_ranges/`).
 dataset = ds.dataset(root, filesystem=fs, format="parquet", partitioning="hive")
 table = dataset.to_table()

@@ -7,6 +7,7 @@ mod support;
 
 mod embedded;
 mod hostile;
+mod personal;
 mod pipeline;
 mod process;
 mod sinks;

@@ -67,46 +67,13 @@ async fn run_sink<F: Fn(&[(String, bytes::Bytes)]) -> bool>(
     Ok(last)
 }
 
-/// Runs one of the analysts' reader scripts in `tests/` on `uri`; returns its JSON.
-async fn python_check(stack: &Stack, script: &str, uri: &str) -> anyhow::Result<serde_json::Value> {
-    let python = std::env::var("FLASHFIT_VENV")
-        .map(|v| format!("{v}/bin/python"))
-        .unwrap_or_else(|_| "/var/lib/flashfit/venv/bin/python".into());
-    let out = tokio::process::Command::new(python)
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(script))
-        .arg(uri)
-        .envs(stack.child_env())
-        .output()
-        .await?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(serde_json::from_slice(&out.stdout)?)
-}
-
 /// Runs the lance worker until it has consumed `records` messages; returns the table's row
 /// count.
 async fn run_lance(config: &Config, records: u64) -> anyhow::Result<usize> {
     let mut c = config.clone();
     c.lance.batch_rows = 2;
     c.lance.linger_ms = 200;
-    let c = worker_config("lance", &c);
-    let stage = build_stage("lance", &c, &Pipeline::default_pipeline())?;
-    let metrics = Metrics::new();
-    let received = metrics.stage("lance");
-    let token = CancellationToken::new();
-    let t = token.clone();
-    let c2 = c.clone();
-    let task = tokio::spawn(async move { run_stages(&c2, vec![stage], metrics, t).await });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    while tokio::time::Instant::now() < deadline && received.count("received", None) < records {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    token.cancel();
-    tokio::time::timeout(Duration::from_secs(30), task).await???;
+    run_worker_until(&c, "lance", records).await?;
     let db = flashfit_lance::connect(&c.lancedb_uri, &c.s3).await?;
     Ok(flashfit_lance::garments(&db, &c.lance.table)
         .await?

@@ -50,6 +50,13 @@ impl Stack {
                 env_or("AWS_ENDPOINT_URL", "http://127.0.0.1:5055"),
             ),
             ("AWS_ALLOW_HTTP".into(), env_or("AWS_ALLOW_HTTP", "true")),
+            (
+                "FLASHFIT_DATABASE_URL".into(),
+                env_or(
+                    "FLASHFIT_DATABASE_URL",
+                    "postgres://flashfit@127.0.0.1:5433/flashfit",
+                ),
+            ),
             ("FLASHFIT_ADMIN_ADDR".into(), "127.0.0.1:0".into()),
             ("FLASHFIT_KAFKA__TOPIC_PREFIX".into(), prefix.clone()),
             (
@@ -100,6 +107,10 @@ impl Stack {
                 c.s3.endpoint_url.clone().unwrap_or_default(),
             ),
             ("AWS_ALLOW_HTTP".into(), "true".into()),
+            (
+                "FLASHFIT_DATABASE_URL".into(),
+                c.database_url.expose().to_owned(),
+            ),
             ("FLASHFIT_KAFKA__TOPIC_PREFIX".into(), self.prefix.clone()),
             (
                 "FLASHFIT_KAFKA__GROUP_PREFIX".into(),
@@ -327,4 +338,62 @@ pub async fn run_chain_round(
     token.cancel();
     tokio::time::timeout(std::time::Duration::from_secs(30), task).await???;
     seen
+}
+
+/// Runs the worker `name` in this process until it has received `records` messages (or 90 s
+/// pass), lets its last commits happen, and stops it.
+pub async fn run_worker_until(config: &Config, name: &str, records: u64) -> anyhow::Result<()> {
+    let c = flashfit_pipeline::worker_config(name, config);
+    let stage =
+        flashfit_pipeline::build_stage(name, &c, &flashfit_pipeline::Pipeline::default_pipeline())?;
+    let metrics = flashfit_runtime::Metrics::new();
+    let received = metrics.stage(name);
+    let token = tokio_util::sync::CancellationToken::new();
+    let t = token.clone();
+    let task =
+        tokio::spawn(
+            async move { flashfit_pipeline::run_stages(&c, vec![stage], metrics, t).await },
+        );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while tokio::time::Instant::now() < deadline && received.count("received", None) < records {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(30), task).await???;
+    anyhow::ensure!(
+        received.count("received", None) >= records,
+        "{name} received {} of {records} messages",
+        received.count("received", None)
+    );
+    Ok(())
+}
+
+/// Runs one of the analysts' reader scripts in `tests/` on `uri`; returns its JSON.
+pub async fn python_check(
+    stack: &Stack,
+    script: &str,
+    uri: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let python = std::env::var("FLASHFIT_VENV")
+        .map(|v| format!("{v}/bin/python"))
+        .unwrap_or_else(|_| "/var/lib/flashfit/venv/bin/python".into());
+    json_output(
+        tokio::process::Command::new(python)
+            .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(script))
+            .arg(uri)
+            .envs(stack.child_env()),
+    )
+    .await
+}
+
+/// Runs `cmd`; fails with its stderr unless it succeeds; returns its stdout parsed as JSON.
+pub async fn json_output(cmd: &mut tokio::process::Command) -> anyhow::Result<serde_json::Value> {
+    let out = cmd.output().await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
 }

@@ -7,6 +7,7 @@ pub mod rows;
 pub mod search;
 pub mod stage;
 pub mod upkeep;
+pub mod wardrobe;
 
 use std::sync::Arc;
 

@@ -9,6 +9,7 @@
 pub mod bench;
 mod embedded;
 pub mod ingest;
+pub mod personal;
 mod pipeline;
 pub mod serve;
 mod supervise;
@@ -18,8 +19,8 @@ pub mod watch;
 
 pub use embedded::EmbeddedBroker;
 pub use pipeline::{
-    Pipeline, SINKS, SearchQuery, build_stage, compact, deletes_table, garments_table,
-    lance_upkeep, search, worker_config,
+    Pipeline, SINKS, SearchQuery, WORKERS, build_stage, compact, deletes_table, garments_table,
+    kpi_daily, kpi_table, lance_upkeep, search, worker_config,
 };
 pub use supervise::{run_stages, shutdown_on_signals};
 

@@ -77,6 +77,10 @@ impl Pipeline {
 /// Sinks: workers that read the pipeline's last topic and write tables.
 pub const SINKS: &[&str] = &["parquet", "lance"];
 
+/// Every worker outside the enrichment chain: the sinks, `feedback` (flashfit.feedback →
+/// preference weights) and `kpi` (flashfit.kpi → the kpi_events table).
+pub const WORKERS: &[&str] = &["parquet", "lance", "feedback", "kpi"];
+
 /// The configuration a worker for `name` runs with: a sink's runtime batch is its file roll
 /// (rows, time), with room in flight for a whole file.
 pub fn worker_config(name: &str, config: &Config) -> Config {
@@ -90,6 +94,11 @@ pub fn worker_config(name: &str, config: &Config) -> Config {
     if name == "lance" {
         c.runtime.batch_size = c.lance.batch_rows.max(1);
         c.runtime.linger_ms = c.lance.linger_ms;
+    }
+    if name == "kpi" {
+        c.runtime.batch_size = c.kpi.max_rows.max(1);
+        c.runtime.linger_ms = c.kpi.roll_ms;
+        c.runtime.max_in_flight_messages = c.runtime.max_in_flight_messages.max(2 * c.kpi.max_rows);
     }
     c
 }
@@ -123,6 +132,23 @@ pub fn deletes_table(config: &Config) -> Result<flashfit_sinks::table::Table> {
         &config.parquet.deletes_table,
         flashfit_sinks::table::GARMENT_DELETES,
     )
+}
+
+/// The `kpi_events` table under the configured warehouse.
+pub fn kpi_table(config: &Config) -> Result<flashfit_sinks::table::Table> {
+    warehouse_table(config, &config.kpi.table, flashfit_sinks::table::KPI_EVENTS)
+}
+
+/// `flashfit kpi-daily`: rebuilds the `kpi_daily` rollup from `kpi_events`.
+pub async fn kpi_daily(config: &Config) -> Result<flashfit_sinks::kpi::Rollup> {
+    let warehouse = Location::open(&config.warehouse_uri, &config.s3)?;
+    let out = warehouse
+        .prefix()
+        .clone()
+        .join(config.kpi.daily_table.as_str());
+    flashfit_sinks::kpi::rollup_daily(&kpi_table(config)?, &out)
+        .await
+        .map_err(|e| Error::Invalid(e.to_string()))
 }
 
 /// `flashfit compact`: rebuilds `<table>_current` next to the `garments` table.
@@ -200,8 +226,25 @@ pub async fn search(
 
 /// Builds a stage by name from the configuration.
 pub fn build_stage(name: &str, config: &Config, pipeline: &Pipeline) -> Result<Arc<dyn Stage>> {
+    let topics = flashfit_schema::Topics::new(config.kafka.topic_prefix.clone());
+    if name == "feedback" {
+        return Ok(Arc::new(flashfit_prefs::stage::FeedbackStage::new(
+            config.database_url.expose(),
+            crate::personal::LanceLookup::new(config),
+            topics.feedback(),
+        )));
+    }
+    if name == "kpi" {
+        return Ok(Arc::new(
+            flashfit_sinks::stage::ParquetSink::new(
+                kpi_table(config)?,
+                topics.kpi(),
+                config.parquet.max_bytes,
+            )
+            .named("kpi"),
+        ));
+    }
     if SINKS.contains(&name) {
-        let topics = flashfit_schema::Topics::new(config.kafka.topic_prefix.clone());
         let last = pipeline
             .stages
             .last()
@@ -252,5 +295,25 @@ pub fn build_stage(name: &str, config: &Config, pipeline: &Pipeline) -> Result<A
             crate::vision::model_stage(name, config, pipeline)
         }
         other => Err(Error::Invalid(format!("unknown stage `{other}`"))),
+    }
+}
+
+#[cfg(test)]
+mod worker_tests {
+    use super::*;
+
+    #[test]
+    fn every_worker_builds_with_its_own_name_and_input() {
+        let config = Config::default();
+        let p = Pipeline::default_pipeline();
+        for (name, input) in [
+            ("parquet", "flashfit.embedded"),
+            ("lance", "flashfit.embedded"),
+            ("feedback", "flashfit.feedback"),
+            ("kpi", "flashfit.kpi"),
+        ] {
+            let s = build_stage(name, &config, &p).expect(name);
+            assert_eq!((s.name(), s.input_topic()), (name, input));
+        }
     }
 }

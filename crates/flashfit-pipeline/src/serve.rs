@@ -1,6 +1,10 @@
-//! `flashfit serve`: the app-facing HTTP API on `FLASHFIT_HTTP_ADDR`. Today:
-//! `GET /v1/users/{user_id}/search?like=<garment_id>|text=<query>&category=&color=&k=` →
-//! `{"results": [{garment_id, score, category, color_primary, style_tags, caption}]}`.
+//! `flashfit serve`: the app-facing HTTP API on `FLASHFIT_HTTP_ADDR`:
+//! - `GET /v1/users/{user_id}/search?like=<garment_id>|text=<query>&category=&color=&k=` →
+//!   `{"results": [{garment_id, score, category, color_primary, style_tags, caption}]}`;
+//! - `GET /v1/users/{user_id}/outfits?k=&occasion=&season=` →
+//!   `{"outfits": [{garment_ids, score, breakdown}], "variant": …}` (impressions logged to
+//!   `flashfit.kpi`).
+//!
 //! An unknown user or garment is an empty result (200); malformed parameters are a 400 with a
 //! message.
 
@@ -17,6 +21,7 @@ use flashfit_lance::search::{Filters, Hit};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use crate::personal::{RecommendError, Recommender};
 use crate::{Error, Result};
 
 /// What the handlers share: the vector table (opened once) and the text model (loaded on the
@@ -82,19 +87,13 @@ impl SearchParams {
     /// Parses an `application/x-www-form-urlencoded` query string.
     fn parse(q: &str) -> std::result::Result<Self, String> {
         let mut p = SearchParams::default();
-        for pair in q.split('&').filter(|s| !s.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let v = url::form_urlencoded::parse(format!("v={v}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default();
-            let slot = match k {
+        for (k, v) in parse_query(q, &["like", "text", "category", "color", "k"])? {
+            let slot = match k.as_str() {
                 "like" => &mut p.like,
                 "text" => &mut p.text,
                 "category" => &mut p.category,
                 "color" => &mut p.color,
-                "k" => &mut p.k,
-                other => return Err(format!("unknown parameter `{other}`")),
+                _ => &mut p.k,
             };
             *slot = Some(v);
         }
@@ -116,11 +115,73 @@ fn bad(message: impl Into<String>) -> Reply {
     reply(StatusCode::BAD_REQUEST, json!({"error": message.into()}))
 }
 
+/// Parses `k=v&…` into the allowed keys (a key given twice keeps the last value).
+fn parse_query(q: &str, allowed: &[&str]) -> std::result::Result<Vec<(String, String)>, String> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
+        if !allowed.contains(&k.as_ref()) {
+            return Err(format!("unknown parameter `{k}`"));
+        }
+        out.retain(|(x, _)| x != k.as_ref());
+        out.push((k.into_owned(), v.into_owned()));
+    }
+    Ok(out)
+}
+
+async fn outfits_handler(
+    State(api): State<Arc<Api>>,
+    Path(user_id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Reply {
+    let params = match parse_query(
+        q.as_deref().unwrap_or_default(),
+        &["k", "occasion", "season"],
+    ) {
+        Ok(p) => p,
+        Err(e) => return bad(e),
+    };
+    let get = |k: &str| params.iter().find(|(x, _)| x == k).map(|(_, v)| v.clone());
+    let max_k = api.config.outfits.max_k;
+    let k = match get("k").map(|k| k.parse::<usize>()) {
+        None => api.config.outfits.k,
+        Some(Ok(k)) if (1..=max_k).contains(&k) => k,
+        Some(_) => return bad(format!("k must be an integer from 1 to {max_k}")),
+    };
+    let req = flashfit_outfits::Request {
+        k,
+        occasion: get("occasion").filter(|o| !o.is_empty()),
+        season: get("season").filter(|s| !s.is_empty()),
+    };
+    match api
+        .recommender
+        .recommend(api.searcher.table(), &user_id, &req)
+        .await
+    {
+        Ok(o) => reply(StatusCode::OK, json!(o)),
+        Err(RecommendError::BadRequest(m)) => bad(m),
+        Err(RecommendError::Unavailable(e)) => {
+            tracing::error!(error = %e, "recommendation failed");
+            reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": e.to_string()}),
+            )
+        }
+    }
+}
+
+/// What the handlers share.
+pub struct Api {
+    pub searcher: Searcher,
+    pub recommender: Recommender,
+    pub config: Config,
+}
+
 async fn search_handler(
-    State(s): State<Arc<Searcher>>,
+    State(api): State<Arc<Api>>,
     Path(user_id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> impl IntoResponse {
+    let s = &api.searcher;
     let p = match SearchParams::parse(q.as_deref().unwrap_or_default()) {
         Ok(p) => p,
         Err(e) => return bad(e),
@@ -165,11 +226,12 @@ async fn search_handler(
     }
 }
 
-/// The API's routes over `searcher`.
-pub fn router(searcher: Arc<Searcher>) -> Router {
+/// The API's routes.
+pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/v1/users/{user_id}/search", get(search_handler))
-        .with_state(searcher)
+        .route("/v1/users/{user_id}/outfits", get(outfits_handler))
+        .with_state(api)
 }
 
 /// Binds `addr` and serves until `shutdown`; returns the bound address and the server task.
@@ -178,10 +240,14 @@ pub async fn serve(
     addr: SocketAddr,
     shutdown: CancellationToken,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let searcher = Arc::new(Searcher::open(config).await?);
+    let api = Arc::new(Api {
+        searcher: Searcher::open(config).await?,
+        recommender: Recommender::new(config)?,
+        config: config.clone(),
+    });
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let app = router(searcher);
+    let app = router(api);
     let task = tokio::spawn(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
         if let Err(e) = server.await {

@@ -1,10 +1,12 @@
 //! Parquet sinks: the `garments` log ([`garments`]: schema and rows) and its
 //! `garment_deletes` tombstones ([`deletes`]), written as replay-safe files on object storage
-//! ([`table`]) by `flashfit worker parquet` ([`stage`]); `garments_current` ([`compact`]).
+//! ([`table`]) by `flashfit worker parquet` ([`stage`]); `garments_current` ([`compact`]);
+//! the A/B `kpi_events` table and its `kpi_daily` rollup ([`kpi`]).
 
 pub mod compact;
 pub mod deletes;
 pub mod garments;
+pub mod kpi;
 pub mod stage;
 pub mod table;
 

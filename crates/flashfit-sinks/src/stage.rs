@@ -16,6 +16,8 @@ use serde_json::Value;
 use crate::table::{Range, Table, Written};
 
 pub struct ParquetSink {
+    /// The worker's name: metrics, consumer group, dead-letter topic.
+    name: String,
     /// Input topic → the table its records go to; the first is the main input.
     routes: Vec<(String, Table)>,
     /// A range's files stop growing at about this many bytes of input records.
@@ -28,10 +30,17 @@ impl ParquetSink {
     /// A sink writing `input`'s records to `table`.
     pub fn new(table: Table, input: String, max_bytes: usize) -> Self {
         ParquetSink {
+            name: "parquet".into(),
             routes: vec![(input, table)],
             max_bytes,
             known: Default::default(),
         }
+    }
+
+    /// Another worker name than `parquet` (each name has its own consumer group).
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = name.to_owned();
+        self
     }
 
     /// Also consume `input`, writing its records to `table`.
@@ -68,7 +77,7 @@ fn convert(table: &Table, msg: &Message) -> Result<Value, String> {
 #[async_trait]
 impl Stage for ParquetSink {
     fn name(&self) -> &str {
-        "parquet"
+        &self.name
     }
 
     fn input_topic(&self) -> &str {

@@ -48,6 +48,14 @@ pub const GARMENT_DELETES: Layout = Layout {
     time_column: "deleted_at",
 };
 
+/// A/B KPI events (events of `flashfit.kpi`).
+pub const KPI_EVENTS: Layout = Layout {
+    name: "kpi_events",
+    schema: crate::kpi::schema,
+    row: crate::kpi::row,
+    time_column: "ts",
+};
+
 impl Layout {
     /// Rows as one Arrow batch of this layout's schema.
     pub fn batch(&self, rows: &[Value]) -> Result<RecordBatch> {

@@ -36,8 +36,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run one stage as its own process (quality, …).
+    /// Run one stage as its own process: a pipeline stage (quality, detect, classify,
+    /// attributes, embed) or a worker (parquet, lance, feedback, kpi).
     Worker { stage: String },
+    /// Rebuild the kpi_daily rollup (per experiment, variant and day) from kpi_events under
+    /// FLASHFIT_WAREHOUSE_URI.
+    KpiDaily,
+    /// Print a user's A/B variant in every configured experiment, as JSON.
+    Variants {
+        #[arg(long)]
+        user: String,
+    },
     /// Run every stage of the pipeline in one process. Without FLASHFIT_KAFKA_BROKERS an
     /// embedded broker is started; without FLASHFIT_UPLOADS_URI the --ingest folder (or
     /// ./uploads) is the uploads location.
@@ -344,6 +353,19 @@ async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
         }
         Command::Config => {
             print!("{}", config.to_masked_toml());
+            Ok(())
+        }
+        Command::KpiDaily => {
+            let r = flashfit_pipeline::kpi_daily(&config).await?;
+            println!(
+                "kpi_daily: {} rows from {} events ({} duplicate event ids counted once); wrote {}",
+                r.rows, r.events, r.duplicates, r.path
+            );
+            Ok(())
+        }
+        Command::Variants { user } => {
+            let v = flashfit_outfits::experiments::variants(&config.experiments, &user);
+            println!("{}", serde_json::to_string(&v)?);
             Ok(())
         }
         Command::Worker { stage } => {

@@ -396,3 +396,48 @@ async fn a_table_from_before_the_outfit_columns_gets_them_and_keeps_working() {
     }
     assert_eq!(categories(&s).await, vec![("g1".into(), "jeans".into())]);
 }
+
+#[tokio::test]
+async fn a_users_wardrobe_comes_back_with_what_outfits_need() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = sink(dir.path());
+    let mut rows = Vec::new();
+    for (i, (g, cat)) in [("g1", "jeans"), ("g2", "t_shirt"), ("g3", "sneakers")]
+        .iter()
+        .enumerate()
+    {
+        let (k, v) = record(i, g, "2026-11-22T10:00:00.000Z", cat);
+        let mut v: serde_json::Value = serde_json::from_slice(&v).expect("json");
+        v["attributes"]["formality"] = json!(0.25 * i as f64);
+        v["attributes"]["seasons"] = json!(["summer"]);
+        rows.push((k, serde_json::to_vec(&v).expect("json")));
+    }
+    let (k, v) = record(9, "g9", "2026-11-22T10:00:00.000Z", "coat");
+    let mut v: serde_json::Value = serde_json::from_slice(&v).expect("json");
+    v["user_id"] = json!("u2");
+    rows.push((k, serde_json::to_vec(&v).expect("json")));
+    harness::run(s.clone(), rows, RuntimeConfig::default()).await;
+    let t = s.table().await.expect("table");
+    let all = crate::wardrobe::items(t, "u1", None, false)
+        .await
+        .expect("items");
+    let ids: Vec<&str> = all.iter().map(|i| i.garment_id.as_str()).collect();
+    assert_eq!(ids, ["g1", "g2", "g3"]);
+    assert_eq!(all[1].category, "t_shirt");
+    assert_eq!(all[1].formality, Some(0.25));
+    assert_eq!(all[1].seasons, ["summer"]);
+    assert_eq!(all[1].style_tags, ["classic"]);
+    assert_eq!(all[1].color_primary.as_deref(), Some("navy"));
+    assert!(all[1].embedding.is_none());
+    let some = crate::wardrobe::items(t, "u1", Some(&["g3".into(), "g9".into()]), true)
+        .await
+        .expect("items");
+    assert_eq!(some.len(), 1, "g9 is another user's");
+    assert_eq!(some[0].embedding.as_ref().map(Vec::len), Some(1280));
+    assert!(
+        crate::wardrobe::items(t, "nobody", None, false)
+            .await
+            .expect("items")
+            .is_empty()
+    );
+}

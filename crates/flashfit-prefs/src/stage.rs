@@ -1,0 +1,187 @@
+//! `flashfit worker feedback`: consumes `flashfit.feedback`, looks up the garments each event
+//! names (the user's garment records: category, primary colour, style tags) and applies it
+//! to the user's weights ([`Store::apply`], idempotent by `event_id`). Invalid events are
+//! dead-lettered; database or lookup failures are retried, never dropped.
+
+use async_trait::async_trait;
+use flashfit_outfits::Item;
+use flashfit_runtime::{Message, Outcome, Stage};
+use flashfit_schema::{FeedbackEvent, Reason};
+
+use crate::{Applied, Store};
+
+/// Where garment records come from (LanceDB in production).
+#[async_trait]
+pub trait GarmentLookup: Send + Sync + 'static {
+    /// The user's garments among `ids` (unknown ids are left out). An error is retried.
+    async fn garments(&self, user_id: &str, ids: &[String]) -> Result<Vec<Item>, String>;
+}
+
+pub struct FeedbackStage<L> {
+    url: String,
+    store: tokio::sync::OnceCell<Store>,
+    lookup: L,
+    pub input: String,
+}
+
+impl<L: GarmentLookup> FeedbackStage<L> {
+    /// `database_url`: `sqlite://…` or `postgres://…`; connected (and migrated) on first use.
+    pub fn new(database_url: &str, lookup: L, input: String) -> Self {
+        FeedbackStage {
+            url: database_url.to_owned(),
+            store: tokio::sync::OnceCell::new(),
+            lookup,
+            input,
+        }
+    }
+
+    pub async fn store(&self) -> crate::Result<&Store> {
+        self.store
+            .get_or_try_init(|| Store::connect(&self.url))
+            .await
+    }
+
+    async fn handle(&self, m: &Message) -> Outcome {
+        let event = match FeedbackEvent::from_json(m.payload()) {
+            Ok(e) => e,
+            Err(e) => {
+                return Outcome::BadInput {
+                    reason: Reason::InvalidEvent,
+                    message: e.0,
+                };
+            }
+        };
+        let found = match self
+            .lookup
+            .garments(&event.user_id, &event.garment_ids)
+            .await
+        {
+            Ok(g) => g,
+            Err(e) => return Outcome::Retry(format!("garment lookup: {e}")),
+        };
+        if found.len() < event.garment_ids.len() {
+            tracing::debug!(
+                event_id = event.event_id,
+                asked = event.garment_ids.len(),
+                found = found.len(),
+                "feedback names garments the user does not have"
+            );
+        }
+        let store = match self.store().await {
+            Ok(s) => s,
+            Err(e) => return Outcome::Retry(format!("preference store: {e}")),
+        };
+        match store.apply(&event, &found).await {
+            Ok(Applied::New { .. }) | Ok(Applied::Duplicate) => Outcome::Emit(Vec::new()),
+            Err(e) => Outcome::Retry(format!("preference store: {e}")),
+        }
+    }
+}
+
+#[async_trait]
+impl<L: GarmentLookup> Stage for FeedbackStage<L> {
+    fn name(&self) -> &str {
+        "feedback"
+    }
+
+    fn input_topic(&self) -> &str {
+        &self.input
+    }
+
+    fn output_topics(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    async fn process(&self, batch: Vec<Message>) -> Vec<Outcome> {
+        // In order: weights are sums, but a user's events land in the order they happened.
+        let mut out = Vec::with_capacity(batch.len());
+        for m in &batch {
+            out.push(self.handle(m).await);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use flashfit_config::RuntimeConfig;
+    use flashfit_runtime::harness;
+
+    use super::*;
+
+    struct Wardrobe {
+        items: HashMap<String, Item>,
+        fail_first: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl GarmentLookup for Wardrobe {
+        async fn garments(&self, user_id: &str, ids: &[String]) -> Result<Vec<Item>, String> {
+            if self.fail_first.load(Ordering::SeqCst) > 0 {
+                self.fail_first.fetch_sub(1, Ordering::SeqCst);
+                return Err("lancedb unreachable".into());
+            }
+            assert_eq!(user_id, "u1");
+            Ok(ids
+                .iter()
+                .filter_map(|i| self.items.get(i).cloned())
+                .collect())
+        }
+    }
+
+    fn event(id: &str, signal: &str, garments: &[&str]) -> (Option<Vec<u8>>, Vec<u8>) {
+        let v = serde_json::json!({"event_id": id, "user_id": "u1", "signal": signal,
+            "garment_ids": garments, "ts": "2026-11-22T10:00:00Z"});
+        (Some(b"u1".to_vec()), serde_json::to_vec(&v).expect("json"))
+    }
+
+    #[tokio::test]
+    async fn events_move_weights_once_bad_ones_are_dead_lettered_and_lookups_retried() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let url = format!("sqlite://{}", dir.path().join("p.db").display());
+        let item = Item {
+            garment_id: "g1".into(),
+            category: "jeans".into(),
+            color_primary: Some("blue".into()),
+            style_tags: vec!["casual".into()],
+            ..Item::default()
+        };
+        let lookup = Wardrobe {
+            items: HashMap::from([("g1".to_string(), item)]),
+            fail_first: AtomicUsize::new(1),
+        };
+        let stage = Arc::new(FeedbackStage::new(&url, lookup, "flashfit.feedback".into()));
+        let input = vec![
+            event("f1", "wear", &["g1", "nope"]),
+            event("f2", "like", &["g1"]),
+            (None, b"{not json".to_vec()),
+            event("f1", "wear", &["g1"]), // redelivered
+            event("f3", "shrug", &["g1"]),
+        ];
+        let cfg = RuntimeConfig {
+            retry_initial_backoff_ms: 1,
+            ..RuntimeConfig::default()
+        };
+        let run = harness::run(stage.clone(), input, cfg).await;
+        assert!(run.result.unfinished.is_empty());
+        assert_eq!(
+            run.on("flashfit.dlq.feedback").len(),
+            2,
+            "bad JSON and unknown signal"
+        );
+        let p = stage
+            .store()
+            .await
+            .expect("store")
+            .preferences("u1")
+            .await
+            .expect("prefs");
+        assert_eq!(p.feedback_count, 2);
+        assert!((p.category["jeans"] - 0.3).abs() < 1e-9, "{p:?}");
+        assert!((p.style["casual"] - 0.3).abs() < 1e-9, "{p:?}");
+    }
+}
