@@ -39,11 +39,8 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-fn filter(user_id: &str, exclude: Option<&str>, f: &Filters) -> String {
+fn filter(user_id: &str, f: &Filters) -> String {
     let mut parts = vec![format!("user_id = {}", quote(user_id))];
-    if let Some(g) = exclude {
-        parts.push(format!("garment_id != {}", quote(g)));
-    }
     if let Some(c) = &f.category {
         parts.push(format!("category = {}", quote(c)));
     }
@@ -111,16 +108,9 @@ fn hits(batches: &[RecordBatch], column: &str, query: &[f32]) -> Vec<Hit> {
     out
 }
 
-/// The `k` rows matching `only_if` whose `column` vectors are nearest to `vector` (cosine),
-/// best first; ties go to the smaller garment id.
-async fn nearest(
-    table: &lancedb::Table,
-    column: &str,
-    vector: Vec<f32>,
-    only_if: String,
-    k: usize,
-) -> Result<Vec<Hit>> {
-    let batches: Vec<RecordBatch> = table
+/// The rows matching `only_if`, with what hits need and the `column` vectors.
+async fn fetch(table: &lancedb::Table, column: &str, only_if: String) -> Result<Vec<RecordBatch>> {
+    Ok(table
         .query()
         .only_if(only_if)
         .select(Select::columns(&[
@@ -134,18 +124,22 @@ async fn nearest(
         .execute()
         .await?
         .try_collect()
-        .await?;
-    let mut out = hits(&batches, column, &vector);
-    out.sort_by(|a, b| {
+        .await?)
+}
+
+/// Best first, ties to the smaller garment id; the first `k`.
+fn top(mut hits: Vec<Hit>, k: usize) -> Vec<Hit> {
+    hits.sort_by(|a, b| {
         b.score
             .total_cmp(&a.score)
             .then_with(|| a.garment_id.cmp(&b.garment_id))
     });
-    out.truncate(k);
-    Ok(out)
+    hits.truncate(k);
+    hits
 }
 
-/// The user's garments most like `garment_id` (by image vector), itself excluded.
+/// The user's garments most like `garment_id` (by image vector), itself excluded. One read:
+/// the user's rows, the anchor's vector among them.
 pub async fn like(
     table: &lancedb::Table,
     user_id: &str,
@@ -153,35 +147,33 @@ pub async fn like(
     k: usize,
     f: &Filters,
 ) -> Result<Vec<Hit>> {
-    let rows: Vec<RecordBatch> = table
-        .query()
-        .only_if(format!(
-            "user_id = {} AND garment_id = {}",
-            quote(user_id),
-            quote(garment_id)
-        ))
-        .limit(1)
-        .execute()
-        .await?
-        .try_collect()
-        .await?;
-    let Some(v) = rows.iter().find(|b| b.num_rows() > 0).and_then(|b| {
-        let col = b.column_by_name("image_vector")?.as_fixed_size_list();
-        let v = col.value(0);
-        Some(v.as_primitive::<Float32Type>().values().to_vec())
-    }) else {
+    let column = "image_vector";
+    let batches = fetch(table, column, filter(user_id, &Filters::default())).await?;
+    let anchor = batches.iter().find_map(|b| {
+        let ids = b.column_by_name("garment_id")?.as_string::<i32>();
+        let i = (0..b.num_rows()).find(|&i| ids.value(i) == garment_id)?;
+        let col = b.column_by_name(column)?.as_fixed_size_list();
+        (!col.is_null(i)).then(|| col.value(i).as_primitive::<Float32Type>().values().to_vec())
+    });
+    let Some(v) = anchor else {
         return Err(Error::BadRecord(format!(
             "user {user_id} has no garment {garment_id}"
         )));
     };
-    nearest(
-        table,
-        "image_vector",
-        v,
-        filter(user_id, Some(garment_id), f),
-        k,
-    )
-    .await
+    let wanted = |h: &Hit| {
+        h.garment_id != garment_id
+            && f.category
+                .as_ref()
+                .is_none_or(|c| h.category.as_ref() == Some(c))
+            && f.color
+                .as_ref()
+                .is_none_or(|c| h.color_primary.as_ref() == Some(c))
+    };
+    let hits = hits(&batches, column, &v)
+        .into_iter()
+        .filter(wanted)
+        .collect();
+    Ok(top(hits, k))
 }
 
 /// The user's garments whose captions are nearest to a text query's vector.
@@ -192,14 +184,8 @@ pub async fn text(
     k: usize,
     f: &Filters,
 ) -> Result<Vec<Hit>> {
-    nearest(
-        table,
-        "text_vector",
-        query_vector,
-        filter(user_id, None, f),
-        k,
-    )
-    .await
+    let batches = fetch(table, "text_vector", filter(user_id, f)).await?;
+    Ok(top(hits(&batches, "text_vector", &query_vector), k))
 }
 
 #[cfg(test)]
