@@ -12,7 +12,7 @@ use std::collections::HashSet;
 
 use flashfit_config::OutfitsConfig;
 
-use crate::{Breakdown, Error, Item, Outfit, Preferences, Scorer, group};
+use crate::{Breakdown, Error, Item, Outfit, Preferences, Reranker, Scorer, group};
 
 /// What the caller asked for.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -39,6 +39,19 @@ pub fn recommend(
     wardrobe: &[Item],
     req: &Request,
     scorer: &dyn Scorer,
+    prefs: Option<&Preferences>,
+    cfg: &OutfitsConfig,
+) -> Result<Vec<Outfit>, Error> {
+    recommend_reranked(wardrobe, req, scorer, None, prefs, cfg)
+}
+
+/// [`recommend`], with the final candidates' compatibility replaced by `reranker`'s (a
+/// learned model): `scorer` still generates the candidates (the beam), the model orders them.
+pub fn recommend_reranked(
+    wardrobe: &[Item],
+    req: &Request,
+    scorer: &dyn Scorer,
+    reranker: Option<&dyn Reranker>,
     prefs: Option<&Preferences>,
     cfg: &OutfitsConfig,
 ) -> Result<Vec<Outfit>, Error> {
@@ -151,6 +164,26 @@ pub fn recommend(
         finals.extend(extend(&dressed, &outerwear));
     }
     finals.extend(dressed);
+    if let Some(r) = reranker
+        && !finals.is_empty()
+    {
+        let combos: Vec<Vec<usize>> = finals.iter().map(|p| p.idx.clone()).collect();
+        let scores = r
+            .rerank(&items, &combos)
+            .map_err(|e| Error::Model(format!("{}: {e}", r.name())))?;
+        if scores.len() != finals.len() {
+            return Err(Error::Model(format!(
+                "{} scored {} of {} candidates",
+                r.name(),
+                scores.len(),
+                finals.len()
+            )));
+        }
+        for (p, s) in finals.iter_mut().zip(scores) {
+            p.breakdown.compatibility = s;
+            p.score = s + p.breakdown.personalization;
+        }
+    }
     // Rank, then pick for variety.
     finals.sort_by(|a, b| {
         b.score

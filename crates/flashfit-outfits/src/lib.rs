@@ -12,7 +12,7 @@ mod generate;
 mod prefs;
 mod rules;
 
-pub use generate::{Request, recommend};
+pub use generate::{Request, recommend, recommend_reranked};
 pub use prefs::{FEEDBACK_STEP, Preferences, signal_weight};
 pub use rules::RuleScorer;
 
@@ -73,6 +73,14 @@ pub trait Prepared {
     fn score(&self, idx: &[usize]) -> Breakdown;
 }
 
+/// A learned compatibility model (seed: transformer over item embeddings) that re-orders the
+/// final candidates in one batch.
+pub trait Reranker: Send + Sync {
+    fn name(&self) -> &str;
+    /// The compatibility of each candidate (indices into `items`), one score per candidate.
+    fn rerank(&self, items: &[Item], candidates: &[Vec<usize>]) -> Result<Vec<f64>, String>;
+}
+
 /// The wardrobe group of a category (the taxonomy's six groups), or `None` for an unknown
 /// category.
 pub fn group(category: &str) -> Option<&'static str> {
@@ -87,4 +95,7 @@ pub enum Error {
     /// The request cannot be served as asked (a 400 for HTTP callers).
     #[error("{0}")]
     BadRequest(String),
+    /// The learned model failed (a 503 for HTTP callers).
+    #[error("compatibility model: {0}")]
+    Model(String),
 }

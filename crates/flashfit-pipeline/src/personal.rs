@@ -156,7 +156,10 @@ impl Recommender {
             prefs.as_ref(),
             &self.config.outfits,
         )
-        .map_err(|flashfit_outfits::Error::BadRequest(m)| RecommendError::BadRequest(m))?;
+        .map_err(|e| match e {
+            flashfit_outfits::Error::BadRequest(m) => RecommendError::BadRequest(m),
+            flashfit_outfits::Error::Model(m) => RecommendError::Unavailable(Error::Invalid(m)),
+        })?;
         self.log_impressions(user_id, &outfits);
         Ok(Outfits { outfits, variant })
     }

@@ -214,3 +214,57 @@ fn personalisation_counts_after_ten_events_and_is_clamped() {
         .expect("another outfit");
     assert_eq!(other.breakdown.personalization, 0.0);
 }
+
+/// Prefers outfits with more garments of the given colour (a stand-in for a learned model).
+struct Likes(&'static str);
+
+impl crate::Reranker for Likes {
+    fn name(&self) -> &str {
+        "likes"
+    }
+    fn rerank(&self, items: &[Item], candidates: &[Vec<usize>]) -> Result<Vec<f64>, String> {
+        Ok(candidates
+            .iter()
+            .map(|c| {
+                c.iter()
+                    .filter(|&&i| items[i].color_primary.as_deref() == Some(self.0))
+                    .count() as f64
+            })
+            .collect())
+    }
+}
+
+struct Broken;
+
+impl crate::Reranker for Broken {
+    fn name(&self) -> &str {
+        "broken"
+    }
+    fn rerank(&self, _: &[Item], _: &[Vec<usize>]) -> Result<Vec<f64>, String> {
+        Ok(vec![1.0])
+    }
+}
+
+#[test]
+fn a_reranker_orders_the_candidates_the_rules_generated() {
+    let cfg = OutfitsConfig::default();
+    let rules = RuleScorer::new(&cfg);
+    let w = wardrobe();
+    let out = crate::recommend_reranked(&w, &req(3), &rules, Some(&Likes("navy")), None, &cfg)
+        .expect("reranked");
+    // trousers + blazer are the navy pieces: the model puts them first.
+    assert!(
+        out[0].garment_ids.contains(&"trousers".to_string()),
+        "{out:?}"
+    );
+    assert!(
+        out[0].garment_ids.contains(&"blazer".to_string()),
+        "{out:?}"
+    );
+    assert_eq!(out[0].breakdown.compatibility, 2.0);
+    // Rule parts stay in the breakdown.
+    assert!(out[0].breakdown.color_harmony > 0.0);
+    let err = crate::recommend_reranked(&w, &req(3), &rules, Some(&Broken), None, &cfg)
+        .expect_err("wrong length");
+    assert!(matches!(err, Error::Model(_)), "{err}");
+}
