@@ -6,6 +6,7 @@
 //! Main items: [`ModelDir`], [`runtime`], [`ImageNetModel`] (EfficientNet-Lite0: ImageNet logits
 //! + 1280-d embedding), [`preprocess_imagenet`].
 
+pub mod compat;
 pub mod embed;
 pub mod fashion_mnist;
 pub mod head;

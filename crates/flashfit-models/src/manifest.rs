@@ -29,6 +29,18 @@ pub struct ModelEntry {
     pub detector: Option<DetectorSpec>,
     pub classifier: Option<ClassifierSpec>,
     pub tagger: Option<TaggerSpec>,
+    pub compatibility: Option<CompatibilitySpec>,
+}
+
+/// A learned outfit compatibility model (seed: transformer over item embeddings): input
+/// `items` `[batch, n, dim]` (the garments' image vectors) and `mask` `[batch, n]` (1 for a
+/// garment, 0 for padding), output `score` `[batch]` (higher: goes better together).
+#[derive(Debug, Clone, Deserialize)]
+pub struct CompatibilitySpec {
+    pub items: String,
+    pub mask: String,
+    pub score: String,
+    pub dim: usize,
 }
 
 /// How pixels become an image model's input: `[b, 3, side, side]` float RGB,

@@ -3,6 +3,7 @@
 //! preferences from the SQL store, the A/B variant's scorer, impressions to `flashfit.kpi`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use flashfit_config::{Config, ScoreWeights};
@@ -54,6 +55,42 @@ impl GarmentLookup for LanceLookup {
     }
 }
 
+/// A learned compatibility model (`[model.compatibility]` in the manifest) as a re-ranker.
+pub struct OnnxReranker {
+    pub model: Arc<flashfit_models::compat::CompatModel>,
+}
+
+impl flashfit_outfits::Reranker for OnnxReranker {
+    fn name(&self) -> &str {
+        &self.model.name
+    }
+
+    fn rerank(
+        &self,
+        items: &[Item],
+        candidates: &[Vec<usize>],
+    ) -> std::result::Result<Vec<f64>, String> {
+        let mut outfits = Vec::with_capacity(candidates.len());
+        for c in candidates {
+            let mut vectors = Vec::with_capacity(c.len());
+            for &i in c {
+                let v = items[i].embedding.as_deref().ok_or_else(|| {
+                    format!("garment {} has no image vector", items[i].garment_id)
+                })?;
+                vectors.push(v);
+            }
+            outfits.push(vectors);
+        }
+        self.model
+            .score(&outfits)
+            .map(|s| s.into_iter().map(f64::from).collect())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The user's variant name, the rule scorer, and the variant's learned re-ranker (if any).
+type Scoring = (Option<String>, Box<dyn Scorer>, Option<OnnxReranker>);
+
 /// A recommendation answer.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Outfits {
@@ -64,6 +101,10 @@ pub struct Outfits {
 /// Everything `GET /v1/users/{user_id}/outfits` needs, built once per process.
 pub struct Recommender {
     config: Config,
+    /// Learned models by manifest name, loaded on first use.
+    models: std::sync::Mutex<
+        std::collections::HashMap<String, Arc<flashfit_models::compat::CompatModel>>,
+    >,
     store: tokio::sync::OnceCell<flashfit_prefs::Store>,
     kpi: Option<(rdkafka::producer::FutureProducer, String)>,
 }
@@ -83,6 +124,7 @@ impl Recommender {
         };
         Ok(Recommender {
             config: config.clone(),
+            models: Default::default(),
             store: tokio::sync::OnceCell::new(),
             kpi,
         })
@@ -94,8 +136,26 @@ impl Recommender {
             .await
     }
 
-    /// The user's A/B variant of the outfit experiment and the scorer it selects.
-    fn scorer_for(&self, user_id: &str) -> Result<(Option<String>, Box<dyn Scorer>)> {
+    fn reranker(&self, name: &str) -> Result<OnnxReranker> {
+        let mut models = self.models.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = models.get(name) {
+            return Ok(OnnxReranker { model: m.clone() });
+        }
+        let m = Arc::new(
+            flashfit_models::compat::CompatModel::load(
+                &flashfit_models::ModelDir::from_env(),
+                name,
+                1,
+            )
+            .map_err(|e| Error::Invalid(format!("compatibility model {name}: {e}")))?,
+        );
+        models.insert(name.to_owned(), m.clone());
+        Ok(OnnxReranker { model: m })
+    }
+
+    /// The user's A/B variant of the outfit experiment, the rule scorer (candidate
+    /// generation) and, when the variant's scorer is a learned model, its re-ranker.
+    fn scorer_for(&self, user_id: &str) -> Result<Scoring> {
         let cfg = &self.config.outfits;
         let name = &cfg.experiment;
         let variant = self
@@ -107,14 +167,14 @@ impl Recommender {
         let scorer = variant
             .and_then(|v| v.scorer.clone())
             .unwrap_or_else(|| cfg.scorer.clone());
-        if scorer != "rules" {
-            return Err(Error::Invalid(format!(
-                "scorer `{scorer}` is not available (only `rules` in this build)"
-            )));
-        }
+        let reranker = match scorer.as_str() {
+            "rules" => None,
+            model => Some(self.reranker(model)?),
+        };
         Ok((
             variant.map(|v| v.name.clone()),
             Box::new(RuleScorer::with_weights(cfg, weights)),
+            reranker,
         ))
     }
 
@@ -125,10 +185,10 @@ impl Recommender {
         user_id: &str,
         req: &Request,
     ) -> std::result::Result<Outfits, RecommendError> {
-        let (variant, scorer) = self
+        let (variant, scorer, reranker) = self
             .scorer_for(user_id)
             .map_err(RecommendError::Unavailable)?;
-        let wardrobe = flashfit_lance::wardrobe::items(table, user_id, None, false)
+        let wardrobe = flashfit_lance::wardrobe::items(table, user_id, None, reranker.is_some())
             .await
             .map_err(|e| RecommendError::Unavailable(Error::Invalid(e.to_string())))?;
         // Malformed requests are a 400 even for an empty wardrobe.
@@ -149,10 +209,13 @@ impl Recommender {
                 }
             }
         };
-        let outfits = flashfit_outfits::recommend(
+        let outfits = flashfit_outfits::recommend_reranked(
             &wardrobe,
             req,
             scorer.as_ref(),
+            reranker
+                .as_ref()
+                .map(|r| r as &dyn flashfit_outfits::Reranker),
             prefs.as_ref(),
             &self.config.outfits,
         )
@@ -212,4 +275,101 @@ pub fn outfit_id(garment_ids: &[String]) -> String {
 pub enum RecommendError {
     BadRequest(String),
     Unavailable(Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_learned_compatibility_model_drops_in_through_the_manifest() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let fixtures =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+        std::fs::write(
+            tmp.path().join("manifest.local.toml"),
+            "[[model]]\nname = \"tiny-compat\"\nversion = \"1\"\n[model.compatibility]\n\
+             items = \"items\"\nmask = \"mask\"\nscore = \"score\"\ndim = 1280\n",
+        )
+        .expect("manifest");
+        std::fs::create_dir_all(tmp.path().join("tiny-compat/1")).expect("mkdir");
+        std::fs::copy(
+            fixtures.join("models/tiny-compat.onnx"),
+            tmp.path().join("tiny-compat/1/model.onnx"),
+        )
+        .expect("copy");
+        let model = flashfit_models::compat::CompatModel::load(
+            &flashfit_models::ModelDir::new(tmp.path()),
+            "tiny-compat",
+            1,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let reranker = OnnxReranker {
+            model: Arc::new(model),
+        };
+        // The model likes embedding[0]: the boots and the jeans have it.
+        let item = |id: &str, category: &str, liked: bool| {
+            let mut v = vec![0f32; 1280];
+            if liked {
+                v[0] = 1.0;
+            }
+            Item {
+                garment_id: id.into(),
+                category: category.into(),
+                color_primary: Some("black".into()),
+                formality: Some(0.5),
+                embedding: Some(v),
+                ..Item::default()
+            }
+        };
+        let wardrobe = vec![
+            item("tee", "t_shirt", false),
+            item("jeans", "jeans", true),
+            item("chinos", "chinos", false),
+            item("boots", "boots", true),
+            item("sneakers", "sneakers", false),
+        ];
+        let cfg = flashfit_config::OutfitsConfig {
+            outerwear: false,
+            ..Default::default()
+        };
+        let rules = RuleScorer::new(&cfg);
+        let req = Request {
+            k: 4,
+            ..Request::default()
+        };
+        let out = flashfit_outfits::recommend_reranked(
+            &wardrobe,
+            &req,
+            &rules,
+            Some(&reranker),
+            None,
+            &cfg,
+        )
+        .expect("reranked");
+        assert_eq!(out[0].garment_ids, ["tee", "jeans", "boots"], "{out:?}");
+        let want = 1.0 / (1.0 + (-4.0f64 * 2.0 / 3.0).exp());
+        assert!(
+            (out[0].breakdown.compatibility - want).abs() < 1e-5,
+            "{out:?}"
+        );
+        // Without the model the rules rank differently (t_shirt + jeans is a listed pair
+        // either way; the scores differ).
+        let plain =
+            flashfit_outfits::recommend(&wardrobe, &req, &rules, None, &cfg).expect("rules");
+        assert_ne!(plain[0].score, out[0].score);
+        // A garment without a vector is an error, not a silent skip.
+        let mut no_vec = wardrobe.clone();
+        no_vec[1].embedding = None;
+        let err = flashfit_outfits::recommend_reranked(
+            &no_vec,
+            &req,
+            &rules,
+            Some(&reranker),
+            None,
+            &cfg,
+        )
+        .expect_err("missing vector");
+        assert!(err.to_string().contains("no image vector"), "{err}");
+    }
 }
