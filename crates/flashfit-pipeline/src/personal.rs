@@ -282,6 +282,60 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_users_variant_picks_the_rule_weights() {
+        let mut config = Config::default();
+        config.kafka.brokers = None;
+        let heavy = ScoreWeights {
+            color_harmony: 1.0,
+            formality_match: 0.0,
+            category_combo: 0.0,
+        };
+        config.experiments.insert(
+            "outfit_scorer".into(),
+            flashfit_config::Experiment {
+                salt: "t".into(),
+                variants: vec![
+                    flashfit_config::Variant {
+                        name: "control".into(),
+                        weight: 1.0,
+                        scorer: None,
+                        weights: None,
+                    },
+                    flashfit_config::Variant {
+                        name: "colour_only".into(),
+                        weight: 1.0,
+                        scorer: None,
+                        weights: Some(heavy),
+                    },
+                ],
+            },
+        );
+        let r = Recommender::new(&config).expect("recommender");
+        let items = vec![Item {
+            garment_id: "g".into(),
+            category: "jeans".into(),
+            color_primary: Some("blue".into()),
+            ..Item::default()
+        }];
+        let mut seen = std::collections::BTreeMap::new();
+        for u in 0..40 {
+            let user = format!("user-{u}");
+            let (variant, scorer, reranker) = r.scorer_for(&user).expect("scorer");
+            assert!(reranker.is_none());
+            // One garment: colour 0.8, formality 1.0, combo 0.7.
+            let c = scorer.prepare(&items).score(&[0]).compatibility;
+            let want = match variant.as_deref() {
+                Some("control") => 0.35 * 0.8 + 0.35 + 0.3 * 0.7,
+                Some("colour_only") => 0.8,
+                other => panic!("{other:?}"),
+            };
+            assert!((c - want).abs() < 1e-9, "{variant:?}: {c}");
+            *seen.entry(variant.unwrap_or_default()).or_insert(0) += 1;
+        }
+        assert_eq!(seen.len(), 2, "both variants among 40 users: {seen:?}");
+    }
+
+    #[test]
     fn a_learned_compatibility_model_drops_in_through_the_manifest() {
         let tmp = tempfile::tempdir().expect("tmp");
         let fixtures =
