@@ -31,6 +31,19 @@ impl Error {
     }
 }
 
+/// A string literal for a LanceDB filter.
+pub(crate) fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// `'a', 'b', …` for a filter's `IN (…)`.
+pub(crate) fn id_list<'a>(ids: impl IntoIterator<Item = &'a String>) -> String {
+    ids.into_iter()
+        .map(|s| quote(s))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Opens the LanceDB database at `uri` (`s3://bucket/prefix`, `file:///dir` or a path), with
 /// the S3 settings FlashFit uses everywhere.
 pub async fn connect(uri: &str, s3: &S3Config) -> Result<lancedb::Connection> {
@@ -73,13 +86,21 @@ pub async fn garments(db: &lancedb::Connection, name: &str) -> Result<lancedb::T
         let added = Arc::new(arrow::datatypes::Schema::new(missing));
         match t
             .add_columns()
-            .transform(lancedb::table::NewColumnTransform::AllNulls(added))
+            .transform(lancedb::table::NewColumnTransform::AllNulls(added.clone()))
             .execute()
             .await
         {
             Ok(_) => {}
             // Another worker added them meanwhile.
-            Err(e) if t.schema().await?.field_with_name("formality").is_ok() => {
+            Err(e)
+                if {
+                    let now = t.schema().await?;
+                    added
+                        .fields()
+                        .iter()
+                        .all(|f| now.field_with_name(f.name()).is_ok())
+                } =>
+            {
                 tracing::debug!(error = %e, "columns already added");
             }
             Err(e) => return Err(e.into()),

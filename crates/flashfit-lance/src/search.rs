@@ -15,7 +15,7 @@ use futures::TryStreamExt;
 use lancedb::query::{ExecutableQuery, QueryBase, Select};
 use serde::Serialize;
 
-use crate::{Error, Result};
+use crate::{Error, Result, quote};
 
 /// One result.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -33,10 +33,6 @@ pub struct Hit {
 pub struct Filters {
     pub category: Option<String>,
     pub color: Option<String>,
-}
-
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 fn filter(user_id: &str, f: &Filters) -> String {

@@ -19,6 +19,7 @@ use flashfit_schema::{DeleteEvent, Reason};
 use futures::TryStreamExt;
 use lancedb::query::{ExecutableQuery, QueryBase, Select};
 
+use crate::id_list;
 use crate::rows::{Garment, batch, tombstones};
 
 pub struct LanceSink {
@@ -43,17 +44,6 @@ struct Plan {
     /// The latest record per garment (merge_insert needs unique keys).
     upserts: BTreeMap<String, Garment>,
     deletes: BTreeMap<String, DeleteEvent>,
-}
-
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-fn id_list<'a>(ids: impl IntoIterator<Item = &'a String>) -> String {
-    ids.into_iter()
-        .map(|s| quote(s))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 impl LanceSink {

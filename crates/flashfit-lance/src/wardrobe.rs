@@ -8,11 +8,7 @@ use flashfit_outfits::Item;
 use futures::TryStreamExt;
 use lancedb::query::{ExecutableQuery, QueryBase, Select};
 
-use crate::Result;
-
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
+use crate::{Result, id_list, quote};
 
 /// The user's garments — all of them, or those among `ids` — ordered by garment id.
 pub async fn items(
@@ -26,8 +22,7 @@ pub async fn items(
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let list: Vec<String> = ids.iter().map(|i| quote(i)).collect();
-        filter.push_str(&format!(" AND garment_id IN ({})", list.join(", ")));
+        filter.push_str(&format!(" AND garment_id IN ({})", id_list(ids)));
     }
     let mut columns = vec![
         "garment_id",

@@ -130,6 +130,11 @@ impl Recommender {
         })
     }
 
+    /// The configuration it was built with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     async fn store(&self) -> flashfit_prefs::Result<&flashfit_prefs::Store> {
         self.store
             .get_or_try_init(|| flashfit_prefs::Store::connect(self.config.database_url.expose()))

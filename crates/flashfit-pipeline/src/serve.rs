@@ -141,9 +141,10 @@ async fn outfits_handler(
         Err(e) => return bad(e),
     };
     let get = |k: &str| params.iter().find(|(x, _)| x == k).map(|(_, v)| v.clone());
-    let max_k = api.config.outfits.max_k;
+    let outfits = &api.recommender.config().outfits;
+    let max_k = outfits.max_k;
     let k = match get("k").map(|k| k.parse::<usize>()) {
-        None => api.config.outfits.k,
+        None => outfits.k,
         Some(Ok(k)) if (1..=max_k).contains(&k) => k,
         Some(_) => return bad(format!("k must be an integer from 1 to {max_k}")),
     };
@@ -173,7 +174,6 @@ async fn outfits_handler(
 pub struct Api {
     pub searcher: Searcher,
     pub recommender: Recommender,
-    pub config: Config,
 }
 
 async fn search_handler(
@@ -243,7 +243,6 @@ pub async fn serve(
     let api = Arc::new(Api {
         searcher: Searcher::open(config).await?,
         recommender: Recommender::new(config)?,
-        config: config.clone(),
     });
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;

@@ -12,10 +12,9 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::table::{Table, writer_properties};
+use crate::table::{Table, parquet_of};
 use crate::{Error, Result};
 
 /// What a compaction read and wrote.
@@ -110,10 +109,7 @@ pub async fn compact_current(table: &Table, deletes: &Table, out: &Path) -> Resu
         .map_err(|e| Error::Parquet(e.to_string()))?;
     let current =
         RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::Parquet(e.to_string()))?;
-    let mut buf = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut buf, schema, Some(writer_properties()))?;
-    w.write(&current)?;
-    w.close()?;
+    let buf = parquet_of(&current)?;
     let path = out.clone().join("garments_current.parquet");
     table.store.put(&path, PutPayload::from(buf)).await?;
     Ok(Compacted {

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, AsArray};
 use arrow::datatypes::{
     DataType, Field, Fields, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
 };
@@ -14,10 +14,9 @@ use bytes::Bytes;
 use flashfit_schema::{KpiEvent, format_ts};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
-use parquet::arrow::ArrowWriter;
 use serde_json::{Value, json};
 
-use crate::table::{Table, writer_properties};
+use crate::table::{Table, decode, parquet_of};
 use crate::{Error, Result};
 
 fn list(name: &str, item: DataType) -> Field {
@@ -178,21 +177,8 @@ pub async fn rollup_daily(events: &Table, out: &Path) -> Result<Rollup> {
             "users": a.users.len(),
         }));
     }
-    let schema = daily_schema();
-    let mut decoder = arrow::json::ReaderBuilder::new(schema.clone())
-        .build_decoder()
-        .map_err(|e| Error::Parquet(e.to_string()))?;
-    decoder
-        .serialize(&rows)
-        .map_err(|e| Error::Parquet(e.to_string()))?;
-    let batch = decoder
-        .flush()
-        .map_err(|e| Error::Parquet(e.to_string()))?
-        .unwrap_or_else(|| RecordBatch::new_empty(schema.clone()));
-    let mut buf = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut buf, schema, Some(writer_properties()))?;
-    w.write(&batch)?;
-    w.close()?;
+    let batch = decode(daily_schema(), &rows)?;
+    let buf = parquet_of(&batch)?;
     let path = out.clone().join("kpi_daily.parquet");
     events
         .store

@@ -56,19 +56,36 @@ pub const KPI_EVENTS: Layout = Layout {
     time_column: "ts",
 };
 
+/// JSON rows as one Arrow batch of `schema` (no rows: an empty batch).
+pub fn decode(schema: SchemaRef, rows: &[Value]) -> Result<RecordBatch> {
+    let mut decoder = arrow::json::ReaderBuilder::new(schema.clone())
+        .build_decoder()
+        .map_err(|e| Error::BadRecord(e.to_string()))?;
+    decoder
+        .serialize(rows)
+        .map_err(|e| Error::BadRecord(e.to_string()))?;
+    Ok(decoder
+        .flush()
+        .map_err(|e| Error::BadRecord(e.to_string()))?
+        .unwrap_or_else(|| RecordBatch::new_empty(schema)))
+}
+
+/// One batch as Parquet bytes, written with [`writer_properties`].
+pub fn parquet_of(batch: &RecordBatch) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut out, batch.schema(), Some(writer_properties()))?;
+    w.write(batch)?;
+    w.close()?;
+    Ok(out)
+}
+
 impl Layout {
-    /// Rows as one Arrow batch of this layout's schema.
+    /// Rows (at least one) as one Arrow batch of this layout's schema.
     pub fn batch(&self, rows: &[Value]) -> Result<RecordBatch> {
-        let mut decoder = arrow::json::ReaderBuilder::new((self.schema)())
-            .build_decoder()
-            .map_err(|e| Error::BadRecord(e.to_string()))?;
-        decoder
-            .serialize(rows)
-            .map_err(|e| Error::BadRecord(e.to_string()))?;
-        decoder
-            .flush()
-            .map_err(|e| Error::BadRecord(e.to_string()))?
-            .ok_or_else(|| Error::BadRecord("no rows".into()))
+        if rows.is_empty() {
+            return Err(Error::BadRecord("no rows".into()));
+        }
+        decode((self.schema)(), rows)
     }
 
     /// The `dt=YYYY-MM-DD` partition of a row: the UTC date of its time column.
@@ -92,12 +109,7 @@ impl Layout {
 
     /// Parquet bytes for `rows` (all of one `dt`).
     pub fn parquet_bytes(&self, rows: &[Value]) -> Result<Vec<u8>> {
-        let batch = self.batch(rows)?;
-        let mut out = Vec::new();
-        let mut w = ArrowWriter::try_new(&mut out, batch.schema(), Some(writer_properties()))?;
-        w.write(&batch)?;
-        w.close()?;
-        Ok(out)
+        parquet_of(&self.batch(rows)?)
     }
 }
 

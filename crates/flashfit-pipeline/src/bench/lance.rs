@@ -186,24 +186,6 @@ where
     Ok((p50, p99))
 }
 
-async fn ids(q: impl ExecutableQuery) -> Result<Vec<String>> {
-    let batches: Vec<RecordBatch> = q
-        .execute()
-        .await
-        .map_err(lance)?
-        .try_collect()
-        .await
-        .map_err(lance)?;
-    let mut out = Vec::new();
-    for b in batches {
-        if let Some(c) = b.column_by_name("garment_id") {
-            let c = c.as_string::<i32>();
-            out.extend((0..b.num_rows()).map(|i| c.value(i).to_owned()));
-        }
-    }
-    Ok(out)
-}
-
 /// (garment id, caption) of every result.
 async fn captions(q: impl ExecutableQuery) -> Result<Vec<(String, String)>> {
     let batches: Vec<RecordBatch> = q
@@ -393,7 +375,7 @@ pub async fn lance_bench(opts: &LanceBench) -> Result<()> {
         opts.queries,
         |i| {
             let q = ann(image_queries[i].clone());
-            async move { Ok(ids(q?).await?.len()) }
+            async move { Ok(captions(q?).await?.len()) }
         },
     )
     .await?;
