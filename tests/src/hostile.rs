@@ -14,7 +14,12 @@ use crate::support::*;
 type KeyValue = (Option<Vec<u8>>, Vec<u8>);
 
 fn record(id: &str, uri: &str) -> KeyValue {
-    let mut v = serde_json::to_value(upload_event(id, uri)).expect("event");
+    record_of(upload_event(id, uri))
+}
+
+fn record_of(e: flashfit_schema::UploadEvent) -> KeyValue {
+    let id = e.event_id.clone();
+    let mut v = serde_json::to_value(e).expect("event");
     v["quality"] = serde_json::json!({"width": 512, "height": 512, "blur_score": 500.0,
         "brightness": 120.0, "warnings": []});
     (
@@ -73,7 +78,11 @@ async fn hostile_inputs_reach_the_dlq_from_every_model_stage() -> anyhow::Result
             Reason::Undecodable,
         ),
         (
-            record("missing", &format!("{root_uri}nope.jpg")),
+            // Uploaded an hour ago and still missing: past the not-found grace.
+            record_of(stale_upload_event(
+                "missing",
+                &format!("{root_uri}nope.jpg"),
+            )),
             Reason::NotFound,
         ),
         (

@@ -10,4 +10,5 @@ mod hostile;
 mod personal;
 mod pipeline;
 mod process;
+mod relay;
 mod sinks;

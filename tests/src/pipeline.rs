@@ -187,7 +187,12 @@ async fn bad_inputs_land_in_the_dlq_while_good_events_flow() -> anyhow::Result<(
         ("file-outside", ev("file-outside", "file:///etc/passwd"), Reason::UriNotAllowed),
         ("garbage-image", ev("garbage-image", &garbage_img), Reason::Undecodable),
         ("garbage-event", garbage(2 * 1024 * 1024), Reason::InvalidEvent),
-        ("not-found", ev("not-found", &good_uri.replace("cat.jpg", "nope.jpg")), Reason::NotFound),
+        // Uploaded an hour ago and still missing: past the not-found grace.
+        (
+            "not-found",
+            serde_json::to_vec(&stale_upload_event("not-found", &good_uri.replace("cat.jpg", "nope.jpg"))).expect("json"),
+            Reason::NotFound,
+        ),
     ];
     let mut msgs = Vec::new();
     let mut good_ids = HashSet::new();

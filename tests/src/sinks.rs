@@ -74,7 +74,7 @@ async fn run_lance(config: &Config, records: u64) -> anyhow::Result<usize> {
     c.lance.batch_rows = 2;
     c.lance.linger_ms = 200;
     run_worker_until(&c, "lance", records).await?;
-    let db = flashfit_lance::connect(&c.lancedb_uri, &c.s3).await?;
+    let db = flashfit_lance::connect(&c.lancedb_uri, &c.s3, &c.lance).await?;
     Ok(flashfit_lance::garments(&db, &c.lance.table)
         .await?
         .count_rows(None)
@@ -282,14 +282,15 @@ async fn garments_suite(warehouse_uri: String, lancedb_uri: String) -> anyhow::R
     Ok(())
 }
 
-/// Row count from the range markers: each covers `last - first + 1` offsets (all good records
-/// here).
+/// Row count from the range markers (JSON, `last` among the fields): each covers
+/// `last - first + 1` offsets (all good records here).
 fn rows_written(o: &[(String, bytes::Bytes)]) -> i64 {
     o.iter()
         .filter(|(p, _)| p.contains("/_ranges/"))
         .filter_map(|(p, b)| {
             let first: i64 = p.rsplit('/').next()?.parse().ok()?;
-            let last: i64 = String::from_utf8_lossy(b).trim().parse().ok()?;
+            let body: serde_json::Value = serde_json::from_slice(b).ok()?;
+            let last = body["last"].as_i64()?;
             Some(last - first + 1)
         })
         .sum()

@@ -203,6 +203,14 @@ pub fn upload_event(id: &str, uri: &str) -> UploadEvent {
     }
 }
 
+/// An upload event published an hour ago: past `[quality] not_found_grace_ms`, so a missing
+/// object is final at once.
+pub fn stale_upload_event(id: &str, uri: &str) -> UploadEvent {
+    let mut e = upload_event(id, uri);
+    e.uploaded_at = Utc::now() - chrono::Duration::hours(1);
+    e
+}
+
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }

@@ -88,7 +88,30 @@ pub struct Config {
     /// A/B experiments by name (`[experiments.<name>]`).
     pub experiments: BTreeMap<String, Experiment>,
     pub kpi: KpiConfig,
+    pub http: HttpConfig,
     pub log: LogConfig,
+}
+
+/// Limits of `flashfit serve` (the app-facing API).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// A request still running after this is answered 503 (and its work dropped).
+    pub request_timeout_ms: u64,
+    /// Requests handled at once; more are answered 503 `overloaded` at once.
+    pub max_concurrent_requests: usize,
+    /// Longest accepted path and query string, in bytes (longer: 414).
+    pub max_uri_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            request_timeout_ms: 10_000,
+            max_concurrent_requests: 64,
+            max_uri_bytes: 2_048,
+        }
+    }
 }
 
 impl Default for Config {
@@ -113,6 +136,7 @@ impl Default for Config {
             outfits: OutfitsConfig::default(),
             experiments: default_experiments(),
             kpi: KpiConfig::default(),
+            http: HttpConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -341,8 +365,20 @@ pub struct RuntimeConfig {
     pub dlq_window: usize,
     /// …once at least this many were seen…
     pub dlq_min_messages: usize,
-    /// …and the worker stops with an error when it exceeds this fraction.
+    /// …and the worker pauses consumption for `dlq_pause_ms` (health `degraded`) when it
+    /// exceeds this fraction: an outage upstream (a missing bucket, say) should not turn a
+    /// whole topic into dead letters, nor an exit into a restart loop.
     pub dlq_max_ratio: f64,
+    pub dlq_pause_ms: u64,
+    /// Attempts for a message whose failure is not transient (`internal`) before it is
+    /// dead-lettered with the error.
+    pub max_attempts: u32,
+    /// A partition that has not advanced for this long (a message retried transiently) makes
+    /// `/health` answer 503 `degraded`; `flashfit_oldest_stuck_message_seconds` shows the age.
+    pub stuck_after_ms: u64,
+    /// Records larger than this are not produced: the message that made one is dead-lettered
+    /// (`too_large`). Keep it at or below the broker's and producer's `message.max.bytes`.
+    pub max_record_bytes: usize,
     /// On SIGTERM/SIGINT, in-flight work gets this long to finish and commit.
     pub shutdown_timeout_ms: u64,
     /// How often consumer lag is refreshed.
@@ -362,6 +398,10 @@ impl Default for RuntimeConfig {
             dlq_window: 500,
             dlq_min_messages: 50,
             dlq_max_ratio: 0.5,
+            dlq_pause_ms: 60_000,
+            max_attempts: 5,
+            stuck_after_ms: 60_000,
+            max_record_bytes: 4 * 1024 * 1024,
             shutdown_timeout_ms: 30_000,
             stats_interval_ms: 5_000,
         }
@@ -386,6 +426,16 @@ pub struct QualityConfig {
     pub max_pixels: u64,
     /// Images with a side longer than this are not decoded (`too_large`).
     pub max_side: u32,
+    /// An image that is not (yet) in storage is retried until this long after the event's
+    /// `uploaded_at` before it is final (`not_found`): an event published before its object
+    /// is visible, a bucket briefly missing or a volume not mounted must not dead-letter good
+    /// uploads.
+    pub not_found_grace_ms: u64,
+    /// Pixels being decoded at once in one process, over every stage and concurrent message
+    /// (a 50 MP photo holds ~200 MB while it is decoded and measured): decodes wait for room,
+    /// which bounds a stage's memory whatever its concurrency. An image over the whole budget
+    /// waits until it can decode alone.
+    pub decode_budget_pixels: u64,
 }
 
 impl Default for QualityConfig {
@@ -398,6 +448,8 @@ impl Default for QualityConfig {
             max_bytes: 25 * 1024 * 1024,
             max_pixels: 50_000_000,
             max_side: 16_384,
+            not_found_grace_ms: 120_000,
+            decode_budget_pixels: 100_000_000,
         }
     }
 }
@@ -575,6 +627,11 @@ pub struct LanceConfig {
     /// Upkeep builds the vector indices (IVF-PQ, cosine, on `image_vector` and `text_vector`)
     /// once the table holds this many rows; below it, exact search is fast enough.
     pub index_min_rows: usize,
+    /// Readers (search, outfits, the feedback worker's garment lookup, the tombstone check)
+    /// see writes committed by any process at most this long after they were committed: a
+    /// read checks the table's latest version when this much time has passed since the last
+    /// check. 0 checks on every read.
+    pub read_consistency_ms: u64,
 }
 
 impl Default for LanceConfig {
@@ -587,6 +644,7 @@ impl Default for LanceConfig {
             optimize_interval_ms: 300_000,
             keep_versions_s: 3_600,
             index_min_rows: 50_000,
+            read_consistency_ms: 1_000,
         }
     }
 }

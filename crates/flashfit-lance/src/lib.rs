@@ -11,7 +11,7 @@ pub mod wardrobe;
 
 use std::sync::Arc;
 
-use flashfit_config::S3Config;
+use flashfit_config::{LanceConfig, S3Config};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -45,10 +45,14 @@ pub(crate) fn id_list<'a>(ids: impl IntoIterator<Item = &'a String>) -> String {
 }
 
 /// Opens the LanceDB database at `uri` (`s3://bucket/prefix`, `file:///dir` or a path), with
-/// the S3 settings FlashFit uses everywhere.
-pub async fn connect(uri: &str, s3: &S3Config) -> Result<lancedb::Connection> {
+/// the S3 settings FlashFit uses everywhere. Tables opened through it see other processes'
+/// commits within `lance.read_consistency_ms`: without that, a handle keeps reading the
+/// version it opened (new garments never appear, deleted ones stay, and pruned versions'
+/// files vanish under it).
+pub async fn connect(uri: &str, s3: &S3Config, lance: &LanceConfig) -> Result<lancedb::Connection> {
     let path = uri.strip_prefix("file://").unwrap_or(uri);
-    let mut b = lancedb::connect(path);
+    let mut b = lancedb::connect(path)
+        .read_consistency_interval(std::time::Duration::from_millis(lance.read_consistency_ms));
     if uri.starts_with("s3://") {
         let region = s3.region.clone().unwrap_or_else(|| "us-east-1".into());
         let mut opts: Vec<(&str, String)> = vec![("aws_region", region)];

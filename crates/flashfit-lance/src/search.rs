@@ -184,6 +184,14 @@ pub async fn text(
     Ok(top(hits(&batches, "text_vector", &query_vector), k))
 }
 
+/// Every garment of the user (score 0), ordered by garment id.
+pub async fn garments_of(table: &lancedb::Table, user_id: &str) -> Result<Vec<Hit>> {
+    let batches = fetch(table, "text_vector", filter(user_id, &Filters::default())).await?;
+    let mut all = hits(&batches, "text_vector", &[]);
+    all.sort_by(|a, b| a.garment_id.cmp(&b.garment_id));
+    Ok(all)
+}
+
 #[cfg(test)]
 mod tests {
     use super::cosine;

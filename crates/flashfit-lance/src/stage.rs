@@ -42,8 +42,11 @@ struct UpkeepState {
 #[derive(Default)]
 struct Plan {
     /// The latest record per garment (merge_insert needs unique keys).
-    upserts: BTreeMap<String, Garment>,
+    /// Keyed by (garment id, user id) until ownership is settled.
+    upserts: BTreeMap<(String, String), Garment>,
     deletes: BTreeMap<String, DeleteEvent>,
+    /// Which garment and user each message names (index in the batch).
+    claims: Vec<(usize, String, String)>,
 }
 
 impl LanceSink {
@@ -71,7 +74,7 @@ impl LanceSink {
     async fn tables(&self) -> crate::Result<&(lancedb::Table, lancedb::Table)> {
         self.tables
             .get_or_try_init(|| async {
-                let db = crate::connect(&self.uri, &self.s3).await?;
+                let db = crate::connect(&self.uri, &self.s3, &self.cfg).await?;
                 let garments = crate::garments(&db, &self.cfg.table).await?;
                 let tombstones = crate::tombstones(&db, &self.cfg.deletes_table).await?;
                 Ok((garments, tombstones))
@@ -89,29 +92,52 @@ impl LanceSink {
         Ok(&self.tables().await?.1)
     }
 
-    /// Which of `ids` have a tombstone.
-    async fn deleted_among(&self, ids: &BTreeSet<String>) -> crate::Result<BTreeSet<String>> {
+    /// Which of `ids` have a tombstone from their owner: (garment id, user id) pairs.
+    async fn deleted_among(
+        &self,
+        ids: &BTreeSet<String>,
+    ) -> crate::Result<BTreeSet<(String, String)>> {
+        self.pairs(self.tombstone_table().await?, ids).await
+    }
+
+    /// The (garment id, user id) pairs of `table`'s rows for `ids`.
+    async fn pairs(
+        &self,
+        table: &lancedb::Table,
+        ids: &BTreeSet<String>,
+    ) -> crate::Result<BTreeSet<(String, String)>> {
         if ids.is_empty() {
             return Ok(BTreeSet::new());
         }
-        let batches: Vec<RecordBatch> = self
-            .tombstone_table()
-            .await?
+        let batches: Vec<RecordBatch> = table
             .query()
             .only_if(format!("garment_id IN ({})", id_list(ids)))
-            .select(Select::columns(&["garment_id"]))
+            .select(Select::columns(&["garment_id", "user_id"]))
             .execute()
             .await?
             .try_collect()
             .await?;
         let mut out = BTreeSet::new();
         for b in batches {
-            if let Some(c) = b.column_by_name("garment_id") {
-                let c = c.as_string::<i32>();
-                out.extend((0..b.num_rows()).map(|i| c.value(i).to_owned()));
+            if let (Some(g), Some(u)) =
+                (b.column_by_name("garment_id"), b.column_by_name("user_id"))
+            {
+                let (g, u) = (g.as_string::<i32>(), u.as_string::<i32>());
+                out.extend(
+                    (0..b.num_rows()).map(|i| (g.value(i).to_owned(), u.value(i).to_owned())),
+                );
             }
         }
         Ok(out)
+    }
+
+    /// The owner of each of `ids` that has a row.
+    async fn owners(&self, ids: &BTreeSet<String>) -> crate::Result<BTreeMap<String, String>> {
+        Ok(self
+            .pairs(self.table().await?, ids)
+            .await?
+            .into_iter()
+            .collect())
     }
 
     /// Removes garments for good: tombstones first (so no upsert can bring them back), then
@@ -123,14 +149,26 @@ impl LanceSink {
         let b = tombstones(deletes)?;
         let schema = b.schema();
         let reader = RecordBatchIterator::new(vec![Ok(b)], schema);
-        let mut m = self.tombstone_table().await?.merge_insert(&["garment_id"]);
+        let mut m = self
+            .tombstone_table()
+            .await?
+            .merge_insert(&["garment_id", "user_id"]);
         m.when_not_matched_insert_all();
         m.execute(Box::new(reader)).await?;
-        let ids: BTreeSet<String> = deletes.iter().map(|d| d.garment_id.clone()).collect();
-        self.table()
-            .await?
-            .delete(format!("garment_id IN ({})", id_list(&ids)).as_str())
-            .await?;
+        // Only the owner's row goes (the caller checked ownership; a garment that had no row
+        // keeps the tombstone for when its upload arrives).
+        let filter = deletes
+            .iter()
+            .map(|d| {
+                format!(
+                    "(garment_id = {} AND user_id = {})",
+                    crate::quote(&d.garment_id),
+                    crate::quote(&d.user_id)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        self.table().await?.delete(filter.as_str()).await?;
         Ok(())
     }
 
@@ -139,11 +177,8 @@ impl LanceSink {
     pub async fn upsert(&self, garments: &[Garment]) -> crate::Result<()> {
         let ids: BTreeSet<String> = garments.iter().map(|g| g.garment_id.clone()).collect();
         let deleted = self.deleted_among(&ids).await?;
-        let live: Vec<Garment> = garments
-            .iter()
-            .filter(|g| !deleted.contains(&g.garment_id))
-            .cloned()
-            .collect();
+        let gone = |g: &Garment| deleted.contains(&(g.garment_id.clone(), g.user_id.clone()));
+        let live: Vec<Garment> = garments.iter().filter(|g| !gone(g)).cloned().collect();
         if live.is_empty() {
             return Ok(());
         }
@@ -152,15 +187,29 @@ impl LanceSink {
         let reader = RecordBatchIterator::new(vec![Ok(b)], schema);
         let table = self.table().await?;
         let mut m = table.merge_insert(&["garment_id"]);
-        m.when_matched_update_all(Some("target.processed_at <= source.processed_at".into()))
-            .when_not_matched_insert_all();
+        // Never over another user's row (ownership was checked; this closes the race with a
+        // concurrent first upload by someone else).
+        m.when_matched_update_all(Some(
+            "target.processed_at <= source.processed_at AND target.user_id = source.user_id".into(),
+        ))
+        .when_not_matched_insert_all();
         m.execute(Box::new(reader)).await?;
         // A delete committed by another worker since the check above: undo our insert.
         let raced = self.deleted_among(&ids).await?;
-        if raced.len() > deleted.len() {
-            table
-                .delete(format!("garment_id IN ({})", id_list(&raced)).as_str())
-                .await?;
+        let fresh: Vec<&(String, String)> = raced.difference(&deleted).collect();
+        if !fresh.is_empty() {
+            let filter = fresh
+                .iter()
+                .map(|(g, u)| {
+                    format!(
+                        "(garment_id = {} AND user_id = {})",
+                        crate::quote(g),
+                        crate::quote(u)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            table.delete(filter.as_str()).await?;
         }
         Ok(())
     }
@@ -222,6 +271,8 @@ impl LanceSink {
             if *m.topic == *self.deletes {
                 match DeleteEvent::from_json(m.payload()) {
                     Ok(d) => {
+                        plan.claims
+                            .push((outcomes.len(), d.garment_id.clone(), d.user_id.clone()));
                         plan.deletes.insert(d.garment_id.clone(), d);
                         outcomes.push(None);
                     }
@@ -237,12 +288,15 @@ impl LanceSink {
                 .and_then(|v| Garment::from_record(&v).map_err(|e| e.to_string()));
             match parsed {
                 Ok(g) => {
+                    plan.claims
+                        .push((outcomes.len(), g.garment_id.clone(), g.user_id.clone()));
                     let newer = plan
                         .upserts
-                        .get(&g.garment_id)
+                        .get(&(g.garment_id.clone(), g.user_id.clone()))
                         .is_none_or(|old| old.processed_at <= g.processed_at);
                     if newer {
-                        plan.upserts.insert(g.garment_id.clone(), g);
+                        plan.upserts
+                            .insert((g.garment_id.clone(), g.user_id.clone()), g);
                     }
                     outcomes.push(None);
                 }
@@ -252,16 +306,36 @@ impl LanceSink {
                 })),
             }
         }
-        // A garment deleted in this batch is not upserted, whichever came first.
-        plan.upserts.retain(|id, _| !plan.deletes.contains_key(id));
         (plan, outcomes)
     }
 
-    async fn apply(&self, plan: Plan) -> crate::Result<()> {
+    /// Applies the plan; returns the batch indices of messages naming a garment that belongs
+    /// to another user (left out, to be dead-lettered `not_owner`).
+    async fn apply(&self, mut plan: Plan) -> crate::Result<BTreeSet<usize>> {
+        // Owners: the stored row's user, else the first user in this batch to name it.
+        let ids: BTreeSet<String> = plan.claims.iter().map(|c| c.1.clone()).collect();
+        let mut owner = self.owners(&ids).await?;
+        for (_, g, u) in &plan.claims {
+            owner.entry(g.clone()).or_insert_with(|| u.clone());
+        }
+        let mut refused = BTreeSet::new();
+        for (i, g, u) in &plan.claims {
+            if owner.get(g).is_some_and(|o| o != u) {
+                refused.insert(*i);
+            }
+        }
+        plan.deletes
+            .retain(|g, d| owner.get(g).is_none_or(|o| *o == d.user_id));
+        plan.upserts
+            .retain(|(g, u), _| owner.get(g).is_none_or(|o| o == u));
+        // A garment its owner deleted in this batch is not upserted, whichever came first.
+        plan.upserts
+            .retain(|(g, _), _| !plan.deletes.contains_key(g));
         let deletes: Vec<DeleteEvent> = plan.deletes.into_values().collect();
         self.delete(&deletes).await?;
         let garments: Vec<Garment> = plan.upserts.into_values().collect();
-        self.upsert(&garments).await
+        self.upsert(&garments).await?;
+        Ok(refused)
     }
 }
 
@@ -291,10 +365,16 @@ impl Stage for LanceSink {
         }
         outcomes
             .into_iter()
-            .map(|o| match (o, &result) {
+            .enumerate()
+            .map(|(i, o)| match (o, &result) {
                 (Some(bad), _) => bad,
-                (None, Ok(())) => Outcome::Emit(Vec::new()),
-                (None, Err(e)) => Outcome::Retry(format!("lancedb write: {e}")),
+                (None, Ok(refused)) if refused.contains(&i) => Outcome::BadInput {
+                    reason: Reason::NotOwner,
+                    message: "the garment id belongs to another user".into(),
+                },
+                (None, Ok(_)) => Outcome::Emit(Vec::new()),
+                (None, Err(e)) if e.is_retryable() => Outcome::Retry(format!("lancedb write: {e}")),
+                (None, Err(e)) => Outcome::Internal(format!("lancedb write: {e}")),
             })
             .collect()
     }

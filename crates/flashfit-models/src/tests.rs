@@ -77,7 +77,15 @@ fn outputs_match_python_onnxruntime_on_the_same_pixels() {
             .map(|v| v.as_u64().expect("u64"))
             .collect();
         let ours: Vec<u64> = out.top_k(5).iter().map(|(i, _)| *i as u64).collect();
-        assert_eq!(ours, top5, "{name}");
+        // Same ranking, except where two classes' reference logits are within the tolerance
+        // (last-bit differences between CPUs may swap a near-tie).
+        for (rank, (o, w)) in ours.iter().zip(&top5).enumerate() {
+            let gap = (logits[*o as usize] - logits[*w as usize]).abs();
+            assert!(
+                o == w || gap < 1e-3,
+                "{name}: rank {rank} is class {o}, reference {w} (logit gap {gap})"
+            );
+        }
     }
     // The labels make sense on real photos.
     let coffee = names

@@ -40,6 +40,36 @@ pub async fn ingest_files(
     files: &[PathBuf],
     user_id: &str,
 ) -> Result<Vec<UploadEvent>> {
+    let planned: Vec<(PathBuf, String)> = files
+        .iter()
+        .map(|f| (f.clone(), uuid::Uuid::new_v4().to_string()))
+        .collect();
+    ingest_as(config, &planned, user_id).await
+}
+
+/// The garment id of a photo's bytes in a user's wardrobe: the same photo of the same user
+/// is the same garment (so ingesting a folder twice adds nothing), different users' copies
+/// are different garments. A UUID (version 8, from SHA-256 of user id and bytes).
+pub fn content_garment_id(user_id: &str, bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(user_id.as_bytes());
+    h.update([0u8]);
+    h.update(bytes);
+    let digest = h.finalize();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&digest[..16]);
+    id[6] = (id[6] & 0x0f) | 0x80;
+    id[8] = (id[8] & 0x3f) | 0x80;
+    uuid::Uuid::from_bytes(id).to_string()
+}
+
+/// [`ingest_files`] with the garment id of each file given.
+pub async fn ingest_as(
+    config: &Config,
+    files: &[(PathBuf, String)],
+    user_id: &str,
+) -> Result<Vec<UploadEvent>> {
     let uploads_uri = config.uploads_uri.as_deref().ok_or_else(|| {
         Error::Invalid("set FLASHFIT_UPLOADS_URI to say where photos are stored".into())
     })?;
@@ -48,13 +78,12 @@ pub async fn ingest_files(
     kafka::ensure_topics(&config.kafka, std::slice::from_ref(&topic)).await?;
     let producer = kafka::producer(&config.kafka)?;
     let mut events = Vec::with_capacity(files.len());
-    for file in files {
-        let garment_id = uuid::Uuid::new_v4().to_string();
-        let image_uri = place(&uploads, file, user_id, &garment_id).await?;
+    for (file, garment_id) in files {
+        let image_uri = place(&uploads, file, user_id, garment_id).await?;
         events.push(UploadEvent {
             event_id: uuid::Uuid::new_v4().to_string(),
             user_id: user_id.to_owned(),
-            garment_id,
+            garment_id: garment_id.clone(),
             image_uri,
             uploaded_at: Utc::now(),
         });

@@ -9,6 +9,7 @@
 pub mod bench;
 mod embedded;
 pub mod ingest;
+pub mod local;
 pub mod personal;
 mod pipeline;
 pub mod serve;
@@ -19,10 +20,10 @@ pub mod watch;
 
 pub use embedded::EmbeddedBroker;
 pub use pipeline::{
-    Pipeline, SINKS, SearchQuery, WORKERS, build_stage, compact, deletes_table, garments_table,
-    kpi_daily, kpi_table, lance_upkeep, search, worker_config,
+    Pipeline, SINKS, SearchQuery, WORKERS, Worker, build_stage, build_worker, compact,
+    deletes_table, garments_table, kpi_daily, kpi_table, lance_upkeep, search, worker_config,
 };
-pub use supervise::{run_stages, shutdown_on_signals};
+pub use supervise::{run_stages, run_workers, shutdown_on_signals};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

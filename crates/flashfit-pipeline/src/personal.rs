@@ -17,6 +17,7 @@ use crate::{Error, Result};
 pub struct LanceLookup {
     uri: String,
     s3: flashfit_config::S3Config,
+    lance: flashfit_config::LanceConfig,
     table_name: String,
     table: tokio::sync::OnceCell<lancedb::Table>,
 }
@@ -26,6 +27,7 @@ impl LanceLookup {
         LanceLookup {
             uri: config.lancedb_uri.clone(),
             s3: config.s3.clone(),
+            lance: config.lance.clone(),
             table_name: config.lance.table.clone(),
             table: tokio::sync::OnceCell::new(),
         }
@@ -34,7 +36,7 @@ impl LanceLookup {
     async fn table(&self) -> flashfit_lance::Result<&lancedb::Table> {
         self.table
             .get_or_try_init(|| async {
-                let db = flashfit_lance::connect(&self.uri, &self.s3).await?;
+                let db = flashfit_lance::connect(&self.uri, &self.s3, &self.lance).await?;
                 flashfit_lance::garments(&db, &self.table_name).await
             })
             .await
@@ -110,6 +112,21 @@ pub struct Recommender {
 }
 
 impl Recommender {
+    /// Waits (at most `timeout`) for impressions still queued in the producer: called when
+    /// `serve` stops, so a shutdown loses none that were acknowledged to the app.
+    pub async fn flush(&self, timeout: std::time::Duration) {
+        use rdkafka::producer::Producer;
+        let Some((producer, _)) = &self.kpi else {
+            return;
+        };
+        let p = producer.clone();
+        match tokio::task::spawn_blocking(move || p.flush(timeout)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "impressions not all flushed at shutdown"),
+            Err(e) => tracing::warn!(error = %e, "impression flush task failed"),
+        }
+    }
+
     /// Impressions go to `flashfit.kpi` when a broker is configured.
     pub fn new(config: &Config) -> Result<Self> {
         let kpi = match config.kafka.brokers {

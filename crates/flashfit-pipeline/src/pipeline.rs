@@ -81,6 +81,29 @@ pub const SINKS: &[&str] = &["parquet", "lance"];
 /// preference weights) and `kpi` (flashfit.kpi → the kpi_events table).
 pub const WORKERS: &[&str] = &["parquet", "lance", "feedback", "kpi"];
 
+/// A stage with the configuration its worker runs with.
+#[derive(Clone)]
+pub struct Worker {
+    pub config: Config,
+    pub stage: Arc<dyn Stage>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("stage", &self.stage.name())
+            .finish()
+    }
+}
+
+/// The worker `flashfit worker <name>` runs: [`worker_config`] + [`build_stage`]. `flashfit
+/// run` builds every worker of the system through the same function.
+pub fn build_worker(name: &str, config: &Config, pipeline: &Pipeline) -> Result<Worker> {
+    let config = worker_config(name, config);
+    let stage = build_stage(name, &config, pipeline)?;
+    Ok(Worker { config, stage })
+}
+
 /// The configuration a worker for `name` runs with: a sink's runtime batch is its file roll
 /// (rows, time), with room in flight for a whole file.
 pub fn worker_config(name: &str, config: &Config) -> Config {
@@ -168,7 +191,7 @@ pub async fn compact(config: &Config) -> Result<flashfit_sinks::compact::Compact
 /// the background), for `flashfit compact`.
 pub async fn lance_upkeep(config: &Config) -> Result<Vec<flashfit_lance::upkeep::Report>> {
     let lance = |e: flashfit_lance::Error| Error::Invalid(e.to_string());
-    let db = flashfit_lance::connect(&config.lancedb_uri, &config.s3)
+    let db = flashfit_lance::connect(&config.lancedb_uri, &config.s3, &config.lance)
         .await
         .map_err(lance)?;
     let tables = [

@@ -34,7 +34,7 @@ pub struct Searcher {
 impl Searcher {
     pub async fn open(config: &Config) -> Result<Self> {
         let lance = |e: flashfit_lance::Error| Error::Invalid(e.to_string());
-        let db = flashfit_lance::connect(&config.lancedb_uri, &config.s3)
+        let db = flashfit_lance::connect(&config.lancedb_uri, &config.s3, &config.lance)
             .await
             .map_err(lance)?;
         let table = flashfit_lance::garments(&db, &config.lance.table)
@@ -111,6 +111,14 @@ fn reply(code: StatusCode, body: Value) -> Reply {
     )
 }
 
+/// A 503 that says what is unavailable, not why (the cause is logged).
+fn unavailable(what: &str) -> Reply {
+    reply(
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({"error": format!("{what} is unavailable right now; try again later")}),
+    )
+}
+
 fn bad(message: impl Into<String>) -> Reply {
     reply(StatusCode::BAD_REQUEST, json!({"error": message.into()}))
 }
@@ -161,11 +169,8 @@ async fn outfits_handler(
         Ok(o) => reply(StatusCode::OK, json!(o)),
         Err(RecommendError::BadRequest(m)) => bad(m),
         Err(RecommendError::Unavailable(e)) => {
-            tracing::error!(error = %e, "recommendation failed");
-            reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"error": e.to_string()}),
-            )
+            tracing::error!(error = %e, user_id, "recommendation failed");
+            unavailable("outfits")
         }
     }
 }
@@ -206,10 +211,8 @@ async fn search_handler(
         (None, Some(t)) if !t.trim().is_empty() => match s.text_vector(&t).await {
             Ok(v) => flashfit_lance::search::text(&s.table, &user_id, v, k, &filters).await,
             Err(e) => {
-                return reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    json!({"error": format!("text model: {e}")}),
-                );
+                tracing::error!(error = %e, "text model unavailable");
+                return unavailable("search");
             }
         },
         _ => return bad("give exactly one of `like` (a garment id) or `text` (a query)"),
@@ -217,21 +220,176 @@ async fn search_handler(
     match results {
         Ok(r) => reply(StatusCode::OK, json!({"results": r})),
         Err(e) => {
-            tracing::error!(error = %e, "search failed");
-            reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"error": e.to_string()}),
-            )
+            tracing::error!(error = %e, user_id, "search failed");
+            unavailable("search")
         }
     }
 }
 
-/// The API's routes.
+/// Request metrics of the API, served on its own `/metrics`.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    registry: prometheus::Registry,
+    duration: prometheus::HistogramVec,
+    health: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl HttpMetrics {
+    pub fn new() -> Self {
+        let registry = prometheus::Registry::new();
+        let duration = prometheus::HistogramVec::new(
+            prometheus::HistogramOpts::new(
+                "flashfit_http_request_duration_seconds",
+                "Time to answer an API request, by route and status code.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["route", "code"],
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(duration.clone()))
+            .expect("metric registered once");
+        HttpMetrics {
+            registry,
+            duration,
+            health: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        }
+    }
+
+    fn observe(&self, route: &str, code: StatusCode, seconds: f64) {
+        self.duration
+            .with_label_values(&[route, code.as_str()])
+            .observe(seconds);
+    }
+
+    fn encode(&self) -> String {
+        use prometheus::Encoder;
+        let mut buf = Vec::new();
+        if let Err(e) = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            return format!("# encoding failed: {e}\n");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for HttpMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What the limit layer needs: the concurrency bound, the timeout, the URI bound, metrics.
+struct Limits {
+    permits: Arc<tokio::sync::Semaphore>,
+    timeout: std::time::Duration,
+    max_uri: usize,
+    metrics: HttpMetrics,
+}
+
+/// Every API request: bounded URI, bounded concurrency (503 `overloaded` at once when full),
+/// bounded time (503 after `request_timeout_ms`), and its latency recorded per route.
+async fn limit(
+    State(l): State<Arc<Limits>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    // The route template, not the path (user ids would explode the label set).
+    let path = req.uri().path();
+    let route = ["search", "outfits"]
+        .into_iter()
+        .find(|r| path.ends_with(&format!("/{r}")))
+        .map(|r| format!("/v1/users/{{user_id}}/{r}"))
+        .unwrap_or_else(|| "other".into());
+    let started = std::time::Instant::now();
+    let uri_len = req.uri().path().len() + req.uri().query().map_or(0, str::len);
+    let resp = if uri_len > l.max_uri {
+        reply(
+            StatusCode::URI_TOO_LONG,
+            json!({"error": format!("path and query longer than {} bytes", l.max_uri)}),
+        )
+        .into_response()
+    } else {
+        match l.permits.clone().try_acquire_owned() {
+            Err(_) => reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": "overloaded; try again later"}),
+            )
+            .into_response(),
+            Ok(_permit) => match tokio::time::timeout(l.timeout, next.run(req)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!(
+                        route,
+                        timeout_ms = l.timeout.as_millis() as u64,
+                        "request timed out"
+                    );
+                    reply(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        json!({"error": "the request took too long; try again later"}),
+                    )
+                    .into_response()
+                }
+            },
+        }
+    };
+    l.metrics
+        .observe(&route, resp.status(), started.elapsed().as_secs_f64());
+    resp
+}
+
+async fn metrics_handler(State(m): State<HttpMetrics>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        m.encode(),
+    )
+}
+
+async fn health_handler(State(m): State<HttpMetrics>) -> Reply {
+    if m.health.load(std::sync::atomic::Ordering::Relaxed) {
+        reply(StatusCode::OK, json!({"status": "ok"}))
+    } else {
+        reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "stopping"}),
+        )
+    }
+}
+
+/// The API's routes with the default limits (see [`router_with`]).
 pub fn router(api: Arc<Api>) -> Router {
-    Router::new()
+    router_with(
+        api,
+        &flashfit_config::HttpConfig::default(),
+        HttpMetrics::new(),
+    )
+}
+
+/// The API's routes under `limits`, plus `/metrics` and `/health` (not limited).
+pub fn router_with(
+    api: Arc<Api>,
+    limits: &flashfit_config::HttpConfig,
+    metrics: HttpMetrics,
+) -> Router {
+    let l = Arc::new(Limits {
+        permits: Arc::new(tokio::sync::Semaphore::new(
+            limits.max_concurrent_requests.max(1),
+        )),
+        timeout: std::time::Duration::from_millis(limits.request_timeout_ms.max(1)),
+        max_uri: limits.max_uri_bytes,
+        metrics: metrics.clone(),
+    });
+    let api_routes = Router::new()
         .route("/v1/users/{user_id}/search", get(search_handler))
         .route("/v1/users/{user_id}/outfits", get(outfits_handler))
-        .with_state(api)
+        .route_layer(axum::middleware::from_fn_with_state(l, limit))
+        .with_state(api);
+    let ops = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/health", get(health_handler))
+        .with_state(metrics);
+    api_routes.merge(ops)
 }
 
 /// Binds `addr` and serves until `shutdown`; returns the bound address and the server task.
@@ -246,12 +404,24 @@ pub async fn serve(
     });
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let app = router(api);
+    let metrics = HttpMetrics::new();
+    let app = router_with(api.clone(), &config.http, metrics.clone());
     let task = tokio::spawn(async move {
-        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
+        let stopping = {
+            let (s, m) = (shutdown.clone(), metrics.clone());
+            async move {
+                s.cancelled().await;
+                m.health.store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+        };
+        let server = axum::serve(listener, app).with_graceful_shutdown(stopping);
         if let Err(e) = server.await {
             tracing::error!(error = %e, "http server failed");
         }
+        // Impressions of answered requests are delivered before the process goes.
+        api.recommender
+            .flush(std::time::Duration::from_secs(5))
+            .await;
     });
     tracing::info!(addr = %bound, "http api listening");
     Ok((bound, task))

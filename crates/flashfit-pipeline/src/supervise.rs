@@ -6,7 +6,7 @@ use flashfit_runtime::{Health, Metrics, Stage, admin, worker};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::Result;
+use crate::{Result, Worker};
 
 /// Cancels `token` on SIGTERM or SIGINT.
 pub fn shutdown_on_signals(token: CancellationToken) {
@@ -47,21 +47,43 @@ pub async fn run_stages(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> Result<()> {
+    let workers = stages
+        .into_iter()
+        .map(|stage| Worker {
+            config: config.clone(),
+            stage,
+        })
+        .collect();
+    run_workers(config, workers, metrics, shutdown).await
+}
+
+/// [`run_stages`] for workers that each carry their own configuration (a sink's batch is its
+/// file roll, see [`crate::worker_config`]); `config` gives the admin address and the
+/// shutdown deadline.
+pub async fn run_workers(
+    config: &Config,
+    workers: Vec<Worker>,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let admin_token = CancellationToken::new();
     let (_addr, admin_task) =
         admin::serve(config.admin_addr, metrics.clone(), admin_token.clone()).await?;
     let mut set = JoinSet::new();
-    for stage in stages {
-        let config = config.clone();
+    for Worker { config, stage } in workers {
         let metrics = metrics.clone();
         let token = shutdown.clone();
         set.spawn(async move { worker::run_worker(&config, stage, &metrics, token).await });
     }
     let mut first_err = None;
     let deadline = Duration::from_millis(config.runtime.shutdown_timeout_ms);
+    // One deadline for the whole process, from the moment shutdown is seen (each worker
+    // bounds its own drain by the same budget, so this only fires on a bug).
+    let mut drain_until: Option<tokio::time::Instant> = None;
     loop {
         let next = if shutdown.is_cancelled() {
-            match tokio::time::timeout(deadline, set.join_next()).await {
+            let until = *drain_until.get_or_insert_with(|| tokio::time::Instant::now() + deadline);
+            match tokio::time::timeout_at(until, set.join_next()).await {
                 Ok(n) => n,
                 Err(_) => {
                     set.abort_all();

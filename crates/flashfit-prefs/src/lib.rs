@@ -25,7 +25,29 @@ pub enum Error {
 }
 
 impl Error {
+    /// True when the same statement may succeed later: connection, pool and I/O failures are
+    /// transient; a value the database refuses (PostgreSQL class 22 data exceptions such as a
+    /// NUL byte in text, class 23 constraint violations; SQLite's too-big, mismatch and
+    /// constraint errors) or a configuration error is not.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Database(_))
+        match self {
+            Error::Database(sqlx::Error::Database(db)) => {
+                let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+                !(code.starts_with("22")
+                    || code.starts_with("23")
+                    || matches!(code.as_str(), "18" | "19" | "20"))
+            }
+            Error::Database(
+                sqlx::Error::Encode(_)
+                | sqlx::Error::Decode(_)
+                | sqlx::Error::ColumnDecode { .. }
+                | sqlx::Error::TypeNotFound { .. }
+                | sqlx::Error::ColumnNotFound(_)
+                | sqlx::Error::ColumnIndexOutOfBounds { .. }
+                | sqlx::Error::RowNotFound,
+            ) => false,
+            Error::Database(_) => true,
+            Error::Config(_) => false,
+        }
     }
 }

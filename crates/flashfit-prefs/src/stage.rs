@@ -17,11 +17,19 @@ pub trait GarmentLookup: Send + Sync + 'static {
     async fn garments(&self, user_id: &str, ids: &[String]) -> Result<Vec<Item>, String>;
 }
 
+/// How long after its `ts` an event naming garments the lookup does not know yet is retried
+/// rather than applied without them: feedback can arrive before its garment reached LanceDB
+/// (the lance sink commits in batches), and applying it early would lose the weight change for
+/// good (a replay is a duplicate). After this, the unknown ids are taken to be wrong (another
+/// user's garment, a deleted one, a typo) and the event is applied with the garments found.
+pub const UNKNOWN_GARMENT_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
+
 pub struct FeedbackStage<L> {
     url: String,
     store: tokio::sync::OnceCell<Store>,
     lookup: L,
     pub input: String,
+    grace: chrono::Duration,
 }
 
 impl<L: GarmentLookup> FeedbackStage<L> {
@@ -32,7 +40,14 @@ impl<L: GarmentLookup> FeedbackStage<L> {
             store: tokio::sync::OnceCell::new(),
             lookup,
             input,
+            grace: chrono::Duration::from_std(UNKNOWN_GARMENT_GRACE).unwrap_or_default(),
         }
+    }
+
+    /// Sets how long events naming unknown garments wait for them ([`UNKNOWN_GARMENT_GRACE`]).
+    pub fn with_grace(mut self, grace: std::time::Duration) -> Self {
+        self.grace = chrono::Duration::from_std(grace).unwrap_or_default();
+        self
     }
 
     pub async fn store(&self) -> crate::Result<&Store> {
@@ -60,6 +75,13 @@ impl<L: GarmentLookup> FeedbackStage<L> {
             Err(e) => return Outcome::Retry(format!("garment lookup: {e}")),
         };
         if found.len() < event.garment_ids.len() {
+            if chrono::Utc::now() - event.ts < self.grace {
+                return Outcome::Retry(format!(
+                    "feedback {} names {} garments not (yet) in the user's wardrobe",
+                    event.event_id,
+                    event.garment_ids.len() - found.len()
+                ));
+            }
             tracing::debug!(
                 event_id = event.event_id,
                 asked = event.garment_ids.len(),
@@ -69,11 +91,13 @@ impl<L: GarmentLookup> FeedbackStage<L> {
         }
         let store = match self.store().await {
             Ok(s) => s,
+            // Unreachable or misconfigured: both need time or an operator, not a dead letter.
             Err(e) => return Outcome::Retry(format!("preference store: {e}")),
         };
         match store.apply(&event, &found).await {
             Ok(Applied::New { .. }) | Ok(Applied::Duplicate) => Outcome::Emit(Vec::new()),
-            Err(e) => Outcome::Retry(format!("preference store: {e}")),
+            Err(e) if e.is_retryable() => Outcome::Retry(format!("preference store: {e}")),
+            Err(e) => Outcome::Internal(format!("preference store refused the event: {e}")),
         }
     }
 }
@@ -183,5 +207,58 @@ mod tests {
         assert_eq!(p.feedback_count, 2);
         assert!((p.category["jeans"] - 0.3).abs() < 1e-9, "{p:?}");
         assert!((p.style["casual"] - 0.3).abs() < 1e-9, "{p:?}");
+    }
+
+    /// Feedback that arrives before its garment reached the wardrobe waits for it instead of
+    /// being applied without it (and lost: a replay would be a duplicate).
+    #[tokio::test]
+    async fn feedback_for_a_garment_not_yet_stored_waits_for_it() {
+        struct Late(AtomicUsize);
+        #[async_trait]
+        impl GarmentLookup for Late {
+            async fn garments(&self, _: &str, ids: &[String]) -> Result<Vec<Item>, String> {
+                // The garment appears on the third lookup.
+                if self.0.fetch_add(1, Ordering::SeqCst) < 2 {
+                    return Ok(Vec::new());
+                }
+                Ok(ids
+                    .iter()
+                    .map(|i| Item {
+                        garment_id: i.clone(),
+                        category: "jeans".into(),
+                        ..Item::default()
+                    })
+                    .collect())
+            }
+        }
+        let dir = tempfile::tempdir().expect("tmp");
+        let url = format!("sqlite://{}", dir.path().join("p.db").display());
+        let stage = Arc::new(FeedbackStage::new(
+            &url,
+            Late(AtomicUsize::new(0)),
+            "flashfit.feedback".into(),
+        ));
+        let v = serde_json::json!({"event_id": "now", "user_id": "u1", "signal": "like",
+            "garment_ids": ["g9"], "ts": chrono::Utc::now().to_rfc3339()});
+        let cfg = RuntimeConfig {
+            retry_initial_backoff_ms: 1,
+            ..RuntimeConfig::default()
+        };
+        let run = harness::run(
+            stage.clone(),
+            vec![(None, serde_json::to_vec(&v).expect("json"))],
+            cfg,
+        )
+        .await;
+        assert!(run.result.unfinished.is_empty());
+        let p = stage
+            .store()
+            .await
+            .expect("store")
+            .preferences("u1")
+            .await
+            .expect("prefs");
+        assert_eq!(p.feedback_count, 1);
+        assert!((p.category["jeans"] - 0.1).abs() < 1e-9, "{p:?}");
     }
 }

@@ -10,6 +10,39 @@ use image::RgbImage;
 
 use crate::{AnalyzeError, Limits};
 
+/// The process-wide pixel budget of decodes in progress, in thousands of pixels
+/// ([`QualityConfig::decode_budget_pixels`](flashfit_config::QualityConfig), fixed by the
+/// first stage that decodes).
+static DECODE_BUDGET: std::sync::OnceLock<(std::sync::Arc<tokio::sync::Semaphore>, u32)> =
+    std::sync::OnceLock::new();
+
+/// Room for decoding one image, held until its pixels are dropped.
+#[derive(Debug)]
+pub struct DecodePermit(#[allow(dead_code)] Option<tokio::sync::OwnedSemaphorePermit>);
+
+/// Waits until decoding `bytes` fits in the process's pixel budget. The size comes from the
+/// image header (no pixels are allocated); an unreadable header takes no room (the decoder
+/// rejects it).
+pub async fn reserve_decode(bytes: &[u8], caps: &flashfit_config::QualityConfig) -> DecodePermit {
+    let (sem, total) = DECODE_BUDGET.get_or_init(|| {
+        let k = u32::try_from(caps.decode_budget_pixels.div_ceil(1000).max(1)).unwrap_or(u32::MAX);
+        (
+            std::sync::Arc::new(tokio::sync::Semaphore::new(k as usize)),
+            k,
+        )
+    });
+    let dims = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()
+        .and_then(|r| r.into_dimensions().ok());
+    let Some((w, h)) = dims else {
+        return DecodePermit(None);
+    };
+    let k = (u64::from(w) * u64::from(h)).div_ceil(1000);
+    let k = u32::try_from(k).unwrap_or(u32::MAX).clamp(1, *total);
+    DecodePermit(sem.clone().acquire_many_owned(k).await.ok())
+}
+
 /// Upload events larger than this are not parsed (`invalid_event`).
 pub const MAX_EVENT_BYTES: usize = 64 * 1024;
 
@@ -17,11 +50,14 @@ fn bad(reason: Reason, message: String) -> Outcome {
     Outcome::BadInput { reason, message }
 }
 
-/// Parses the event in `payload` and fetches its image (at most `max_bytes`).
+/// Parses the event in `payload` and fetches its image (at most `caps.max_bytes`). A missing
+/// object is retried until `caps.not_found_grace_ms` after the event's `uploaded_at`, then
+/// final (`not_found`); store failures are transient unless the store says retrying cannot
+/// help.
 pub async fn read_upload(
     uploads: &Location,
     payload: &[u8],
-    max_bytes: u64,
+    caps: &flashfit_config::QualityConfig,
 ) -> Result<(UploadEvent, Bytes), Outcome> {
     if payload.len() > MAX_EVENT_BYTES {
         return Err(bad(
@@ -33,15 +69,28 @@ pub async fn read_upload(
         ));
     }
     let upload = UploadEvent::from_json(payload).map_err(|e| bad(Reason::InvalidEvent, e.0))?;
-    match uploads.fetch(&upload.image_uri, max_bytes).await {
+    match uploads.fetch(&upload.image_uri, caps.max_bytes).await {
         Ok(b) => Ok((upload, b)),
         Err(e) => Err(match e {
             flashfit_storage::Error::NotAllowed(m) => bad(Reason::UriNotAllowed, m),
             flashfit_storage::Error::NotFound(m) => {
-                bad(Reason::NotFound, format!("no object at {m}"))
+                let age = chrono::Utc::now() - upload.uploaded_at;
+                let grace = chrono::Duration::milliseconds(
+                    i64::try_from(caps.not_found_grace_ms).unwrap_or(i64::MAX),
+                );
+                if age < grace {
+                    Outcome::Retry(format!(
+                        "no object at {m} yet ({}s after upload; final after {}s)",
+                        age.num_seconds(),
+                        grace.num_seconds()
+                    ))
+                } else {
+                    bad(Reason::NotFound, format!("no object at {m}"))
+                }
             }
             flashfit_storage::Error::TooLarge { .. } => bad(Reason::TooLarge, e.to_string()),
-            other => Outcome::Retry(other.to_string()),
+            other if other.is_retryable() => Outcome::Retry(other.to_string()),
+            other => Outcome::Internal(other.to_string()),
         }),
     }
 }

@@ -41,15 +41,15 @@ impl QualityStage {
     }
 
     async fn one(&self, msg: Message) -> Outcome {
-        let (upload, bytes) =
-            match read_upload(&self.uploads, msg.payload(), self.cfg.max_bytes).await {
-                Ok(x) => x,
-                Err(outcome) => return outcome,
-            };
+        let (upload, bytes) = match read_upload(&self.uploads, msg.payload(), &self.cfg).await {
+            Ok(x) => x,
+            Err(outcome) => return outcome,
+        };
         let limits = Limits {
             max_pixels: self.cfg.max_pixels,
             max_side: self.cfg.max_side,
         };
+        let permit = crate::intake::reserve_decode(&bytes, &self.cfg).await;
         let analysis = match run_blocking(move || analyze(&bytes, limits)).await {
             Ok(Ok(a)) => a,
             Ok(Err(e)) => return decode_outcome(e),
@@ -62,6 +62,7 @@ impl QualityStage {
                 };
             }
         };
+        drop(permit);
         let mut warnings = Vec::new();
         if analysis.blur_score < self.cfg.blur_threshold {
             warnings.push(Warning::Blurry);
@@ -98,7 +99,17 @@ impl QualityStage {
                 warnings,
             },
         };
-        match serde_json::to_vec(&record) {
+        let value = serde_json::to_value(&record).map(|mut v| {
+            if self.terminal {
+                // Last stage of the pipeline: when the garment was done, which the sinks read
+                // (as after the model stages; see flashfit-vision's enrich).
+                v["processed_at"] = serde_json::json!(
+                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                );
+            }
+            v
+        });
+        match value.and_then(|v| serde_json::to_vec(&v)) {
             Ok(value) => out.insert(
                 0,
                 Emit {
@@ -107,7 +118,7 @@ impl QualityStage {
                     value,
                 },
             ),
-            Err(e) => return Outcome::Retry(format!("cannot serialise record: {e}")),
+            Err(e) => return Outcome::Internal(format!("cannot serialise record: {e}")),
         }
         Outcome::Emit(out)
     }

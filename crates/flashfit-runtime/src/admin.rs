@@ -43,14 +43,23 @@ async fn metrics_handler(State(m): State<Metrics>) -> impl IntoResponse {
 
 async fn health_handler(State(m): State<Metrics>) -> impl IntoResponse {
     let h = m.health();
-    let code = if h.get() == Health::RUNNING {
-        StatusCode::OK
+    let degraded = m.degraded();
+    let (code, body) = if h.get() == Health::RUNNING && degraded.is_empty() {
+        (StatusCode::OK, serde_json::json!({"status": "ok"}))
+    } else if h.get() == Health::RUNNING {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "degraded", "stages": degraded}),
+        )
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": h.label()}),
+        )
     };
     (
         code,
         [(header::CONTENT_TYPE, "application/json")],
-        format!("{{\"status\":\"{}\"}}", h.label()),
+        body.to_string(),
     )
 }

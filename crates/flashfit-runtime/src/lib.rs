@@ -20,7 +20,7 @@ pub mod worker;
 
 pub use error::{Error, Result};
 pub use metrics::{Health, Metrics, StageMetrics};
-pub use process::{BatchResult, DlqGuard, Processor, Record};
+pub use process::{Backoff, BatchResult, DlqGuard, Processor, Record};
 pub use stage::{Emit, Message, Outcome, Stage, run_blocking};
 
 /// Version stamped on dead-letter records.

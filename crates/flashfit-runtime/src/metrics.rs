@@ -19,7 +19,10 @@ pub struct Metrics {
     batch_seconds: HistogramVec,
     blocked_seconds: CounterVec,
     lag: IntGaugeVec,
+    stuck: prometheus::GaugeVec,
     health: Arc<Health>,
+    /// Stages currently degraded (a stuck partition, a paused dead-letter breaker), with why.
+    degraded: Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -146,8 +149,20 @@ impl Metrics {
                 &["stage"],
             ),
         );
+        let stuck = register(
+            &r,
+            prometheus::GaugeVec::new(
+                Opts::new(
+                    "flashfit_oldest_stuck_message_seconds",
+                    "How long the oldest message still being retried has kept its partition from advancing (0: none).",
+                ),
+                &["stage"],
+            ),
+        );
         Metrics {
             registry: r,
+            stuck,
+            degraded: Default::default(),
             received,
             produced,
             dead_lettered,
@@ -174,6 +189,7 @@ impl Metrics {
             self.statuses.with_label_values(&[stage, status]);
         }
         self.lag.with_label_values(&[stage]);
+        self.stuck.with_label_values(&[stage]);
         self.blocked_seconds.with_label_values(&[stage]);
         StageMetrics {
             stage: stage.to_owned(),
@@ -184,6 +200,14 @@ impl Metrics {
 
     pub fn health(&self) -> &Arc<Health> {
         &self.health
+    }
+
+    /// Why the process is degraded (stage → reason); empty when it is not.
+    pub fn degraded(&self) -> std::collections::BTreeMap<String, String> {
+        self.degraded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Prometheus text exposition.
@@ -253,6 +277,31 @@ impl StageMetrics {
             .with_label_values(&[self.stage.as_str()])
             .inc_by(seconds);
     }
+    /// Age of the oldest message still being retried (0 once it is through).
+    pub fn stuck(&self, seconds: f64) {
+        self.metrics
+            .stuck
+            .with_label_values(&[self.stage.as_str()])
+            .set(seconds);
+    }
+
+    /// Marks this stage degraded (`Some(why)`) or not (`None`) for `/health`.
+    pub fn degraded(&self, why: Option<String>) {
+        let mut d = self
+            .metrics
+            .degraded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match why {
+            Some(w) => {
+                d.insert(self.stage.clone(), w);
+            }
+            None => {
+                d.remove(&self.stage);
+            }
+        }
+    }
+
     pub fn lag(&self, messages: i64) {
         self.metrics
             .lag

@@ -63,6 +63,36 @@ impl BatchResult {
     }
 }
 
+/// Capped exponential backoff with jitter, the one retry policy of the runtime: the n-th wait
+/// is uniform in [½, 1] × min(initial × 2ⁿ, max), so replicas retrying the same dependency do
+/// not retry in lockstep.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub fn new(cfg: &RuntimeConfig) -> Self {
+        Backoff {
+            next: Duration::from_millis(cfg.retry_initial_backoff_ms.max(1)),
+            max: Duration::from_millis(cfg.retry_max_backoff_ms.max(1)),
+        }
+    }
+
+    /// The cap of the next wait.
+    pub fn peek(&self) -> Duration {
+        self.next
+    }
+
+    /// The next wait (jittered), doubling the cap after it.
+    pub fn wait(&mut self) -> Duration {
+        let cap = self.next.min(self.max);
+        self.next = (self.next * 2).min(self.max);
+        cap.mul_f64(0.5 + fastrand::f64() / 2.0)
+    }
+}
+
 /// Counts dead-lettered messages over a sliding window of recent outcomes and trips when their
 /// share passes the configured limit.
 #[derive(Debug)]
@@ -158,7 +188,13 @@ impl Processor {
     }
 
     /// Runs the stage until every message is handled or `shutdown` fires while some still fail
-    /// transiently (those come back as `unfinished`).
+    /// (those come back as `unfinished`).
+    ///
+    /// Transient failures ([`Outcome::Retry`]) are retried with capped exponential backoff with
+    /// jitter for as long as it takes. Other failures ([`Outcome::Internal`], a wrong outcome
+    /// count) get at most `max_attempts`: the failing messages are split in halves until each
+    /// is alone, so one poison message is isolated while the rest of the batch proceeds, and a
+    /// message that still fails alone is dead-lettered with reason `internal`.
     pub async fn run_batch(
         &self,
         batch: Vec<Message>,
@@ -166,57 +202,60 @@ impl Processor {
     ) -> BatchResult {
         self.metrics.received(batch.len() as u64);
         let mut result = BatchResult::default();
-        let mut pending = batch;
-        let mut backoff = Duration::from_millis(self.cfg.retry_initial_backoff_ms);
-        let max_backoff = Duration::from_millis(self.cfg.retry_max_backoff_ms);
-        let mut attempt = 0u32;
-        while !pending.is_empty() {
-            attempt += 1;
-            let mut outcomes = self.stage.process(pending.clone()).await;
-            if outcomes.len() != pending.len() {
-                // A stage bug; retrying is the only choice that loses nothing.
+        let mut backoff = Backoff::new(&self.cfg);
+        let max_attempts = self.cfg.max_attempts.max(1);
+        let mut attempts: std::collections::HashMap<(std::sync::Arc<str>, i32, i64), u32> =
+            Default::default();
+        let mut groups: VecDeque<Vec<Message>> = VecDeque::from([batch]);
+        let mut stuck_since: Option<std::time::Instant> = None;
+        while let Some(group) = groups.pop_front() {
+            if group.is_empty() {
+                continue;
+            }
+            let mut outcomes = self.stage.process(group.clone()).await;
+            if outcomes.len() != group.len() {
+                // A stage bug: no outcome can be trusted; isolate and bound like any other.
                 self.metrics.error("internal");
                 tracing::error!(
                     stage = self.stage.name(),
-                    expected = pending.len(),
+                    expected = group.len(),
                     got = outcomes.len(),
-                    "stage returned the wrong number of outcomes; retrying the batch"
+                    "stage returned the wrong number of outcomes"
                 );
-                outcomes = vec![
-                    Outcome::Retry("stage returned wrong outcome count".into());
-                    pending.len()
-                ];
+                let why = format!(
+                    "stage returned {} outcomes for {} messages",
+                    outcomes.len(),
+                    group.len()
+                );
+                outcomes = vec![Outcome::Internal(why); group.len()];
             }
-            let mut retry = Vec::new();
+            let mut transient = Vec::new();
+            let mut internal: Vec<(Message, String)> = Vec::new();
             let mut verdicts = Vec::with_capacity(outcomes.len());
-            for (msg, outcome) in pending.into_iter().zip(outcomes) {
+            for (msg, outcome) in group.into_iter().zip(outcomes) {
                 match outcome {
-                    Outcome::Emit(emits) => {
-                        for e in &emits {
-                            if e.topic == self.status_topic {
-                                self.count_status(&e.value);
-                            }
+                    Outcome::Emit(emits) => match self.oversize(&emits) {
+                        Some(why) => {
+                            verdicts.push(true);
+                            let records =
+                                self.reject(&msg, flashfit_schema::Reason::TooLarge, &why);
+                            result.done.push((msg, records));
                         }
-                        verdicts.push(false);
-                        result
-                            .done
-                            .push((msg, emits.into_iter().map(Record::from).collect()));
-                    }
+                        None => {
+                            for e in &emits {
+                                if e.topic == self.status_topic {
+                                    self.count_status(&e.value);
+                                }
+                            }
+                            verdicts.push(false);
+                            result
+                                .done
+                                .push((msg, emits.into_iter().map(Record::from).collect()));
+                        }
+                    },
                     Outcome::BadInput { reason, message } => {
-                        self.metrics.error("bad_input");
-                        self.metrics.dead_lettered(reason.as_str());
-                        self.metrics.status("failed");
                         verdicts.push(true);
-                        tracing::warn!(
-                            stage = self.stage.name(),
-                            topic = %msg.topic,
-                            partition = msg.partition,
-                            offset = msg.offset,
-                            reason = reason.as_str(),
-                            error = %message,
-                            "dead-lettering bad input"
-                        );
-                        let records = self.dead_letter(&msg, reason, &message);
+                        let records = self.reject(&msg, reason, &message);
                         result.done.push((msg, records));
                     }
                     Outcome::Retry(why) => {
@@ -225,31 +264,119 @@ impl Processor {
                             stage = self.stage.name(),
                             partition = msg.partition,
                             offset = msg.offset,
-                            attempt,
-                            backoff_ms = backoff.as_millis() as u64,
+                            backoff_ms = backoff.peek().as_millis() as u64,
                             error = %why,
                             "transient failure; will retry"
                         );
-                        retry.push(msg);
+                        transient.push(msg);
                     }
+                    Outcome::Internal(why) => internal.push((msg, why)),
+                }
+            }
+            // Poison isolation: several failing together are split; one alone is counted.
+            let mut wait = !transient.is_empty();
+            if internal.len() > 1 {
+                let msgs: Vec<Message> = internal.into_iter().map(|(m, _)| m).collect();
+                let (a, b) = msgs.split_at(msgs.len() / 2);
+                groups.push_front(b.to_vec());
+                groups.push_front(a.to_vec());
+            } else if let Some((msg, why)) = internal.pop() {
+                self.metrics.error("internal");
+                let key = (msg.topic.clone(), msg.partition, msg.offset);
+                let n = attempts.entry(key).or_insert(0);
+                *n += 1;
+                if *n >= max_attempts {
+                    verdicts.push(true);
+                    let message = format!("{why} (failed {n} attempts)");
+                    let records = self.reject(&msg, flashfit_schema::Reason::Internal, &message);
+                    result.done.push((msg, records));
+                } else {
+                    tracing::warn!(
+                        stage = self.stage.name(),
+                        partition = msg.partition,
+                        offset = msg.offset,
+                        attempt = *n,
+                        max_attempts,
+                        error = %why,
+                        "processing failed; will try again"
+                    );
+                    groups.push_front(vec![msg]);
+                    wait = true;
                 }
             }
             self.guard_record(&verdicts);
-            if retry.is_empty() {
-                break;
+            if !transient.is_empty() {
+                groups.push_back(transient);
+            }
+            if !wait {
+                continue;
+            }
+            let since = *stuck_since.get_or_insert_with(std::time::Instant::now);
+            let age = since.elapsed();
+            self.metrics.stuck(age.as_secs_f64());
+            if age >= Duration::from_millis(self.cfg.stuck_after_ms) {
+                self.metrics.degraded(Some(format!(
+                    "a message has been retried for {}s",
+                    age.as_secs()
+                )));
             }
             let stopped = tokio::select! {
                 _ = shutdown.cancelled() => true,
-                _ = tokio::time::sleep(backoff) => false,
+                _ = tokio::time::sleep(backoff.wait()) => false,
             };
             if stopped {
-                result.unfinished = retry;
+                result.unfinished = groups.into_iter().flatten().collect();
                 break;
             }
-            backoff = (backoff * 2).min(max_backoff);
-            pending = retry;
+        }
+        if stuck_since.is_some() {
+            self.metrics.stuck(0.0);
+            self.metrics.degraded(None);
         }
         result
+    }
+
+    /// Why one of `emits` cannot be produced (over `max_record_bytes`), if so.
+    fn oversize(&self, emits: &[Emit]) -> Option<String> {
+        let limit = self.cfg.max_record_bytes;
+        emits
+            .iter()
+            .map(|e| (e, e.value.len() + e.key.as_ref().map_or(0, Vec::len)))
+            .find(|(_, n)| *n > limit)
+            .map(|(e, n)| {
+                format!(
+                    "output record for {} is {n} bytes, over runtime.max_record_bytes ({limit})",
+                    e.topic
+                )
+            })
+    }
+
+    /// Dead-letters `msg` with the reason (metrics, log, records).
+    fn reject(&self, msg: &Message, reason: flashfit_schema::Reason, message: &str) -> Vec<Record> {
+        self.metrics
+            .error(if reason == flashfit_schema::Reason::Internal {
+                "internal"
+            } else {
+                "bad_input"
+            });
+        self.metrics.dead_lettered(reason.as_str());
+        self.metrics.status("failed");
+        tracing::warn!(
+            stage = self.stage.name(),
+            topic = %msg.topic,
+            partition = msg.partition,
+            offset = msg.offset,
+            reason = reason.as_str(),
+            error = %message,
+            "dead-lettering"
+        );
+        self.dead_letter(msg, reason, message)
+    }
+
+    /// Resets the dead-letter window (after a pause).
+    pub fn reset_dead_letter_rate(&self) {
+        let mut g = self.guard.lock().unwrap_or_else(|p| p.into_inner());
+        *g = DlqGuard::new(&self.cfg);
     }
 
     /// Errors when the dead-letter rate over the window passes the limit.
@@ -294,11 +421,28 @@ impl Processor {
     ) -> Vec<Record> {
         let stage = self.stage.name();
         let status = StatusEvent::failed_from_raw(msg.payload(), stage, reason, message);
+        // A dead letter must itself fit: an input near the limit plus headers might not.
+        let headroom = 64 * 1024;
+        let (value, message) = if msg.payload().len() + headroom > self.cfg.max_record_bytes {
+            (
+                Vec::new(),
+                format!(
+                    "{message} [original value of {} bytes not kept: over runtime.max_record_bytes; see {} partition {} offset {}]",
+                    msg.payload().len(),
+                    msg.topic,
+                    msg.partition,
+                    msg.offset
+                ),
+            )
+        } else {
+            (msg.payload().to_vec(), message.to_owned())
+        };
+        let message = message.as_str();
         vec![
             Record {
                 topic: self.dlq_topic.clone(),
                 key: msg.key.as_ref().map(|k| k.to_vec()),
-                value: msg.payload().to_vec(),
+                value,
                 headers: vec![
                     (headers::ERROR_KIND, reason.as_str().to_owned()),
                     (headers::ERROR_MESSAGE, message.to_owned()),

@@ -37,9 +37,14 @@ pub enum Outcome {
     /// The input is bad and always will be: the runtime dead-letters the original bytes with
     /// this reason and publishes a `failed` status.
     BadInput { reason: Reason, message: String },
-    /// A dependency failed (storage, network, timeout): the runtime retries with backoff and
-    /// never dead-letters or drops the message.
+    /// A dependency failed (storage, network, timeout): transient. The runtime retries with
+    /// capped exponential backoff with jitter and never dead-letters or drops the message.
     Retry(String),
+    /// A failure retrying is unlikely to fix (a bug, a model or encoding error, a value a
+    /// database refuses). The runtime splits the batch to isolate the message, tries it at
+    /// most `runtime.max_attempts` times, then dead-letters it with reason `internal` and the
+    /// error, so one poison message never blocks its partition.
+    Internal(String),
 }
 
 /// A pipeline stage: an async function from a batch of messages to one outcome per message,
@@ -62,8 +67,8 @@ pub trait Stage: Send + Sync + 'static {
     async fn process(&self, batch: Vec<Message>) -> Vec<Outcome>;
 }
 
-/// Runs CPU-heavy work off the async reactor. A panic inside becomes a `Retry` for the caller
-/// to map, never a crashed worker.
+/// Runs CPU-heavy work off the async reactor. A panic inside becomes an error for the caller
+/// to map (to [`Outcome::Internal`]), never a crashed worker.
 pub async fn run_blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, String> {

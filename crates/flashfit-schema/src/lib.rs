@@ -186,16 +186,24 @@ pub enum Reason {
     NotFound,
     /// The event itself is not valid (bad JSON, missing or malformed field).
     InvalidEvent,
+    /// The event names a garment that belongs to another user (an upload or a delete of
+    /// someone else's garment id).
+    NotOwner,
+    /// Processing failed in a way retrying did not fix (a model error, an encoding error, a
+    /// value the database refuses): dead-lettered after `runtime.max_attempts`, with the error.
+    Internal,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 6] = [
+    pub const ALL: [Reason; 8] = [
         Reason::TooSmall,
         Reason::Undecodable,
         Reason::TooLarge,
         Reason::UriNotAllowed,
         Reason::NotFound,
         Reason::InvalidEvent,
+        Reason::NotOwner,
+        Reason::Internal,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -206,6 +214,8 @@ impl Reason {
             Reason::UriNotAllowed => "uri_not_allowed",
             Reason::NotFound => "not_found",
             Reason::InvalidEvent => "invalid_event",
+            Reason::NotOwner => "not_owner",
+            Reason::Internal => "internal",
         }
     }
 }

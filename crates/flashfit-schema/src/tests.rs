@@ -73,7 +73,9 @@ fn reason_and_warning_names_are_stable() {
             "too_large",
             "uri_not_allowed",
             "not_found",
-            "invalid_event"
+            "invalid_event",
+            "not_owner",
+            "internal"
         ]
     );
     for r in Reason::ALL {

@@ -25,6 +25,8 @@ pub struct Compacted {
     pub rows_written: usize,
     /// Garments left out because their owner deleted them.
     pub deleted: usize,
+    /// Rows left out because their user does not own the garment id.
+    pub not_owner: usize,
     pub path: String,
 }
 
@@ -49,21 +51,26 @@ pub async fn read_log(table: &Table) -> Result<(usize, Vec<RecordBatch>)> {
 }
 
 /// The garment ids with a tombstone in the `garment_deletes` table.
-pub async fn deleted_garments(deletes: &Table) -> Result<HashSet<String>> {
+pub async fn deleted_garments(deletes: &Table) -> Result<HashSet<(String, String)>> {
     let (_, batches) = read_log(deletes).await?;
     let mut out = HashSet::new();
     for b in batches {
-        let Some(col) = b.column_by_name("garment_id") else {
-            return Err(Error::Parquet("garment_deletes has no garment_id".into()));
+        let (Some(g), Some(u)) = (b.column_by_name("garment_id"), b.column_by_name("user_id"))
+        else {
+            return Err(Error::Parquet(
+                "garment_deletes has no garment_id or user_id".into(),
+            ));
         };
-        let ids = col.as_string::<i32>();
-        out.extend((0..ids.len()).map(|i| ids.value(i).to_owned()));
+        let (ids, users) = (g.as_string::<i32>(), u.as_string::<i32>());
+        out.extend((0..ids.len()).map(|i| (ids.value(i).to_owned(), users.value(i).to_owned())));
     }
     Ok(out)
 }
 
 /// Rebuilds `<out>/garments_current.parquet` from `table`, leaving out the garments
-/// `deletes` has tombstones for.
+/// `deletes` has tombstones for. A garment belongs to the user whose upload of it was processed
+/// first: rows of the same garment id from any other user (an upload naming someone else's
+/// garment) are left out, and only the owner's delete counts.
 pub async fn compact_current(table: &Table, deletes: &Table, out: &Path) -> Result<Compacted> {
     let deleted = deleted_garments(deletes).await?;
     let (files_read, batches) = read_log(table).await?;
@@ -80,12 +87,29 @@ pub async fn compact_current(table: &Table, deletes: &Table, out: &Path) -> Resu
     let user = col("user_id")?.as_string::<i32>();
     let event = col("event_id")?.as_string::<i32>();
     let at = col("processed_at")?.as_primitive::<TimestampMicrosecondType>();
+    // The owner of each garment: the user of its first processing.
+    let mut first: HashMap<&str, usize> = HashMap::new();
+    for i in 0..all.num_rows() {
+        let g = garment.value(i);
+        let earlier = first
+            .get(g)
+            .is_none_or(|&j| (at.value(i), event.value(i)) < (at.value(j), event.value(j)));
+        if earlier {
+            first.insert(g, i);
+        }
+    }
     // Latest processing per garment; ties (same instant) go to the larger event id.
     let mut best: HashMap<&str, usize> = HashMap::new();
     let mut left_out: HashSet<&str> = HashSet::new();
+    let mut not_owner = 0usize;
     for i in 0..all.num_rows() {
         let g = garment.value(i);
-        if deleted.contains(g) {
+        let owner = first.get(g).map(|&j| user.value(j)).unwrap_or_default();
+        if user.value(i) != owner {
+            not_owner += 1;
+            continue;
+        }
+        if deleted.contains(&(g.to_owned(), owner.to_owned())) {
             left_out.insert(g);
             continue;
         }
@@ -117,6 +141,7 @@ pub async fn compact_current(table: &Table, deletes: &Table, out: &Path) -> Resu
         rows_read: all.num_rows(),
         rows_written: current.num_rows(),
         deleted: left_out.len(),
+        not_owner,
         path: path.to_string(),
     })
 }

@@ -23,6 +23,10 @@ pub enum Error {
     /// Encoding Parquet failed (a bug or a schema mismatch).
     #[error("parquet: {0}")]
     Parquet(String),
+    /// Something the table wrote earlier is not readable (a corrupt range marker): an operator
+    /// must look; retrying cannot help.
+    #[error("corrupt table state: {0}")]
+    Corrupt(String),
 }
 
 impl Error {

@@ -24,6 +24,8 @@ pub struct ParquetSink {
     pub max_bytes: usize,
     /// Ranges known per topic and partition (loaded from the markers on first sight).
     known: tokio::sync::Mutex<HashMap<(String, i32), BTreeMap<i64, i64>>>,
+    /// Ranges met again (replays, restarts) and checked complete by this process.
+    completed: tokio::sync::Mutex<std::collections::HashSet<(String, i32, i64)>>,
 }
 
 impl ParquetSink {
@@ -34,6 +36,7 @@ impl ParquetSink {
             routes: vec![(input, table)],
             max_bytes,
             known: Default::default(),
+            completed: Default::default(),
         }
     }
 
@@ -54,17 +57,27 @@ impl ParquetSink {
     }
 }
 
-/// True when `offset` lies in one of the `ranges` (first → last).
-fn covered(ranges: &BTreeMap<i64, i64>, offset: i64) -> bool {
+/// The first offset of the range among `ranges` (first → last) that holds `offset`.
+fn covering(ranges: &BTreeMap<i64, i64>, offset: i64) -> Option<i64> {
     ranges
         .range(..=offset)
         .next_back()
-        .is_some_and(|(_, last)| *last >= offset)
+        .filter(|(_, last)| **last >= offset)
+        .map(|(first, _)| *first)
 }
 
 /// A known range starting in `(a, b]`: a new range from `a` must stop before it.
 fn starts_between(ranges: &BTreeMap<i64, i64>, a: i64, b: i64) -> bool {
     a < b && ranges.range(a + 1..=b).next().is_some()
+}
+
+/// The outcome of a table failure: transient when retrying may help, else `internal`.
+fn failed(why: String, e: &crate::Error) -> Outcome {
+    if e.is_retryable() {
+        Outcome::Retry(why)
+    } else {
+        Outcome::Internal(why)
+    }
 }
 
 /// The row of one message, or why it cannot have one.
@@ -125,22 +138,36 @@ impl Stage for ParquetSink {
                         Err(e) => {
                             for i in idx {
                                 outcomes[i] =
-                                    Some(Outcome::Retry(format!("reading range markers: {e}")));
+                                    Some(failed(format!("reading range markers: {e}"), &e));
                             }
                             continue;
                         }
                     }
                 }
             };
-            // Already in the table: done.
+            // Already in the table: done, once the covering range is known to be complete (a
+            // writer may have crashed between its commit and its files).
             let mut todo = Vec::new();
+            let mut completed = self.completed.lock().await;
             for i in idx {
-                if covered(ranges, batch[i].offset) {
-                    outcomes[i] = Some(Outcome::Emit(Vec::new()));
-                } else {
+                let Some(first) = covering(ranges, batch[i].offset) else {
                     todo.push(i);
+                    continue;
+                };
+                let key = (topic.to_owned(), partition, first);
+                if !completed.contains(&key) {
+                    if let Err(e) = table.complete(topic, partition, first).await {
+                        outcomes[i] = Some(failed(
+                            format!("completing the range from {first}: {e}"),
+                            &e,
+                        ));
+                        continue;
+                    }
+                    completed.insert(key);
                 }
+                outcomes[i] = Some(Outcome::Emit(Vec::new()));
             }
+            drop(completed);
             // Split the rest into ranges that neither cross a known range nor exceed max_bytes.
             let mut segments: Vec<Vec<usize>> = Vec::new();
             let mut bytes = 0usize;
@@ -179,7 +206,7 @@ impl Stage for ParquetSink {
                     last,
                 };
                 let result = table.write_range(&range, &rows).await;
-                let ok = match result {
+                let ok: Option<Outcome> = match result {
                     Ok(Written::Files(files)) => {
                         tracing::info!(
                             table = table.layout.name,
@@ -196,14 +223,16 @@ impl Stage for ParquetSink {
                     Ok(Written::AlreadyThere { last: there }) => {
                         ranges.insert(first, there);
                         (there < last).then(|| {
-                            format!("range from {first} already written only up to {there}")
+                            Outcome::Retry(format!(
+                                "range from {first} already written only up to {there}"
+                            ))
                         })
                     }
-                    Err(e) => Some(e.to_string()),
+                    Err(e) => Some(failed(e.to_string(), &e)),
                 };
                 for &i in &seg {
                     outcomes[i] = Some(match &ok {
-                        Some(why) => Outcome::Retry(why.clone()),
+                        Some(o) => o.clone(),
                         None => match bad.iter().find(|(b, _)| *b == i) {
                             Some((_, e)) => Outcome::BadInput {
                                 reason: Reason::InvalidEvent,

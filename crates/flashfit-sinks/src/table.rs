@@ -1,14 +1,26 @@
-//! A Parquet table on object storage that a replayed topic cannot duplicate.
+//! A Parquet table on object storage that a replayed topic cannot duplicate, whatever the crash
+//! point and the batch boundaries.
 //!
 //! The sink writes the records of one input partition in offset ranges. A range becomes one
 //! Parquet file per `dt=` partition, named after the input topic, partition and offset range
-//! (`<table>/dt=YYYY-MM-DD/part-<topic>-<partition>-<first>-<last>.parquet`), written
-//! create-only, and then a range marker (`<table>/_ranges/<topic>/<partition>/<first>`, body
-//! `<last>`), also create-only. Before it writes a range starting at offset `f`, the sink asks
-//! for the marker of `f`: if it exists, that range is already in the table (a crash before the
-//! commit, a retry, or a replay from the beginning), and the sink skips through its `last`
-//! offset instead. Offsets are committed only after the marker is written, so committed offsets
-//! are always range boundaries and a restart realigns with the files already there.
+//! (`<table>/dt=YYYY-MM-DD/part-<topic>-<partition>-<first>-<last>.parquet`). A range is
+//! written in three steps:
+//!
+//! 1. its files are staged outside the table (`<warehouse>/_staging/<table>/<attempt>/…`,
+//!    where no reader's glob looks);
+//! 2. the range marker (`<table>/_ranges/<topic>/<partition>/<first>`, JSON: `last`, the
+//!    table files and their staged copies) is created, create-only: **this is the commit**.
+//!    Of two writers of the same first offset (a restart with other batch boundaries, or two
+//!    replicas around a rebalance) exactly one wins; the other adopts the winner's range;
+//! 3. the files are put in the table (create-only) and the staged copies deleted.
+//!
+//! A range's rows become readable only in step 3, and only for the range its marker names, so
+//! no offset is ever readable twice. A crash between 2 and 3 leaves a committed range whose
+//! files are missing: the next writer that meets the marker (a retry, a restart from the
+//! committed offset, a replay) rolls it forward from the staged copies before moving on.
+//! Offsets are committed only after step 3, so committed offsets are range boundaries.
+//! Markers written before staging existed hold just `<last>`; they read as ranges whose files
+//! are in place.
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -18,9 +30,52 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{Error, Result};
+
+/// A range marker's body: the commit record of one range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Marker {
+    pub last: i64,
+    /// The range's files in the table.
+    #[serde(default)]
+    pub files: Vec<String>,
+    /// Their staged copies, in the same order (deleted once the files are in place).
+    #[serde(default)]
+    pub staged: Vec<String>,
+}
+
+impl Marker {
+    fn parse(body: &[u8]) -> Result<Self> {
+        let text = String::from_utf8_lossy(body);
+        let text = text.trim();
+        if let Ok(last) = text.parse::<i64>() {
+            return Ok(Marker {
+                last,
+                files: Vec::new(),
+                staged: Vec::new(),
+            });
+        }
+        serde_json::from_str(text)
+            .map_err(|e| Error::Corrupt(format!("range marker `{text}`: {e}")))
+    }
+}
+
+/// Called at each step of a range write with the step's name (`staged`, `marker`, `file`,
+/// `cleanup`); an error stops the write there, as a crash would. For fault-injection tests.
+#[derive(Clone)]
+pub struct FaultHook(pub std::sync::Arc<FaultFn>);
+
+/// The function behind a [`FaultHook`].
+pub type FaultFn = dyn Fn(&str) -> Result<()> + Send + Sync;
+
+impl std::fmt::Debug for FaultHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FaultHook")
+    }
+}
 
 /// What a table holds: its Arrow schema, how an input record becomes a row, and the
 /// timestamp column whose UTC day is the `dt=` partition.
@@ -120,6 +175,8 @@ pub struct Table {
     /// The table folder (`<warehouse prefix>/garments`).
     pub root: Path,
     pub layout: Layout,
+    /// Fault injection for tests (see [`FaultHook`]).
+    pub faults: Option<FaultHook>,
 }
 
 /// One input range: the rows of offsets `first..=last` of `topic`/`partition` (bad records
@@ -170,7 +227,26 @@ impl Table {
             store,
             root,
             layout,
+            faults: None,
         }
+    }
+
+    fn fault(&self, step: &str) -> Result<()> {
+        match &self.faults {
+            Some(f) => (f.0)(step),
+            None => Ok(()),
+        }
+    }
+
+    /// Where attempts stage their files: `<warehouse>/_staging/<table>`, beside the table
+    /// folder, outside every reader's glob.
+    fn staging(&self) -> Path {
+        let parts: Vec<_> = self.root.parts().collect();
+        let (name, parent) = match parts.split_last() {
+            Some((n, p)) => (n.as_ref().to_owned(), p.to_vec()),
+            None => ("table".to_owned(), Vec::new()),
+        };
+        Path::from_iter(parent).join("_staging").join(name.as_str())
     }
 
     fn marker(&self, topic: &str, partition: i32, first: i64) -> Path {
@@ -211,25 +287,78 @@ impl Table {
 
     /// The last offset of the range already written from `first`, if any.
     pub async fn existing(&self, topic: &str, partition: i32, first: i64) -> Result<Option<i64>> {
+        Ok(self
+            .marker_of(topic, partition, first)
+            .await?
+            .map(|m| m.last))
+    }
+
+    /// The marker of the range from `first`, if committed.
+    pub async fn marker_of(
+        &self,
+        topic: &str,
+        partition: i32,
+        first: i64,
+    ) -> Result<Option<Marker>> {
         match self.store.get(&self.marker(topic, partition, first)).await {
-            Ok(r) => {
-                let body = r.bytes().await?;
-                let text = String::from_utf8_lossy(&body);
-                text.trim()
-                    .parse()
-                    .map(Some)
-                    .map_err(|e| Error::Storage(format!("range marker `{text}`: {e}")))
-            }
+            Ok(r) => Marker::parse(&r.bytes().await?).map(Some),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Writes `rows` (table rows, see [`crate::garments::row`]) as the range's files, then its
-    /// marker. Idempotent: a range whose marker exists is not written again.
+    /// Makes the committed range from `first` complete: puts any of its files that are not in
+    /// the table yet from their staged copies (a writer crashed between commit and files),
+    /// then deletes the staged copies. Returns the range's last offset (`None`: no marker).
+    pub async fn complete(&self, topic: &str, partition: i32, first: i64) -> Result<Option<i64>> {
+        let Some(m) = self.marker_of(topic, partition, first).await? else {
+            return Ok(None);
+        };
+        self.roll_forward(&m).await?;
+        Ok(Some(m.last))
+    }
+
+    async fn roll_forward(&self, m: &Marker) -> Result<()> {
+        for (file, staged) in m.files.iter().zip(&m.staged) {
+            let file = Path::from(file.as_str());
+            match self.store.head(&file).await {
+                Ok(_) => continue,
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let bytes = match self.store.get(&Path::from(staged.as_str())).await {
+                Ok(r) => r.bytes().await?,
+                Err(object_store::Error::NotFound { .. }) => {
+                    return Err(Error::Corrupt(format!(
+                        "committed range file {file} is missing and so is its staged copy {staged}"
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            tracing::info!(%file, "completing a committed range from its staged copy");
+            put_once(self.store.as_ref(), &file, bytes).await?;
+        }
+        self.delete_staged(&m.staged).await;
+        Ok(())
+    }
+
+    /// Best effort: a staged copy left behind is garbage, never data.
+    async fn delete_staged(&self, staged: &[String]) {
+        for s in staged {
+            match self.store.delete(&Path::from(s.as_str())).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => tracing::debug!(path = %s, error = %e, "staged copy not deleted"),
+            }
+        }
+    }
+
+    /// Writes `rows` (table rows, see [`crate::garments::row`]) as the range's files: staged,
+    /// committed by the marker, put in place (see the module docs). Idempotent: a range whose
+    /// marker exists is completed if needed and not written again; if another writer commits
+    /// the same first offset first, its range is adopted.
     pub async fn write_range(&self, range: &Range, rows: &[Value]) -> Result<Written> {
         if let Some(last) = self
-            .existing(&range.topic, range.partition, range.first)
+            .complete(&range.topic, range.partition, range.first)
             .await?
         {
             return Ok(Written::AlreadyThere { last });
@@ -245,31 +374,62 @@ impl Table {
             range.first,
             range.last
         );
-        let mut written = Vec::new();
+        let attempt = format!(
+            "{}-{:03}-{:020}-{}",
+            file_topic(&range.topic),
+            range.partition,
+            range.first,
+            uuid::Uuid::new_v4()
+        );
+        let mut files = Vec::new();
+        let mut staged = Vec::new();
+        let mut contents = Vec::new();
         for (dt, rows) in by_dt {
-            let path = self
-                .root
-                .clone()
-                .join(format!("dt={dt}").as_str())
+            let dir = format!("dt={dt}");
+            let file = self.root.clone().join(dir.as_str()).join(name.as_str());
+            let stage = self
+                .staging()
+                .join(attempt.as_str())
+                .join(dir.as_str())
                 .join(name.as_str());
-            let bytes = self.layout.parquet_bytes(&rows)?;
-            put_once(self.store.as_ref(), &path, Bytes::from(bytes)).await?;
-            written.push(path.to_string());
+            let bytes = Bytes::from(self.layout.parquet_bytes(&rows)?);
+            self.store
+                .put(&stage, PutPayload::from(bytes.clone()))
+                .await?;
+            self.fault("staged")?;
+            files.push(file.to_string());
+            staged.push(stage.to_string());
+            contents.push(bytes);
         }
-        let marker = self.marker(&range.topic, range.partition, range.first);
-        put_once(
-            self.store.as_ref(),
-            &marker,
-            Bytes::from(range.last.to_string()),
-        )
-        .await?;
-        Ok(Written::Files(written))
+        let marker = Marker {
+            last: range.last,
+            files,
+            staged,
+        };
+        let body = serde_json::to_vec(&marker).map_err(|e| Error::Storage(e.to_string()))?;
+        let path = self.marker(&range.topic, range.partition, range.first);
+        if !put_create(self.store.as_ref(), &path, Bytes::from(body)).await? {
+            // Another writer committed this first offset: its range stands, ours is dropped.
+            self.delete_staged(&marker.staged).await;
+            let theirs = self
+                .complete(&range.topic, range.partition, range.first)
+                .await?
+                .ok_or_else(|| Error::Storage(format!("range marker {path} vanished")))?;
+            return Ok(Written::AlreadyThere { last: theirs });
+        }
+        self.fault("marker")?;
+        for (file, bytes) in marker.files.iter().zip(contents) {
+            put_once(self.store.as_ref(), &Path::from(file.as_str()), bytes).await?;
+            self.fault("file")?;
+        }
+        self.delete_staged(&marker.staged).await;
+        self.fault("cleanup")?;
+        Ok(Written::Files(marker.files))
     }
 }
 
-/// Create-only put. An object already there is left alone: the same range always produces the
-/// same rows, so an earlier attempt's file is as good as this one.
-async fn put_once(store: &dyn ObjectStore, path: &Path, bytes: Bytes) -> Result<()> {
+/// Create-only put that says whether this call created the object (`false`: it existed).
+async fn put_create(store: &dyn ObjectStore, path: &Path, bytes: Bytes) -> Result<bool> {
     let opts = PutOptions {
         mode: PutMode::Create,
         ..Default::default()
@@ -278,18 +438,26 @@ async fn put_once(store: &dyn ObjectStore, path: &Path, bytes: Bytes) -> Result<
         .put_opts(path, PutPayload::from(bytes.clone()), opts)
         .await
     {
-        Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
-        // Servers without conditional writes: check, then put.
+        Ok(_) => Ok(true),
+        Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+        // Servers without conditional writes: check, then put (not race-free; such servers
+        // cannot arbitrate two concurrent writers).
         Err(object_store::Error::NotImplemented { .. }) => match store.head(path).await {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(false),
             Err(object_store::Error::NotFound { .. }) => {
                 store.put(path, PutPayload::from(bytes)).await?;
-                Ok(())
+                Ok(true)
             }
             Err(e) => Err(e.into()),
         },
         Err(e) => Err(e.into()),
     }
+}
+
+/// Create-only put. An object already there is left alone: the same range always produces the
+/// same rows, so an earlier attempt's file is as good as this one.
+async fn put_once(store: &dyn ObjectStore, path: &Path, bytes: Bytes) -> Result<()> {
+    put_create(store, path, bytes).await.map(|_| ())
 }
 
 #[cfg(test)]

@@ -98,7 +98,7 @@ pub fn garment_crop(record: &Value, img: RgbImage) -> RgbImage {
 impl<E: Enricher> EnrichStage<E> {
     async fn prepare(&self, msg: Message) -> Item<E::Prepared> {
         let (upload, bytes) =
-            match read_upload(&self.io.uploads, msg.payload(), self.io.caps.max_bytes).await {
+            match read_upload(&self.io.uploads, msg.payload(), &self.io.caps).await {
                 Ok(x) => x,
                 Err(o) => return Item::Done(o),
             };
@@ -116,6 +116,7 @@ impl<E: Enricher> EnrichStage<E> {
             max_side: self.io.caps.max_side,
         };
         let enricher = self.enricher.clone();
+        let permit = flashfit_quality::intake::reserve_decode(&bytes, &self.io.caps).await;
         let prepared = run_blocking(move || {
             decode_rgb_oriented(&bytes, limits).map(|img| {
                 let p = enricher.prepare(&record, img);
@@ -123,6 +124,8 @@ impl<E: Enricher> EnrichStage<E> {
             })
         })
         .await;
+        // The full-size pixels are gone once prepared (the model input is small).
+        drop(permit);
         match prepared {
             Ok(Ok((record, p))) => Item::Ready(Box::new((record, upload, p))),
             Ok(Err(e)) => Item::Done(decode_outcome(e)),
@@ -215,7 +218,7 @@ impl<E: Enricher> Stage for EnrichStage<E> {
             Err(why) => {
                 return slots
                     .into_iter()
-                    .map(|s| s.err().unwrap_or_else(|| Outcome::Retry(why.clone())))
+                    .map(|s| s.err().unwrap_or_else(|| Outcome::Internal(why.clone())))
                     .collect();
             }
         };
@@ -225,7 +228,7 @@ impl<E: Enricher> Stage for EnrichStage<E> {
                 Err(o) => o,
                 Ok((record, upload)) => match results.next() {
                     Some(out) => self.emit(record, &upload, out),
-                    None => Outcome::Retry("model returned fewer outputs than inputs".into()),
+                    None => Outcome::Internal("model returned fewer outputs than inputs".into()),
                 },
             })
             .collect()

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use flashfit_config::{Config, LogFormat};
 use flashfit_pipeline::{
-    EmbeddedBroker, Pipeline, bench, build_stage, ingest, run_stages, shutdown_on_signals, watch,
+    Pipeline, bench, build_worker, ingest, local, run_workers, shutdown_on_signals, watch,
 };
 use flashfit_runtime::Metrics;
 use flashfit_schema::Topics;
@@ -47,22 +47,32 @@ enum Command {
         #[arg(long)]
         user: String,
     },
-    /// Run every stage of the pipeline in one process. Without FLASHFIT_KAFKA_BROKERS an
-    /// embedded broker is started; without FLASHFIT_UPLOADS_URI the --ingest folder (or
-    /// ./uploads) is the uploads location.
+    /// Run the whole system in one process: every stage of the pipeline, both sinks (Parquet
+    /// under FLASHFIT_WAREHOUSE_URI, LanceDB under FLASHFIT_LANCEDB_URI), the feedback and kpi
+    /// workers, and the HTTP API with --serve. Without FLASHFIT_KAFKA_BROKERS an embedded broker
+    /// is started; without FLASHFIT_UPLOADS_URI the --ingest folder (or ./uploads) is the
+    /// uploads location.
     Run {
-        /// Publish an upload event for each photo in this folder and print each status.
+        /// Publish an upload event for each photo in this folder (photos already in the tables
+        /// are reported, not published again) and report what each became.
         #[arg(long)]
         ingest: Option<PathBuf>,
         /// user_id for ingested photos.
         #[arg(long, default_value = "local-user")]
         user: String,
-        /// Exit once every ingested photo has its status (exit 0) or the timeout passes (1).
+        /// Exit once every ingested photo is reported and in both tables (exit 0), or the
+        /// timeout passes (1).
         #[arg(long)]
         exit_when_done: bool,
-        /// Seconds to wait for statuses with --exit-when-done.
+        /// Seconds to wait for statuses and the sinks.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
+        /// Also serve the HTTP API (search, outfits) on this address, e.g. 127.0.0.1:8080.
+        #[arg(long)]
+        serve: Option<std::net::SocketAddr>,
+        /// One JSON object per photo on stdout (the summary goes to stderr) instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Publish an upload event for each photo in a folder (copying photos into the uploads
     /// location when they are outside it).
@@ -264,7 +274,7 @@ fn init_tracing(config: &Config) {
     }
 }
 
-async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
+async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     let pipeline = Pipeline::load(cli.pipeline.as_deref())?;
     match cli.command {
         Command::Train {
@@ -369,11 +379,10 @@ async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Worker { stage } => {
-            let config = flashfit_pipeline::worker_config(&stage, &config);
-            let stage = build_stage(&stage, &config, &pipeline)?;
+            let worker = build_worker(&stage, &config, &pipeline)?;
             let shutdown = CancellationToken::new();
             shutdown_on_signals(shutdown.clone());
-            run_stages(&config, vec![stage], Metrics::new(), shutdown).await?;
+            run_workers(&config, vec![worker], Metrics::new(), shutdown).await?;
             Ok(())
         }
         Command::Ingest {
@@ -407,62 +416,37 @@ async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run {
-            ingest: dir,
+            ingest,
             user,
             exit_when_done,
             timeout,
+            serve,
+            json,
         } => {
-            let mut all_topics: Vec<String> = Vec::new();
-            // Build stages first only to learn their topics; uploads default below.
-            if config.uploads_uri.is_none() {
-                let base = match &dir {
-                    Some(d) => d
-                        .canonicalize()
-                        .with_context(|| format!("reading {}", d.display()))?,
-                    None => std::env::current_dir()?.join("uploads"),
-                };
-                std::fs::create_dir_all(&base)?;
-                config.uploads_uri = Some(format!("file://{}", base.display()));
-            }
-            let stages = pipeline
-                .stages
-                .iter()
-                .map(|s| build_stage(s, &config, &pipeline))
-                .collect::<Result<Vec<_>, _>>()?;
-            for s in &stages {
-                all_topics.push(s.input_topic().to_owned());
-                all_topics.push(Topics::new(config.kafka.topic_prefix.clone()).dlq(s.name()));
-                all_topics.extend(s.output_topics());
-            }
-            let _broker = if config.kafka.brokers.is_none() {
-                let b = EmbeddedBroker::start(&all_topics, config.kafka.partitions)?;
-                tracing::info!(bootstrap = b.bootstrap_servers(), "started embedded broker");
-                config.kafka.brokers = Some(b.bootstrap_servers().to_owned());
-                config.kafka.create_topics = false;
-                Some(b)
-            } else {
-                None
-            };
             let shutdown = CancellationToken::new();
             shutdown_on_signals(shutdown.clone());
-            let feeder = match dir {
-                Some(d) => {
-                    let files = ingest::list_images(&d)?;
-                    let config = config.clone();
-                    let token = shutdown.clone();
-                    Some(tokio::spawn(async move {
-                        let res = feed(&config, &files, &user, timeout).await;
-                        if exit_when_done {
-                            token.cancel();
-                        }
-                        res
-                    }))
-                }
-                None => None,
+            let opts = local::RunOptions {
+                ingest,
+                user,
+                exit_when_done,
+                timeout: Duration::from_secs(timeout),
+                serve,
             };
-            run_stages(&config, stages, Metrics::new(), shutdown).await?;
-            if let Some(f) = feeder {
-                f.await.context("ingest task")??;
+            let shown = config.clone();
+            let Some(report) = local::run(config, &pipeline, opts, shutdown).await? else {
+                return Ok(());
+            };
+            if json {
+                for p in &report.photos {
+                    println!("{}", serde_json::to_string(p)?);
+                }
+                eprint!("{}", report.summary(&shown));
+            } else {
+                print!("{}\n{}", report.table(), report.summary(&shown));
+            }
+            let unfinished = report.count("no_status");
+            if unfinished > 0 {
+                bail!("{unfinished} uploads got no status within {timeout}s");
             }
             Ok(())
         }
@@ -566,13 +550,6 @@ async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
             bench::stages(&config, &opts).await.map_err(Into::into)
         }
     }
-}
-
-async fn feed(config: &Config, files: &[PathBuf], user: &str, timeout: u64) -> anyhow::Result<()> {
-    let watcher = watch::StatusWatcher::new(&config.kafka)?;
-    let events = ingest::ingest_files(config, files, user).await?;
-    eprintln!("published {} upload events", events.len());
-    print_statuses(&watcher, &events, timeout).await
 }
 
 async fn print_statuses(

@@ -363,7 +363,7 @@ async fn the_worker_runs_upkeep_in_the_background_between_batches() {
 async fn a_table_from_before_the_outfit_columns_gets_them_and_keeps_working() {
     let dir = tempfile::tempdir().expect("tmp");
     let uri = format!("file://{}", dir.path().display());
-    let db = crate::connect(&uri, &S3Config::default())
+    let db = crate::connect(&uri, &S3Config::default(), &LanceConfig::default())
         .await
         .expect("db");
     let added: Vec<String> = crate::rows::added_columns()

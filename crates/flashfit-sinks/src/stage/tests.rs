@@ -118,6 +118,143 @@ async fn replays_with_other_batches_or_from_a_fresh_process_add_nothing() {
     assert_eq!(snapshot(&store).await.0, first);
 }
 
+/// Records on two days, so one range writes two files (two `file` fault points).
+fn two_days(n: usize) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let day = if i % 2 == 0 { "22" } else { "23" };
+            let at = format!("2026-11-{day}T10:00:00Z");
+            let v = serde_json::to_vec(&record(&format!("e{i}"), &at)).expect("json");
+            (Some(format!("g{i}").into_bytes()), v)
+        })
+        .collect()
+}
+
+fn faulty_sink(store: Arc<dyn ObjectStore>, hook: crate::table::FaultHook) -> Arc<ParquetSink> {
+    let mut table = Table::new(store, Path::from("wh/garments"), crate::table::GARMENTS);
+    table.faults = Some(hook);
+    Arc::new(ParquetSink::new(table, "flashfit.embedded".into(), 1 << 30))
+}
+
+/// A hook that fails the `nth` time `step` is reached, as a crash there would.
+fn crash_at(step: &'static str, nth: usize) -> crate::table::FaultHook {
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    crate::table::FaultHook(Arc::new(move |s: &str| {
+        if s == step && seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == nth {
+            return Err(crate::Error::Storage(format!(
+                "injected crash at {step} #{nth}"
+            )));
+        }
+        Ok(())
+    }))
+}
+
+/// Each offset's event id appears at most once among the table's readable files.
+fn assert_no_duplicates(ids: &[String], when: &str) {
+    let mut seen = std::collections::HashSet::new();
+    for id in ids {
+        assert!(seen.insert(id), "{id} readable twice {when}: {ids:?}");
+    }
+}
+
+/// Issue 12, defect 3: whatever step of a range write crashes (files staged, marker written,
+/// first or second file in place, staged copies deleted), and whatever batch boundaries the
+/// restarted process uses, no offset is ever readable twice, and in the end every one is
+/// readable once.
+#[tokio::test]
+async fn a_crash_at_any_step_of_a_write_then_other_boundaries_never_duplicate_an_offset() {
+    let data = two_days(10);
+    let messages = harness::messages("flashfit.embedded", 0, data.clone());
+    for (step, nth) in [
+        ("staged", 0),
+        ("staged", 1),
+        ("marker", 0),
+        ("file", 0),
+        ("file", 1),
+        ("cleanup", 0),
+    ] {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        // The crashed attempt: one batch of all ten offsets, stopped at the fault.
+        let crashed = faulty_sink(store.clone(), crash_at(step, nth));
+        let outcomes = crashed.process(messages.clone()).await;
+        assert!(
+            outcomes.iter().all(|o| matches!(o, Outcome::Retry(_)))
+                || step == "cleanup"
+                    && outcomes
+                        .iter()
+                        .all(|o| matches!(o, Outcome::Retry(_) | Outcome::Emit(_))),
+            "{step}#{nth}: {outcomes:?}"
+        );
+        let (_, ids) = snapshot(&store).await;
+        assert_no_duplicates(&ids, &format!("after a crash at {step}#{nth}"));
+        // Restarts with other boundaries: first a short batch, then the rest.
+        for batch in [3, 4] {
+            harness::run(sink(store.clone(), 1 << 30), data.clone(), cfg(batch)).await;
+            let (_, ids) = snapshot(&store).await;
+            assert_no_duplicates(&ids, &format!("after {step}#{nth} and batches of {batch}"));
+            assert_eq!(ids.len(), 10, "{step}#{nth}: every offset once: {ids:?}");
+        }
+    }
+}
+
+/// Two writers of the same first offset with different ranges (a restart racing the old
+/// owner): exactly one range is committed, the other writer adopts it.
+#[tokio::test]
+async fn two_writers_of_one_first_offset_commit_one_range() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let data = two_days(10);
+    let all = harness::messages("flashfit.embedded", 0, data.clone());
+    let table = Table::new(
+        store.clone(),
+        Path::from("wh/garments"),
+        crate::table::GARMENTS,
+    );
+    let rows: Vec<serde_json::Value> = all
+        .iter()
+        .map(|m| {
+            let v: serde_json::Value = serde_json::from_slice(m.payload()).expect("json");
+            table.layout.convert(&v).expect("row")
+        })
+        .collect();
+    // B stages 0..=3; before its marker, A commits 0..=9.
+    let a = table.clone();
+    let raced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let r2 = raced.clone();
+    let hook = crate::table::FaultHook(Arc::new(move |s: &str| {
+        if s == "staged" && !r2.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let written = futures::executor::block_on(a.write_range(
+                &crate::table::Range {
+                    topic: "flashfit.embedded".into(),
+                    partition: 0,
+                    first: 0,
+                    last: 9,
+                },
+                &rows,
+            ))?;
+            assert!(matches!(written, crate::table::Written::Files(_)));
+        }
+        Ok(())
+    }));
+    let b = faulty_sink(store.clone(), hook);
+    let outcomes = b.process(all[..4].to_vec()).await;
+    assert!(raced.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(
+        outcomes.iter().all(|o| matches!(o, Outcome::Emit(_))),
+        "B's offsets are inside A's range: {outcomes:?}"
+    );
+    let (objects, ids) = snapshot(&store).await;
+    assert_no_duplicates(&ids, "after the race");
+    assert_eq!(ids.len(), 10);
+    // B's staged copies are gone; only A's files and marker remain.
+    let staged: Vec<_> = store
+        .list(Some(&Path::from("wh/_staging")))
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("list");
+    assert!(staged.is_empty(), "{staged:?}");
+    assert_eq!(objects.len(), 3, "two files and one marker");
+}
+
 #[tokio::test]
 async fn new_offsets_after_a_replay_are_written_once() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
