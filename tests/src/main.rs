@@ -6,6 +6,7 @@
 mod support;
 
 mod embedded;
+mod faults;
 mod hostile;
 mod personal;
 mod pipeline;

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::support::*;
 
 /// An enriched garment record as the embed stage writes it.
-fn garment(
+pub(crate) fn garment(
     user: &str,
     id: &str,
     category: &str,
@@ -36,7 +36,12 @@ fn garment(
     )
 }
 
-fn feedback(user: &str, id: &str, signal: &str, garments: &[&str]) -> (Vec<u8>, Vec<u8>) {
+pub(crate) fn feedback(
+    user: &str,
+    id: &str,
+    signal: &str,
+    garments: &[&str],
+) -> (Vec<u8>, Vec<u8>) {
     let v = json!({"event_id": id, "user_id": user, "signal": signal, "garment_ids": garments,
         "ts": "2026-11-22T11:00:00Z"});
     (

@@ -1,0 +1,855 @@
+//! The fault suite (issue 12): the real worker binaries as separate processes against the
+//! real stack, with the faults operators see — replicas killed with SIGKILL and added, SIGTERM
+//! while a sink fills a batch, poison messages among good ones, the S3 server unreachable
+//! behind a relay ([`crate::relay::Relay`]) — and the outcome checked with standard clients.
+//! Each test prints a `fault-suite:` line with what it measured (the README's "Faults
+//! survived" table).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use flashfit_schema::StatusEvent;
+use rdkafka::Message as _;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use tokio::process::{Child, Command};
+
+use crate::support::*;
+
+fn quality_pipeline() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines/quality.toml")
+}
+
+/// `flashfit --pipeline pipelines/quality.toml worker <name>` as a child process seeing
+/// `stack`, its log in a temporary file (named in failures).
+fn spawn(stack: &Stack, name: &str, extra: &[(&str, String)]) -> anyhow::Result<Child> {
+    spawn_cmd(
+        stack,
+        &[
+            "--pipeline",
+            &quality_pipeline().display().to_string(),
+            "worker",
+            name,
+        ],
+        extra,
+    )
+}
+
+/// `flashfit ARGS…` as a child process seeing `stack`, its log in a temporary file.
+fn spawn_cmd(stack: &Stack, args: &[&str], extra: &[(&str, String)]) -> anyhow::Result<Child> {
+    let name = args.last().copied().unwrap_or("flashfit");
+    let log = std::env::temp_dir().join(format!(
+        "flashfit-fault-{}-{name}-{}.log",
+        stack.prefix.trim_end_matches('.'),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let file = std::fs::File::create(&log)?;
+    let mut cmd = Command::new(flashfit_bin());
+    cmd.args(args)
+        .envs(stack.child_env())
+        .env("FLASHFIT_ADMIN_ADDR", format!("127.0.0.1:{}", free_port()))
+        .stdout(Stdio::null())
+        .stderr(file)
+        .kill_on_drop(true);
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    Ok(cmd.spawn()?)
+}
+
+fn sigterm(child: &Child) -> anyhow::Result<()> {
+    let pid = child
+        .id()
+        .ok_or_else(|| anyhow::anyhow!("child has exited"))?;
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()?
+        .success();
+    anyhow::ensure!(ok, "kill -TERM {pid} failed");
+    Ok(())
+}
+
+/// Reads statuses of `ids` from a long-lived tail (first status per id, duplicates counted).
+struct Statuses {
+    tail: flashfit_pipeline::watch::TopicTail,
+    ids: HashSet<String>,
+    first: HashMap<String, StatusEvent>,
+    duplicates: usize,
+}
+
+impl Statuses {
+    fn new(stack: &Stack, ids: &HashSet<String>) -> anyhow::Result<Self> {
+        Ok(Statuses {
+            tail: stack.tail(&stack.topics.status())?,
+            ids: ids.clone(),
+            first: HashMap::new(),
+            duplicates: 0,
+        })
+    }
+
+    async fn until(&mut self, want: usize, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        while self.first.len() < want && Instant::now() < deadline {
+            let Some(m) = self.tail.recv(Duration::from_millis(500)).await else {
+                continue;
+            };
+            if let Some(Ok(s)) = m.payload().map(serde_json::from_slice::<StatusEvent>)
+                && let Some(id) = s.event_id.clone().filter(|i| self.ids.contains(i))
+            {
+                match self.first.entry(id) {
+                    std::collections::hash_map::Entry::Occupied(_) => self.duplicates += 1,
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(s);
+                    }
+                }
+            }
+        }
+        self.first.len()
+    }
+
+    fn count(&self, status: &str) -> usize {
+        self.first
+            .values()
+            .filter(|s| s.status.as_str() == status)
+            .count()
+    }
+}
+
+/// Messages on `topic` (read from the start until `idle` passes without one).
+async fn read_all(
+    stack: &Stack,
+    topic: &str,
+    idle: Duration,
+) -> anyhow::Result<Vec<rdkafka::message::OwnedMessage>> {
+    let tail = stack.tail(topic)?;
+    let mut out = Vec::new();
+    // The first fetch after joining may take a while on Tansu; later ones are quick.
+    let mut wait = Duration::from_secs(20);
+    while let Some(m) = tail.recv(wait).await {
+        out.push(m);
+        wait = idle;
+    }
+    Ok(out)
+}
+
+/// Messages on `stage`'s dead-letter topic, from its high watermarks (dead letters are small
+/// records, which Tansu counts right).
+async fn dlq_count(stack: &Stack, stage: &str) -> anyhow::Result<i64> {
+    Ok(watermarks(stack, &stack.topics.dlq(stage))
+        .await?
+        .0
+        .values()
+        .sum())
+}
+
+/// Puts a 224×224 photo once and publishes `n` upload events for it (ids `<tag>-NNNN`).
+async fn publish_uploads(stack: &Stack, tag: &str, n: usize) -> anyhow::Result<Vec<String>> {
+    let bytes = std::fs::read(fixtures().join("models/coffee_224.png"))?;
+    let uri = stack.put_upload(&format!("{tag}.png"), bytes).await?;
+    let events: Vec<_> = (0..n)
+        .map(|i| upload_event(&format!("{tag}-{i:04}"), &uri))
+        .collect();
+    stack.publish(&stack.producer()?, &events).await?;
+    Ok(events.into_iter().map(|e| e.event_id).collect())
+}
+
+/// Watches a consumer group's committed offsets on `topic` every 200 ms: the largest seen per
+/// partition, and every time one moved backwards.
+struct OffsetWatch {
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<(BTreeMap<i32, i64>, Vec<String>)>,
+    latest: std::sync::Arc<std::sync::Mutex<BTreeMap<i32, i64>>>,
+}
+
+impl OffsetWatch {
+    fn start(stack: &Stack, group: &str, topic: &str, partitions: i32) -> anyhow::Result<Self> {
+        let consumer: BaseConsumer =
+            flashfit_runtime::kafka::consumer_config(&stack.config.kafka, group, 0)?.create()?;
+        let stop = tokio_util::sync::CancellationToken::new();
+        let latest = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+        let (s, l, topic) = (stop.clone(), latest.clone(), topic.to_owned());
+        let task = tokio::task::spawn_blocking(move || {
+            let mut max: BTreeMap<i32, i64> = BTreeMap::new();
+            let mut backwards = Vec::new();
+            while !s.is_cancelled() {
+                let mut tpl = rdkafka::TopicPartitionList::new();
+                for p in 0..partitions {
+                    tpl.add_partition(&topic, p);
+                }
+                if let Ok(c) = consumer.committed_offsets(tpl, Duration::from_secs(5)) {
+                    for e in c.elements() {
+                        if let rdkafka::Offset::Offset(o) = e.offset() {
+                            let m = max.entry(e.partition()).or_insert(o);
+                            if o < *m {
+                                backwards.push(format!(
+                                    "partition {} went from {} back to {o}",
+                                    e.partition(),
+                                    *m
+                                ));
+                            }
+                            *m = (*m).max(o);
+                        }
+                    }
+                    *l.lock().unwrap_or_else(|p| p.into_inner()) = max.clone();
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            (max, backwards)
+        });
+        Ok(OffsetWatch { stop, task, latest })
+    }
+
+    fn latest(&self) -> BTreeMap<i32, i64> {
+        self.latest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    async fn finish(self) -> anyhow::Result<(BTreeMap<i32, i64>, Vec<String>)> {
+        self.stop.cancel();
+        Ok(self.task.await?)
+    }
+}
+
+/// Two replicas of a stage; one is killed with SIGKILL mid-run and another added: every one
+/// of 1,000 uploads ends `processed`, nothing is dead-lettered, the group's committed offsets
+/// never move backwards, and the killed member's partitions move again within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_killed_and_added_process_every_upload_and_offsets_never_move_back()
+-> anyhow::Result<()> {
+    let stack = Stack::new()?;
+    stack.ensure_topics(&["quality"]).await?;
+    let n = 1_000;
+    let ids: HashSet<String> = publish_uploads(&stack, "rep", n)
+        .await?
+        .into_iter()
+        .collect();
+    let mut statuses = Statuses::new(&stack, &ids)?;
+    let group = format!("{}flashfit-quality", stack.prefix);
+    let watch = OffsetWatch::start(&stack, &group, &stack.topics.uploads(), 4)?;
+    // The production session settings (as flashfit_runtime::kafka sets them).
+    let slow = [
+        ("FLASHFIT_RUNTIME__BATCH_SIZE", "4".to_owned()),
+        ("FLASHFIT_RUNTIME__CONCURRENCY", "1".to_owned()),
+        ("FLASHFIT_KAFKA__SESSION_TIMEOUT_MS", "6000".to_owned()),
+        ("FLASHFIT_KAFKA__HEARTBEAT_INTERVAL_MS", "2000".to_owned()),
+    ];
+    let mut a = spawn(&stack, "quality", &slow)?;
+    let mut b = spawn(&stack, "quality", &slow)?;
+    let seen = statuses.until(200, Duration::from_secs(180)).await;
+    anyhow::ensure!(seen >= 200, "the replicas made no progress ({seen})");
+    let at_kill = watch.latest();
+    a.start_kill()?;
+    a.wait().await?;
+    let killed = Instant::now();
+    let mut c = spawn(&stack, "quality", &slow)?;
+    // Recovery: every partition that still had work has committed past where it stood at the
+    // kill (the dead member's partitions were taken over and moved).
+    let (hw, _) = watermarks(&stack, &stack.topics.uploads()).await?;
+    let mut recovered = None;
+    while killed.elapsed() < Duration::from_secs(120) {
+        let now = watch.latest();
+        let moved = (0..4).all(|p| {
+            let before = at_kill.get(&p).copied().unwrap_or(0);
+            let high = hw.get(&p).copied().unwrap_or(0);
+            before >= high || now.get(&p).copied().unwrap_or(0) > before
+        });
+        if moved {
+            recovered = Some(killed.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let done = statuses.until(n, Duration::from_secs(300)).await;
+    let dlq = dlq_count(&stack, "quality").await?;
+    sigterm(&b)?;
+    sigterm(&c)?;
+    let (b_exit, c_exit) = (b.wait().await?, c.wait().await?);
+    let (last, backwards) = watch.finish().await?;
+    anyhow::ensure!(done == n, "{done} of {n} uploads got a status");
+    assert_eq!(statuses.count("processed"), n, "every upload processed");
+    assert_eq!(dlq, 0, "dead letters");
+    assert!(
+        backwards.is_empty(),
+        "committed offsets moved backwards: {backwards:?}"
+    );
+    assert!(
+        b_exit.success() && c_exit.success(),
+        "{b_exit:?} {c_exit:?}"
+    );
+    let committed: i64 = last.values().sum();
+    assert_eq!(committed, n as i64, "every offset committed: {last:?}");
+    let recovered = recovered
+        .ok_or_else(|| anyhow::anyhow!("partitions did not move within 120 s of the kill"))?;
+    assert!(
+        recovered < Duration::from_secs(15),
+        "the killed member's partitions moved again only after {recovered:?}"
+    );
+    eprintln!(
+        "fault-suite: replicas: {n} uploads, 2 replicas, one SIGKILLed after {seen} statuses and one added: {done} processed, {} duplicate statuses, 0 dead letters, offsets never moved back; partitions moving again {:.1} s after the kill",
+        statuses.duplicates,
+        recovered.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// High watermarks of `topic`'s partitions (and how many partitions it has).
+async fn watermarks(stack: &Stack, topic: &str) -> anyhow::Result<(BTreeMap<i32, i64>, usize)> {
+    let consumer: BaseConsumer = flashfit_runtime::kafka::consumer_config(
+        &stack.config.kafka,
+        &format!("{}wm", stack.prefix),
+        0,
+    )?
+    .create()?;
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+        let mut out = BTreeMap::new();
+        for t in md.topics() {
+            for p in t.partitions() {
+                let (_, high) =
+                    consumer.fetch_watermarks(&topic, p.id(), Duration::from_secs(10))?;
+                out.insert(p.id(), high);
+            }
+        }
+        let n = out.len();
+        Ok((out, n))
+    })
+    .await?
+}
+
+/// Event ids in the Parquet files of `table` under `warehouse_uri` (range markers and staged
+/// copies excluded), one entry per row.
+async fn parquet_event_ids(
+    stack: &Stack,
+    warehouse_uri: &str,
+    table: &str,
+) -> anyhow::Result<Vec<String>> {
+    use arrow::array::AsArray;
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let wh = flashfit_storage::Location::open(warehouse_uri, &stack.config.s3)?;
+    let root = wh.prefix().clone().join(table);
+    let metas: Vec<_> = wh.store().list(Some(&root)).try_collect().await?;
+    let mut ids = Vec::new();
+    for m in metas {
+        let p = m.location.to_string();
+        if !p.ends_with(".parquet") || p.contains("/_ranges/") {
+            continue;
+        }
+        let bytes = wh.store().get(&m.location).await?.bytes().await?;
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)?
+            .build()?;
+        for b in reader {
+            let b = b?;
+            let col = b
+                .column_by_name("event_id")
+                .ok_or_else(|| anyhow::anyhow!("{p} has no event_id"))?
+                .as_string::<i32>();
+            ids.extend((0..b.num_rows()).map(|i| col.value(i).to_owned()));
+        }
+    }
+    Ok(ids)
+}
+
+fn assert_each_once(ids: &[String], want: &HashSet<String>) {
+    let mut count: HashMap<&str, usize> = HashMap::new();
+    for i in ids {
+        *count.entry(i.as_str()).or_default() += 1;
+    }
+    let twice: Vec<_> = count.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(twice.is_empty(), "rows written twice: {twice:?}");
+    let missing: Vec<_> = want
+        .iter()
+        .filter(|i| !count.contains_key(i.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} rows missing: {missing:?}",
+        missing.len()
+    );
+    assert_eq!(count.len(), want.len());
+}
+
+/// `flashfit_messages_received_total` of `stage` from a worker's `/metrics`.
+async fn received(admin: &str, stage: &str) -> u64 {
+    let Ok((_, body)) = http_get(admin, "/metrics").await else {
+        return 0;
+    };
+    body.lines()
+        .find(|l| {
+            l.starts_with("flashfit_messages_received_total")
+                && l.contains(&format!("stage=\"{stage}\""))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// SIGTERM while the Parquet sink is filling a batch (`roll_ms` 60 s): it closes the batch,
+/// writes it, commits, and exits 0 well within the shutdown deadline; every row is there once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_a_sink_fills_a_batch_flushes_and_exits_zero() -> anyhow::Result<()> {
+    let stack = Stack::new()?;
+    stack.ensure_topics(&["quality", "parquet"]).await?;
+    let n = 20;
+    let ids: HashSet<String> = publish_uploads(&stack, "term", n)
+        .await?
+        .into_iter()
+        .collect();
+    let mut statuses = Statuses::new(&stack, &ids)?;
+    let mut quality = spawn(&stack, "quality", &[])?;
+    anyhow::ensure!(
+        statuses.until(n, Duration::from_secs(120)).await == n,
+        "quality did not finish"
+    );
+    sigterm(&quality)?;
+    quality.wait().await?;
+    let dir = std::env::temp_dir().join(format!("flashfit-term-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir)?;
+    let warehouse = format!("file://{}", dir.display());
+    let port = free_port();
+    let admin = format!("127.0.0.1:{port}");
+    let deadline_ms = 10_000;
+    let mut sink = spawn(
+        &stack,
+        "parquet",
+        &[
+            ("FLASHFIT_WAREHOUSE_URI", warehouse.clone()),
+            ("FLASHFIT_ADMIN_ADDR", admin.clone()),
+            ("FLASHFIT_PARQUET__ROLL_MS", "60000".into()),
+            ("FLASHFIT_PARQUET__MAX_ROWS", "10000".into()),
+            (
+                "FLASHFIT_RUNTIME__SHUTDOWN_TIMEOUT_MS",
+                deadline_ms.to_string(),
+            ),
+        ],
+    )?;
+    let started = Instant::now();
+    while received(&admin, "parquet").await < n as u64
+        && started.elapsed() < Duration::from_secs(120)
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    anyhow::ensure!(
+        received(&admin, "parquet").await >= n as u64,
+        "the sink did not consume"
+    );
+    // Consumed, and the batch is open for another ~55 s: nothing written yet.
+    let before = parquet_event_ids(&stack, &warehouse, "garments").await?;
+    let term = Instant::now();
+    sigterm(&sink)?;
+    let status =
+        tokio::time::timeout(Duration::from_millis(deadline_ms + 5_000), sink.wait()).await??;
+    let took = term.elapsed();
+    let rows = parquet_event_ids(&stack, &warehouse, "garments").await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        before.is_empty(),
+        "the batch was written before the SIGTERM: {before:?}"
+    );
+    assert!(status.success(), "exit {status:?}");
+    assert!(took < Duration::from_millis(deadline_ms), "took {took:?}");
+    assert_each_once(&rows, &ids);
+    eprintln!(
+        "fault-suite: sigterm: parquet sink (roll_ms 60 s) SIGTERMed holding {n} consumed records: exit 0 after {:.2} s (deadline {} s), {} rows, each once",
+        took.as_secs_f64(),
+        deadline_ms / 1000,
+        rows.len()
+    );
+    Ok(())
+}
+
+/// Poison among good messages: a feedback event whose id PostgreSQL refuses (a NUL byte) and
+/// an upload whose output record is over `max_record_bytes`. Each is dead-lettered within the
+/// attempt bound (`internal`, `too_large`) and every good message behind it is processed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_are_dead_lettered_and_the_partition_keeps_moving() -> anyhow::Result<()> {
+    let stack = Stack::new()?;
+    stack.ensure_topics(&["quality", "feedback"]).await?;
+    let feedback = stack.topics.feedback();
+    flashfit_runtime::kafka::ensure_topics(&stack.config.kafka, std::slice::from_ref(&feedback))
+        .await?;
+    // Feedback: 10 good events and one poison in the middle, all one user (one partition).
+    let user = format!("{}poison", stack.prefix);
+    let ts = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let event = |id: &str| {
+        serde_json::to_vec(
+            &serde_json::json!({"event_id": id, "user_id": user, "signal": "like",
+            "garment_ids": ["g-unknown"], "ts": ts}),
+        )
+        .expect("json")
+    };
+    let mut msgs = Vec::new();
+    for i in 0..10 {
+        if i == 5 {
+            msgs.push((user.clone().into_bytes(), event("poison\u{0}id")));
+        }
+        msgs.push((
+            user.clone().into_bytes(),
+            event(&format!("{user}-good-{i}")),
+        ));
+    }
+    stack
+        .publish_to(&stack.producer()?, &feedback, &msgs)
+        .await?;
+    let lancedb = std::env::temp_dir().join(format!("flashfit-poison-{}", uuid::Uuid::new_v4()));
+    let fast = [
+        ("FLASHFIT_RUNTIME__MAX_ATTEMPTS", "3".to_owned()),
+        (
+            "FLASHFIT_RUNTIME__RETRY_INITIAL_BACKOFF_MS",
+            "50".to_owned(),
+        ),
+        ("FLASHFIT_RUNTIME__RETRY_MAX_BACKOFF_MS", "200".to_owned()),
+        (
+            "FLASHFIT_LANCEDB_URI",
+            format!("file://{}", lancedb.display()),
+        ),
+    ];
+    let started = Instant::now();
+    let mut worker = spawn(&stack, "feedback", &fast)?;
+    // Uploads: 10 good, one whose record would be over the limit.
+    let oversize_limit = 4_000;
+    let mut q_env = fast.to_vec();
+    q_env.push((
+        "FLASHFIT_RUNTIME__MAX_RECORD_BYTES",
+        oversize_limit.to_string(),
+    ));
+    let bytes = std::fs::read(fixtures().join("models/coffee_224.png"))?;
+    let uri = stack.put_upload("poison.png", bytes).await?;
+    let mut events: Vec<_> = (0..10)
+        .map(|i| upload_event(&format!("up-{i}"), &uri))
+        .collect();
+    let mut big = upload_event(&"x".repeat(2_000), &uri);
+    big.user_id = "u".repeat(2_000);
+    events.insert(5, big.clone());
+    stack.publish(&stack.producer()?, &events).await?;
+    let ids: HashSet<String> = events.iter().map(|e| e.event_id.clone()).collect();
+    let mut statuses = Statuses::new(&stack, &ids)?;
+    let mut quality = spawn(&stack, "quality", &q_env)?;
+    let done = statuses.until(ids.len(), Duration::from_secs(120)).await;
+    let quality_dlq =
+        read_all(&stack, &stack.topics.dlq("quality"), Duration::from_secs(2)).await?;
+    // The feedback worker: the poison is dead-lettered, the ten good events applied.
+    let store = flashfit_prefs::Store::connect(stack.config.database_url.expose()).await?;
+    let mut applied = 0;
+    while started.elapsed() < Duration::from_secs(120) {
+        applied = store.preferences(&user).await?.feedback_count;
+        if applied >= 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let took = started.elapsed();
+    let feedback_dlq = read_all(
+        &stack,
+        &stack.topics.dlq("feedback"),
+        Duration::from_secs(2),
+    )
+    .await?;
+    sigterm(&worker)?;
+    sigterm(&quality)?;
+    worker.wait().await?;
+    quality.wait().await?;
+    let _ = std::fs::remove_dir_all(&lancedb);
+    let kind = |m: &rdkafka::message::OwnedMessage| {
+        flashfit_pipeline::watch::header(m, flashfit_schema::headers::ERROR_KIND)
+            .unwrap_or_default()
+    };
+    assert_eq!(applied, 10, "every good feedback event applied");
+    assert_eq!(feedback_dlq.len(), 1, "one dead letter");
+    assert_eq!(kind(&feedback_dlq[0]), "internal");
+    let msg =
+        flashfit_pipeline::watch::header(&feedback_dlq[0], flashfit_schema::headers::ERROR_MESSAGE)
+            .unwrap_or_default();
+    assert!(msg.contains("3 attempts"), "{msg}");
+    assert_eq!(done, ids.len(), "every upload has a status");
+    assert_eq!(statuses.count("processed"), 10);
+    assert_eq!(quality_dlq.len(), 1);
+    assert_eq!(kind(&quality_dlq[0]), "too_large");
+    eprintln!(
+        "fault-suite: poison: a NUL id refused by PostgreSQL dead-lettered `internal` after 3 attempts and 10 good feedback events applied in {:.1} s; an oversize output record dead-lettered `too_large` and 10 good uploads processed",
+        took.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The S3 server unreachable for 30 s (a relay in front of it refuses and cuts connections)
+/// while uploads flow through quality and the Parquet sink: every upload ends `processed`,
+/// nothing is dead-lettered, each row is in the table once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_unreachable_for_30_s_loses_and_duplicates_nothing() -> anyhow::Result<()> {
+    let stack = Stack::new()?;
+    stack.ensure_topics(&["quality", "parquet"]).await?;
+    let s3 = stack
+        .config
+        .s3
+        .endpoint_url
+        .clone()
+        .unwrap_or_else(|| "http://127.0.0.1:5055".into());
+    let target = s3
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let relay = crate::relay::Relay::start(0, &target).await?;
+    let via = [
+        ("AWS_ENDPOINT_URL", format!("http://{}", relay.addr())),
+        ("FLASHFIT_RUNTIME__RETRY_MAX_BACKOFF_MS", "2000".to_owned()),
+    ];
+    let warehouse = format!("s3://flashfit/{}wh", stack.prefix);
+    let mut sink_env = via.to_vec();
+    sink_env.push(("FLASHFIT_WAREHOUSE_URI", warehouse.clone()));
+    sink_env.push(("FLASHFIT_PARQUET__ROLL_MS", "500".into()));
+    let mut quality = spawn(&stack, "quality", &via)?;
+    let mut sink = spawn(&stack, "parquet", &sink_env)?;
+    let first = publish_uploads(&stack, "s3a", 30).await?;
+    let mut ids: HashSet<String> = first.into_iter().collect();
+    let mut statuses = Statuses::new(&stack, &ids)?;
+    statuses.until(10, Duration::from_secs(120)).await;
+    // The outage, with uploads still arriving (their objects are stored directly).
+    relay.down().await;
+    let down = Instant::now();
+    let more = publish_uploads(&stack, "s3b", 30).await?;
+    ids.extend(more);
+    statuses.ids = ids.clone();
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(down.elapsed())).await;
+    relay.up().await?;
+    let up = Instant::now();
+    let done = statuses.until(ids.len(), Duration::from_secs(180)).await;
+    let recovered = up.elapsed();
+    // The sink has written everything once it stops receiving; give it its roll.
+    let mut rows = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        rows = parquet_event_ids(&stack, &warehouse, "garments").await?;
+        if rows.len() >= ids.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let dlq_q = dlq_count(&stack, "quality").await?;
+    let dlq_p = dlq_count(&stack, "parquet").await?;
+    sigterm(&quality)?;
+    sigterm(&sink)?;
+    let (qe, se) = (quality.wait().await?, sink.wait().await?);
+    assert_eq!(done, ids.len(), "every upload has a status");
+    assert_eq!(statuses.count("processed"), ids.len());
+    assert_eq!((dlq_q, dlq_p), (0, 0), "dead letters");
+    assert_each_once(&rows, &ids);
+    assert!(qe.success() && se.success(), "{qe:?} {se:?}");
+    assert!(relay.connections() > 0);
+    eprintln!(
+        "fault-suite: s3-outage: S3 unreachable 30 s during {} uploads through quality and the Parquet sink: all processed, 0 dead letters, every row once; all statuses {:.1} s after S3 came back",
+        ids.len(),
+        recovered.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Search results (garment ids) of `user` from a running `serve`.
+async fn served_ids(addr: &str, user: &str) -> anyhow::Result<HashSet<String>> {
+    let (code, body) = http_get(
+        addr,
+        &format!("/v1/users/{user}/search?text=clothing&k=100"),
+    )
+    .await?;
+    anyhow::ensure!(code == 200, "{code} {body}");
+    let v: serde_json::Value = serde_json::from_str(&body)?;
+    Ok(v["results"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|h| h["garment_id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// The user's garment ids in LanceDB through a fresh connection (what is committed now).
+async fn stored_ids(stack: &Stack, user: &str) -> anyhow::Result<HashSet<String>> {
+    let db = flashfit_lance::connect(
+        &stack.config.lancedb_uri,
+        &stack.config.s3,
+        &stack.config.lance,
+    )
+    .await?;
+    let t = flashfit_lance::garments(&db, &stack.config.lance.table).await?;
+    Ok(flashfit_lance::search::garments_of(&t, user)
+        .await?
+        .into_iter()
+        .map(|h| h.garment_id)
+        .collect())
+}
+
+/// Polls `f` every 50 ms until `ok` or `limit`; returns how long it took.
+async fn poll_until<F, Fut>(limit: Duration, mut f: F) -> anyhow::Result<Option<Duration>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f().await? {
+            return Ok(Some(start.elapsed()));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(None)
+}
+
+/// `serve` and the feedback worker started before any garment exists (the readers before the
+/// writer), the lance worker writing afterwards, as separate processes on the S3 server: serve
+/// sees new garments within 2 s of their commit and never a deleted one, also after upkeep by
+/// `flashfit compact` pruned old versions; feedback that arrived before its garment is applied
+/// once the garment exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_started_before_the_writer_see_its_commits_within_the_bound() -> anyhow::Result<()>
+{
+    let mut stack = Stack::new()?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    stack.config.lancedb_uri = format!("s3://flashfit/lance-{id}");
+    let user = format!("u-{}", &id[..8]);
+    let embedded = stack.topics.output_of("embed").expect("embedded");
+    let topics = [
+        embedded.clone(),
+        stack.topics.deletes(),
+        stack.topics.feedback(),
+        stack.topics.kpi(),
+    ];
+    flashfit_runtime::kafka::ensure_topics(&stack.config.kafka, &topics).await?;
+    stack.ensure_topics(&["lance", "feedback"]).await?;
+    let wh = std::env::temp_dir().join(format!("flashfit-readers-{id}"));
+    let env = [
+        ("FLASHFIT_LANCEDB_URI", stack.config.lancedb_uri.clone()),
+        ("FLASHFIT_WAREHOUSE_URI", format!("file://{}", wh.display())),
+    ];
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut serve_env = env.to_vec();
+    serve_env.push(("FLASHFIT_HTTP_ADDR", addr.clone()));
+    // The readers first.
+    let mut serve = spawn_cmd(&stack, &["serve"], &serve_env)?;
+    let mut feedback = spawn_cmd(&stack, &["worker", "feedback"], &env)?;
+    let up = poll_until(Duration::from_secs(60), || async {
+        Ok(http_get(&addr, "/health")
+            .await
+            .is_ok_and(|(c, _)| c == 200))
+    })
+    .await?;
+    anyhow::ensure!(up.is_some(), "serve did not start");
+    assert!(served_ids(&addr, &user).await?.is_empty());
+    // Feedback about a garment that does not exist yet.
+    let p = stack.producer()?;
+    let now = chrono::Utc::now().to_rfc3339();
+    let fb = serde_json::json!({"event_id": format!("{user}-early"), "user_id": user, "signal": "wear",
+        "garment_ids": ["hoodie"], "ts": now});
+    stack
+        .publish_to(
+            &p,
+            &stack.topics.feedback(),
+            &[(user.clone().into_bytes(), serde_json::to_vec(&fb)?)],
+        )
+        .await?;
+    // Then the writer.
+    let wardrobe = [
+        crate::personal::garment(&user, "tee", "t_shirt", "white", 0.2, "classic"),
+        crate::personal::garment(&user, "hoodie", "hoodie", "red", 0.15, "streetwear"),
+        crate::personal::garment(&user, "jeans", "jeans", "blue", 0.3, "classic"),
+        crate::personal::garment(&user, "sneakers", "sneakers", "white", 0.2, "classic"),
+    ];
+    stack.publish_to(&p, &embedded, &wardrobe).await?;
+    let mut lance = spawn_cmd(&stack, &["worker", "lance"], &env)?;
+    let all: HashSet<String> = ["tee", "hoodie", "jeans", "sneakers"]
+        .map(String::from)
+        .into();
+    let stored = poll_until(Duration::from_secs(120), || async {
+        Ok(stored_ids(&stack, &user).await? == all)
+    })
+    .await?;
+    anyhow::ensure!(
+        stored.is_some(),
+        "the lance worker did not write the garments"
+    );
+    let seen_new = poll_until(Duration::from_secs(10), || async {
+        Ok(served_ids(&addr, &user).await? == all)
+    })
+    .await?
+    .ok_or_else(|| anyhow::anyhow!("serve never showed the new garments"))?;
+    // The early feedback is applied now that its garment exists: once.
+    let store = flashfit_prefs::Store::connect(stack.config.database_url.expose()).await?;
+    let applied = poll_until(Duration::from_secs(60), || async {
+        Ok(store
+            .preferences(&user)
+            .await?
+            .category
+            .get("hoodie")
+            .copied()
+            .unwrap_or(0.0)
+            > 0.0)
+    })
+    .await?;
+    anyhow::ensure!(applied.is_some(), "the early feedback was not applied");
+    let prefs = store.preferences(&user).await?;
+    assert_eq!(prefs.feedback_count, 1);
+    assert!((prefs.category["hoodie"] - 0.2).abs() < 1e-9, "{prefs:?}");
+    // A delete: gone from serve within the bound, and never back.
+    let del = serde_json::json!({"event_id": format!("{user}-del"), "user_id": user,
+        "garment_id": "tee", "deleted_at": now});
+    stack
+        .publish_to(
+            &p,
+            &stack.topics.deletes(),
+            &[(b"tee".to_vec(), serde_json::to_vec(&del)?)],
+        )
+        .await?;
+    let deleted = poll_until(Duration::from_secs(60), || async {
+        Ok(!stored_ids(&stack, &user).await?.contains("tee"))
+    })
+    .await?;
+    anyhow::ensure!(deleted.is_some(), "the delete did not reach LanceDB");
+    let seen_gone = poll_until(Duration::from_secs(10), || async {
+        Ok(!served_ids(&addr, &user).await?.contains("tee"))
+    })
+    .await?
+    .ok_or_else(|| anyhow::anyhow!("serve kept showing the deleted garment"))?;
+    // Upkeep by another process prunes every old version: serve keeps answering.
+    let mut compact_env = env.to_vec();
+    compact_env.push(("FLASHFIT_LANCE__KEEP_VERSIONS_S", "0".into()));
+    let compact = spawn_cmd(&stack, &["compact"], &compact_env)?
+        .wait()
+        .await?;
+    assert!(compact.success(), "compact failed: {compact:?}");
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let after = served_ids(&addr, &user).await?;
+    let (code, body) = http_get(&addr, &format!("/v1/users/{user}/outfits?k=5")).await?;
+    for c in [&mut serve, &mut feedback, &mut lance] {
+        sigterm(c)?;
+    }
+    for c in [&mut serve, &mut feedback, &mut lance] {
+        c.wait().await?;
+    }
+    let _ = std::fs::remove_dir_all(&wh);
+    let left: HashSet<String> = ["hoodie", "jeans", "sneakers"].map(String::from).into();
+    assert_eq!(after, left, "after upkeep");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        !body.contains("\"tee\""),
+        "a deleted garment in an outfit: {body}"
+    );
+    // Both within the configured bound (1 s) plus polling.
+    assert!(
+        seen_new < Duration::from_secs(2),
+        "new garments seen after {seen_new:?}"
+    );
+    assert!(
+        seen_gone < Duration::from_secs(2),
+        "deleted garment gone after {seen_gone:?}"
+    );
+    eprintln!(
+        "fault-suite: readers-first: serve and feedback started before any garment: new garments served {:.2} s after LanceDB had them, a deleted one gone after {:.2} s, serve still right after compact pruned every old version; feedback sent before its garment existed applied once",
+        seen_new.as_secs_f64(),
+        seen_gone.as_secs_f64()
+    );
+    Ok(())
+}
