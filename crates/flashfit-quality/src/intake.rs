@@ -114,3 +114,50 @@ pub fn decode_rgb_oriented(bytes: &[u8], limits: Limits) -> Result<RgbImage, Ana
     img.apply_orientation(orientation);
     Ok(img.into_rgb8())
 }
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    fn png(w: u32, h: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        image::RgbImage::new(w, h)
+            .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+            .expect("png");
+        out
+    }
+
+    /// Issue 12, defect 11: decodes share one pixel budget per process; a second 250 kP
+    /// decode waits while a first holds 250 of the 300 kP, and goes once it is released.
+    #[tokio::test]
+    async fn decodes_wait_for_room_in_the_pixel_budget() {
+        let caps = flashfit_config::QualityConfig {
+            decode_budget_pixels: 300_000,
+            ..Default::default()
+        };
+        let img = png(500, 500);
+        let first = reserve_decode(&img, &caps).await;
+        let second = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            reserve_decode(&img, &caps),
+        )
+        .await;
+        assert!(second.is_err(), "two 250 kP decodes fit in 300 kP");
+        drop(first);
+        let second = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            reserve_decode(&img, &caps),
+        )
+        .await;
+        assert!(second.is_ok(), "the budget was not released");
+        // An image over the whole budget still decodes (alone).
+        drop(second);
+        let huge = png(1000, 1000);
+        tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            reserve_decode(&huge, &caps),
+        )
+        .await
+        .expect("an image over the budget waits for all of it, not forever");
+    }
+}

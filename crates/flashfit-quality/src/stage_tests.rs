@@ -308,3 +308,38 @@ async fn an_unreachable_store_is_retried_not_dead_lettered() {
         "offset 41 is not committed"
     );
 }
+
+/// Issue 12, defect 5: an image not (yet) in storage is retried while the event is younger
+/// than `not_found_grace_ms` — an event published before its object is visible is processed
+/// once the object appears, not dead-lettered.
+#[tokio::test]
+async fn a_missing_image_is_retried_within_the_grace_then_processed_when_it_appears() {
+    let s = setup(true);
+    let late = s._dir.path().join("uploads").join("late.jpg");
+    let v = serde_json::json!({
+        "event_id": "late", "user_id": "u1", "garment_id": "g-late",
+        "image_uri": format!("{}late.jpg", s.root_uri),
+        "uploaded_at": chrono::Utc::now().to_rfc3339(),
+    });
+    let photo = std::fs::read(s._dir.path().join("uploads").join("person_suit.jpg")).expect("read");
+    let writer = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        std::fs::write(late, photo).expect("write");
+    });
+    let cfg = RuntimeConfig {
+        retry_initial_backoff_ms: 20,
+        retry_max_backoff_ms: 50,
+        ..RuntimeConfig::default()
+    };
+    let run = harness::run(
+        s.stage.clone(),
+        vec![(None, serde_json::to_vec(&v).expect("json"))],
+        cfg,
+    )
+    .await;
+    writer.await.expect("writer");
+    assert!(run.on(&topics::dlq("quality")).is_empty(), "dead-lettered");
+    let st = statuses(&run);
+    assert_eq!(st.len(), 1);
+    assert_eq!(st[0].status, Status::Processed, "{st:?}");
+}

@@ -169,3 +169,156 @@ fn the_dead_letter_guard_slides_over_its_window() {
     g.record(true);
     assert!(g.tripped().is_some());
 }
+
+/// A batch model: one "poison" message fails the whole call it is in (as a model error does
+/// for its batch); a stage bug returns one outcome too few for any batch holding "short".
+struct BatchModel {
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl Stage for BatchModel {
+    fn name(&self) -> &str {
+        "model"
+    }
+    fn input_topic(&self) -> &str {
+        "in"
+    }
+    fn output_topics(&self) -> Vec<String> {
+        vec!["out".into()]
+    }
+    async fn process(&self, batch: Vec<Message>) -> Vec<Outcome> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if batch.iter().any(|m| m.payload() == b"poison") {
+            return vec![Outcome::Internal("inference failed".into()); batch.len()];
+        }
+        let n = if batch.iter().any(|m| m.payload() == b"short") {
+            batch.len() - 1
+        } else {
+            batch.len()
+        };
+        (0..n)
+            .map(|_| {
+                Outcome::Emit(vec![Emit {
+                    topic: "out".into(),
+                    key: None,
+                    value: b"ok".to_vec(),
+                }])
+            })
+            .collect()
+    }
+}
+
+fn model_processor(cfg: RuntimeConfig) -> (Processor, Arc<BatchModel>, crate::StageMetrics) {
+    let stage = Arc::new(BatchModel {
+        calls: AtomicUsize::new(0),
+    });
+    let m = Metrics::new().stage("model");
+    (
+        Processor::new(stage.clone(), m.clone(), cfg, &Topics::default()),
+        stage,
+        m,
+    )
+}
+
+/// Issue 12, defect 4: one poison message in a batch of 16 is isolated by splitting, tried
+/// `max_attempts` times, dead-lettered `internal` with the error; the other 15 are emitted.
+#[tokio::test]
+async fn a_poison_message_is_isolated_bounded_and_dead_lettered_while_the_rest_proceed() {
+    let cfg = RuntimeConfig {
+        max_attempts: 3,
+        ..fast_cfg()
+    };
+    let (p, stage, metrics) = model_processor(cfg);
+    let mut values = vec!["good"; 16];
+    values[11] = "poison";
+    let r = p.run_batch(msgs(&values), &CancellationToken::new()).await;
+    assert!(r.unfinished.is_empty());
+    assert_eq!(r.done.len(), 16);
+    let poison = r
+        .done
+        .iter()
+        .find(|(m, _)| m.offset == 111)
+        .expect("poison");
+    let dlq = &poison.1[0];
+    assert_eq!(dlq.topic, "flashfit.dlq.model");
+    let kind = dlq.headers.iter().find(|(k, _)| *k == headers::ERROR_KIND);
+    assert_eq!(kind.map(|(_, v)| v.as_str()), Some("internal"));
+    let msg = dlq
+        .headers
+        .iter()
+        .find(|(k, _)| *k == headers::ERROR_MESSAGE);
+    assert!(msg.is_some_and(|(_, v)| v.contains("inference failed") && v.contains("3 attempts")));
+    let emitted = r
+        .done
+        .iter()
+        .filter(|(_, recs)| recs.iter().any(|x| x.topic == "out"))
+        .count();
+    assert_eq!(emitted, 15);
+    assert_eq!(metrics.count("dead_lettered", Some("internal")), 1);
+    // log2(16) splits to isolate it, then the bounded attempts: far from retrying forever.
+    let calls = stage.calls.load(Ordering::SeqCst);
+    assert!(calls <= 2 * 4 + 3 + 1, "{calls} calls");
+    assert_eq!(r.commit_offsets()[&("in".to_string(), 1)], 116);
+}
+
+/// A stage returning the wrong number of outcomes is a bug: bounded like any internal failure,
+/// never a partition blocked forever.
+#[tokio::test]
+async fn a_wrong_outcome_count_is_bounded_too() {
+    let (p, _, metrics) = model_processor(RuntimeConfig {
+        max_attempts: 2,
+        ..fast_cfg()
+    });
+    let r = p
+        .run_batch(msgs(&["good", "short", "good"]), &CancellationToken::new())
+        .await;
+    assert!(r.unfinished.is_empty());
+    assert_eq!(r.done.len(), 3);
+    assert!(metrics.count("dead_lettered", Some("internal")) >= 1);
+}
+
+/// A message retried past `stuck_after_ms` marks the stage degraded (for `/health`) and shows
+/// its age; both clear once it is through.
+#[tokio::test]
+async fn a_stuck_partition_is_reported_degraded_until_it_moves() {
+    let stage = Arc::new(Scripted {
+        calls: AtomicUsize::new(0),
+        fail_times: 40,
+    });
+    let metrics = Metrics::new();
+    let cfg = RuntimeConfig {
+        stuck_after_ms: 20,
+        retry_initial_backoff_ms: 5,
+        retry_max_backoff_ms: 5,
+        ..RuntimeConfig::default()
+    };
+    let p = Arc::new(Processor::new(
+        stage,
+        metrics.stage("scripted"),
+        cfg,
+        &Topics::default(),
+    ));
+    let p2 = p.clone();
+    let run = tokio::spawn(async move {
+        p2.run_batch(msgs(&["flaky"]), &CancellationToken::new())
+            .await
+    });
+    let mut seen = false;
+    for _ in 0..200 {
+        if !metrics.degraded().is_empty() {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    assert!(seen, "never reported degraded");
+    assert!(
+        metrics
+            .encode()
+            .contains("flashfit_oldest_stuck_message_seconds")
+    );
+    let r = run.await.expect("join");
+    assert_eq!(r.done.len(), 1);
+    assert!(metrics.degraded().is_empty(), "degraded after it moved");
+}

@@ -441,3 +441,55 @@ async fn a_users_wardrobe_comes_back_with_what_outfits_need() {
             .is_empty()
     );
 }
+
+/// Issue 12, defect 8: a garment belongs to the user whose upload was stored first. Another
+/// user's upload or delete naming it is dead-lettered `not_owner` and changes nothing; that
+/// user's delete of a garment nobody has yet does not block the owner's later upload.
+#[tokio::test]
+async fn another_users_upload_or_delete_of_a_garment_is_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = sink(dir.path());
+    let mine = embedded(vec![record(0, "g1", "2026-11-22T10:00:00.000Z", "jeans")]);
+    harness::run_messages(s.clone(), mine, RuntimeConfig::default()).await;
+    let as_user = |m: &mut flashfit_runtime::Message, user: &str| {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(m.value.as_deref().expect("value")).expect("json");
+        v["user_id"] = json!(user);
+        m.value = Some(serde_json::to_vec(&v).expect("json").into());
+    };
+    // Mallory re-uploads g1 (newer, other category) and deletes it; she also deletes g2,
+    // which nobody has uploaded yet.
+    let mut theirs = embedded(vec![record(1, "g1", "2026-11-22T12:00:00.000Z", "skirt")]);
+    as_user(&mut theirs[0], "mallory");
+    let mut del = delete(5, "g1");
+    as_user(&mut del, "mallory");
+    let mut early = delete(6, "g2");
+    as_user(&mut early, "mallory");
+    theirs.push(del);
+    theirs.push(early);
+    let run = harness::run_messages(s.clone(), theirs, RuntimeConfig::default()).await;
+    let dlq = run.on("flashfit.dlq.lance");
+    assert_eq!(dlq.len(), 2, "the upload and the delete of g1");
+    for d in &dlq {
+        let kind = d
+            .headers
+            .iter()
+            .find(|(k, _)| *k == flashfit_schema::headers::ERROR_KIND)
+            .map(|(_, v)| v.as_str());
+        assert_eq!(kind, Some("not_owner"));
+    }
+    assert_eq!(
+        categories(&s).await,
+        vec![("g1".to_string(), "jeans".to_string())]
+    );
+    // The owner's upload of g2 comes after Mallory's delete: it is stored.
+    let g2 = embedded(vec![record(2, "g2", "2026-11-22T13:00:00.000Z", "tie")]);
+    harness::run_messages(s.clone(), g2, RuntimeConfig::default()).await;
+    assert_eq!(
+        categories(&s).await,
+        vec![
+            ("g1".to_string(), "jeans".to_string()),
+            ("g2".to_string(), "tie".to_string())
+        ]
+    );
+}
