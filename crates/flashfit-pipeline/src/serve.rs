@@ -426,3 +426,66 @@ pub async fn serve(
     tracing::info!(addr = %bound, "http api listening");
     Ok((bound, task))
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("write");
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).await.expect("read");
+        let code = buf
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned());
+        (code, body.unwrap_or_default())
+    }
+
+    /// Issue 12, defect 9: a request over the time limit is a 503 that says nothing internal,
+    /// an over-long URI a 414; `/health` and `/metrics` answer, with per-route latencies.
+    #[tokio::test]
+    async fn requests_are_bounded_and_measured() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut config = Config::default();
+        config.lancedb_uri = format!("file://{}", dir.path().display());
+        config.http.request_timeout_ms = 1;
+        config.http.max_uri_bytes = 200;
+        // 1 ms is less than loading the text model takes: the search times out (503).
+        let token = CancellationToken::new();
+        let (addr, task) = serve(&config, "127.0.0.1:0".parse().expect("addr"), token.clone())
+            .await
+            .expect("serve");
+        let (code, body) = get(addr, "/v1/users/u1/search?text=navy%20shirt").await;
+        assert_eq!(code, 503, "{body}");
+        assert!(
+            body.contains("try again later") && !body.contains("model") && !body.contains('/'),
+            "internal details in {body}"
+        );
+        let long = format!("/v1/users/{}/search?text=x", "u".repeat(300));
+        assert_eq!(get(addr, &long).await.0, 414);
+        assert_eq!(
+            get(addr, "/health").await,
+            (200, r#"{"status":"ok"}"#.into())
+        );
+        let (code, metrics) = get(addr, "/metrics").await;
+        assert_eq!(code, 200);
+        assert!(
+            metrics.contains(
+                r#"flashfit_http_request_duration_seconds_count{code="503",route="/v1/users/{user_id}/search"} 1"#
+            ),
+            "{metrics}"
+        );
+        token.cancel();
+        task.await.expect("stops");
+    }
+}
