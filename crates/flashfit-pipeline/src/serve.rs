@@ -456,10 +456,15 @@ mod tests {
     #[tokio::test]
     async fn requests_are_bounded_and_measured() {
         let dir = tempfile::tempdir().expect("tmp");
-        let mut config = Config::default();
-        config.lancedb_uri = format!("file://{}", dir.path().display());
-        config.http.request_timeout_ms = 1;
-        config.http.max_uri_bytes = 200;
+        let config = Config {
+            lancedb_uri: format!("file://{}", dir.path().display()),
+            http: flashfit_config::HttpConfig {
+                request_timeout_ms: 1,
+                max_uri_bytes: 200,
+                ..Default::default()
+            },
+            ..Config::default()
+        };
         // 1 ms is less than loading the text model takes: the search times out (503).
         let token = CancellationToken::new();
         let (addr, task) = serve(&config, "127.0.0.1:0".parse().expect("addr"), token.clone())
