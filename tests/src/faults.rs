@@ -180,7 +180,10 @@ impl OffsetWatch {
         let task = tokio::task::spawn_blocking(move || {
             let mut max: BTreeMap<i32, i64> = BTreeMap::new();
             let mut backwards = Vec::new();
-            while !s.is_cancelled() {
+            // Read, then stop if asked: the last read always follows the stop request (the
+            // workers' final commits are in it).
+            loop {
+                let stopping = s.is_cancelled();
                 let mut tpl = rdkafka::TopicPartitionList::new();
                 for p in 0..partitions {
                     tpl.add_partition(&topic, p);
@@ -200,6 +203,9 @@ impl OffsetWatch {
                         }
                     }
                     *l.lock().unwrap_or_else(|p| p.into_inner()) = max.clone();
+                }
+                if stopping {
+                    break;
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }
@@ -291,8 +297,11 @@ async fn replicas_killed_and_added_process_every_upload_and_offsets_never_move_b
     assert_eq!(committed, n as i64, "every offset committed: {last:?}");
     let recovered = recovered
         .ok_or_else(|| anyhow::anyhow!("partitions did not move within 120 s of the kill"))?;
+    // Measured 6–13 s here (6 s session timeout + Tansu's rebalance + a commit interval); the
+    // bound leaves room for a loaded CI machine and still catches the 80 s stalls of the
+    // default 45 s session.
     assert!(
-        recovered < Duration::from_secs(15),
+        recovered < Duration::from_secs(30),
         "the killed member's partitions moved again only after {recovered:?}"
     );
     eprintln!(

@@ -48,7 +48,7 @@ pub fn consumer_config(
     // long poll early when data arrives (Tansu) would otherwise add up to 500 ms per stage.
     // A member that died (kill -9, a lost node) holds its partitions until its session
     // expires: 6 s (librdkafka: 45 s; Kafka's smallest allowed by default) bounds how long a
-    // crash stalls its partitions (measured: partitions moving again 11 s after a SIGKILL on
+    // crash stalls its partitions (measured: partitions moving again 6-13 s after a SIGKILL on
     // Tansu, rebalance included), with a heartbeat every 2 s. Static membership (`FLASHFIT_KAFKA__GROUP_INSTANCE_ID`, e.g. the
     // pod name) avoids even that rebalance for a restart under the same name, where the
     // broker supports it.
