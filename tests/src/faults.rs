@@ -371,6 +371,42 @@ async fn parquet_event_ids(
     Ok(ids)
 }
 
+/// The S3 server's endpoint the stack uses.
+fn s3_endpoint(stack: &Stack) -> String {
+    stack
+        .config
+        .s3
+        .endpoint_url
+        .clone()
+        .unwrap_or_else(|| "http://127.0.0.1:5055".into())
+}
+
+/// The stack's feedback topic, created if missing.
+async fn feedback_topic(stack: &Stack) -> anyhow::Result<String> {
+    let feedback = stack.topics.feedback();
+    flashfit_runtime::kafka::ensure_topics(&stack.config.kafka, std::slice::from_ref(&feedback))
+        .await?;
+    Ok(feedback)
+}
+
+/// The `garments` log's event ids (one per row) once every one of `ids` is in it, or after
+/// 60 s (the sink writes each roll after it stops receiving).
+async fn logged_rows(
+    stack: &Stack,
+    warehouse: &str,
+    ids: &HashSet<String>,
+) -> anyhow::Result<Vec<String>> {
+    let start = Instant::now();
+    loop {
+        let rows = parquet_event_ids(stack, warehouse, "garments").await?;
+        let distinct: HashSet<&String> = rows.iter().collect();
+        if ids.iter().all(|i| distinct.contains(i)) || start.elapsed() > Duration::from_secs(60) {
+            return Ok(rows);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 fn assert_each_once(ids: &[String], want: &HashSet<String>) {
     let mut count: HashMap<&str, usize> = HashMap::new();
     for i in ids {
@@ -473,9 +509,7 @@ async fn sigterm_while_a_sink_fills_a_batch_flushes_and_exits_zero() -> anyhow::
 async fn poison_messages_are_dead_lettered_and_the_partition_keeps_moving() -> anyhow::Result<()> {
     let stack = Stack::new()?;
     stack.ensure_topics(&["quality", "feedback"]).await?;
-    let feedback = stack.topics.feedback();
-    flashfit_runtime::kafka::ensure_topics(&stack.config.kafka, std::slice::from_ref(&feedback))
-        .await?;
+    let feedback = feedback_topic(&stack).await?;
     // Feedback: 10 good events and one poison in the middle, all one user (one partition).
     let user = format!("{}poison", stack.prefix);
     let ts = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
@@ -587,12 +621,7 @@ async fn poison_messages_are_dead_lettered_and_the_partition_keeps_moving() -> a
 async fn s3_unreachable_for_30_s_loses_and_duplicates_nothing() -> anyhow::Result<()> {
     let stack = Stack::new()?;
     stack.ensure_topics(&["quality", "parquet"]).await?;
-    let s3 = stack
-        .config
-        .s3
-        .endpoint_url
-        .clone()
-        .unwrap_or_else(|| "http://127.0.0.1:5055".into());
+    let s3 = s3_endpoint(&stack);
     let target = s3
         .trim_start_matches("http://")
         .trim_end_matches('/')
@@ -623,16 +652,7 @@ async fn s3_unreachable_for_30_s_loses_and_duplicates_nothing() -> anyhow::Resul
     let up = Instant::now();
     let done = statuses.until(ids.len(), Duration::from_secs(180)).await;
     let recovered = up.elapsed();
-    // The sink has written everything once it stops receiving; give it its roll.
-    let mut rows = Vec::new();
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(60) {
-        rows = parquet_event_ids(&stack, &warehouse, "garments").await?;
-        if rows.len() >= ids.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let rows = logged_rows(&stack, &warehouse, &ids).await?;
     let dlq_q = dlq_count(&stack, "quality").await?;
     let dlq_p = dlq_count(&stack, "parquet").await?;
     sigterm(&quality)?;
@@ -966,9 +986,7 @@ async fn postgresql_restarted_while_feedback_flows_applies_every_event_once() ->
 {
     let stack = Stack::new()?;
     stack.ensure_topics(&["feedback"]).await?;
-    let feedback = stack.topics.feedback();
-    flashfit_runtime::kafka::ensure_topics(&stack.config.kafka, std::slice::from_ref(&feedback))
-        .await?;
+    let feedback = feedback_topic(&stack).await?;
     let pg = PrivatePg::start()?;
     let users: Vec<String> = (0..4).map(|i| format!("{}pgu{i}", stack.prefix)).collect();
     let ts = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
@@ -1154,12 +1172,7 @@ impl PrivateBroker {
 async fn the_broker_unreachable_30_s_then_restarted_loses_nothing_and_writes_no_offset_twice()
 -> anyhow::Result<()> {
     let mut stack = Stack::new()?;
-    let s3 = stack
-        .config
-        .s3
-        .endpoint_url
-        .clone()
-        .unwrap_or_else(|| "http://127.0.0.1:5055".into());
+    let s3 = s3_endpoint(&stack);
     let relay_port = free_port();
     let mut broker = PrivateBroker::start(&s3, relay_port).await?;
     let relay =
@@ -1203,16 +1216,7 @@ async fn the_broker_unreachable_30_s_then_restarted_loses_nothing_and_writes_no_
     statuses.ids = ids.clone();
     let done = statuses.until(ids.len(), Duration::from_secs(180)).await;
     let restart_recovery = restarted.elapsed();
-    let mut rows = Vec::new();
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(60) {
-        rows = parquet_event_ids(&stack, &warehouse, "garments").await?;
-        let distinct: HashSet<&String> = rows.iter().collect();
-        if ids.iter().all(|i| distinct.contains(i)) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let rows = logged_rows(&stack, &warehouse, &ids).await?;
     let dlq = dlq_count(&stack, "quality").await? + dlq_count(&stack, "parquet").await?;
     // The broker redelivers and duplicates around a restart (at-least-once): the log keeps
     // each record it was given, but no input offset is in it twice, and the current view
