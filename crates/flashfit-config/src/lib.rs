@@ -88,8 +88,27 @@ pub struct Config {
     /// A/B experiments by name (`[experiments.<name>]`).
     pub experiments: BTreeMap<String, Experiment>,
     pub kpi: KpiConfig,
+    pub feedback: FeedbackConfig,
     pub http: HttpConfig,
     pub log: LogConfig,
+}
+
+/// The feedback worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedbackConfig {
+    /// An event naming garments not (yet) in the user's wardrobe is retried until this long
+    /// after its `ts` (its garment may still be on its way to LanceDB), then applied with the
+    /// garments found.
+    pub unknown_garment_grace_ms: u64,
+}
+
+impl Default for FeedbackConfig {
+    fn default() -> Self {
+        FeedbackConfig {
+            unknown_garment_grace_ms: 600_000,
+        }
+    }
 }
 
 /// Limits of `flashfit serve` (the app-facing API).
@@ -136,6 +155,7 @@ impl Default for Config {
             outfits: OutfitsConfig::default(),
             experiments: default_experiments(),
             kpi: KpiConfig::default(),
+            feedback: FeedbackConfig::default(),
             http: HttpConfig::default(),
             log: LogConfig::default(),
         }
@@ -963,6 +983,7 @@ mod tests {
                 ("FLASHFIT_KAFKA__SASL_MECHANISMS", "PLAIN"),
                 ("FLASHFIT_RUNTIME__BATCH_SIZE", "99"),
                 ("FLASHFIT_QUALITY__BLUR_THRESHOLD", "55.5"),
+                ("FLASHFIT_FEEDBACK__UNKNOWN_GARMENT_GRACE_MS", "30000"),
                 ("AWS_ALLOW_HTTP", "true"),
                 ("AWS_SECRET_ACCESS_KEY", "hunter2"),
                 ("AWS_DEFAULT_REGION", "eu-west-1"),
@@ -977,6 +998,7 @@ mod tests {
         assert_eq!(c.kafka.properties["sasl.mechanisms"].expose(), "PLAIN");
         assert_eq!(c.runtime.batch_size, 99);
         assert_eq!(c.quality.blur_threshold, 55.5);
+        assert_eq!(c.feedback.unknown_garment_grace_ms, 30_000);
         assert!(c.s3.allow_http);
         assert_eq!(c.s3.region.as_deref(), Some("us-east-1"));
         let shown = c.to_masked_toml();

@@ -251,11 +251,16 @@ pub async fn search(
 pub fn build_stage(name: &str, config: &Config, pipeline: &Pipeline) -> Result<Arc<dyn Stage>> {
     let topics = flashfit_schema::Topics::new(config.kafka.topic_prefix.clone());
     if name == "feedback" {
-        return Ok(Arc::new(flashfit_prefs::stage::FeedbackStage::new(
-            config.database_url.expose(),
-            crate::personal::LanceLookup::new(config),
-            topics.feedback(),
-        )));
+        return Ok(Arc::new(
+            flashfit_prefs::stage::FeedbackStage::new(
+                config.database_url.expose(),
+                crate::personal::LanceLookup::new(config),
+                topics.feedback(),
+            )
+            .with_grace(std::time::Duration::from_millis(
+                config.feedback.unknown_garment_grace_ms,
+            )),
+        ));
     }
     if name == "kpi" {
         return Ok(Arc::new(

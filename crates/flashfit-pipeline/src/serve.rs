@@ -493,4 +493,61 @@ mod tests {
         token.cancel();
         task.await.expect("stops");
     }
+
+    /// Issue 12, defect 9: with `max_concurrent_requests` busy, the next request is answered
+    /// 503 `overloaded` at once (not queued), and served again once a permit is free.
+    #[tokio::test]
+    async fn requests_over_the_concurrency_limit_are_refused_at_once() {
+        let metrics = HttpMetrics::new();
+        let l = Arc::new(Limits {
+            permits: Arc::new(tokio::sync::Semaphore::new(1)),
+            timeout: std::time::Duration::from_secs(30),
+            max_uri: 2_048,
+            metrics: metrics.clone(),
+        });
+        let (entered, gate) = (
+            Arc::new(tokio::sync::Notify::new()),
+            Arc::new(tokio::sync::Notify::new()),
+        );
+        let (e, g) = (entered.clone(), gate.clone());
+        let app = Router::new()
+            .route(
+                "/v1/users/{user_id}/search",
+                axum::routing::get(move || {
+                    let (e, g) = (e.clone(), g.clone());
+                    async move {
+                        e.notify_one();
+                        g.notified().await;
+                        "done"
+                    }
+                }),
+            )
+            .route_layer(axum::middleware::from_fn_with_state(l, limit));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let first = tokio::spawn(get(addr, "/v1/users/u1/search?text=a"));
+        entered.notified().await;
+        let t = std::time::Instant::now();
+        let (code, body) = get(addr, "/v1/users/u2/search?text=b").await;
+        assert_eq!(code, 503, "{body}");
+        assert!(body.contains("overloaded"), "{body}");
+        assert!(t.elapsed() < std::time::Duration::from_secs(5), "queued");
+        gate.notify_one();
+        assert_eq!(first.await.expect("first"), (200, "done".into()));
+        // The permit is back: the next request runs (and is let through).
+        let next = tokio::spawn(get(addr, "/v1/users/u3/search?text=c"));
+        entered.notified().await;
+        gate.notify_one();
+        assert_eq!(next.await.expect("next"), (200, "done".into()));
+        assert!(
+            metrics.encode().contains(
+                r#"flashfit_http_request_duration_seconds_count{code="503",route="/v1/users/{user_id}/search"} 1"#
+            ),
+            "{}",
+            metrics.encode()
+        );
+    }
 }

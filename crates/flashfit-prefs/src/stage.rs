@@ -18,9 +18,10 @@ pub trait GarmentLookup: Send + Sync + 'static {
 }
 
 /// How long after its `ts` an event naming garments the lookup does not know yet is retried
-/// rather than applied without them: feedback can arrive before its garment reached LanceDB
-/// (the lance sink commits in batches), and applying it early would lose the weight change for
-/// good (a replay is a duplicate). After this, the unknown ids are taken to be wrong (another
+/// rather than applied without them, unless configured (`[feedback]
+/// unknown_garment_grace_ms`): feedback can arrive before its garment reached LanceDB (the
+/// lance sink commits in batches), and applying it early would lose the weight change for good
+/// (a replay is a duplicate). After this, the unknown ids are taken to be wrong (another
 /// user's garment, a deleted one, a typo) and the event is applied with the garments found.
 pub const UNKNOWN_GARMENT_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
 

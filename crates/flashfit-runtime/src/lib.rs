@@ -11,6 +11,7 @@
 
 pub mod admin;
 mod error;
+pub mod faults;
 pub mod harness;
 pub mod kafka;
 mod metrics;

@@ -197,11 +197,15 @@ impl<E: Enricher> Stage for EnrichStage<E> {
             .await;
         let mut slots = Vec::with_capacity(items.len());
         let mut inputs = Vec::new();
+        let mut fault = None;
         for item in items {
             match item {
                 Item::Done(o) => slots.push(Err(o)),
                 Item::Ready(b) => {
                     let (record, upload, p) = *b;
+                    if flashfit_runtime::faults::armed("infer", &upload.event_id) {
+                        fault = Some(upload.event_id.clone());
+                    }
                     inputs.push(p);
                     slots.push(Ok((record, upload)));
                 }
@@ -209,7 +213,12 @@ impl<E: Enricher> Stage for EnrichStage<E> {
         }
         // One inference call for every decodable image of the batch, off the reactor.
         let enricher = self.enricher.clone();
-        let results = match run_blocking(move || enricher.infer(inputs)).await {
+        let results = match run_blocking(move || match fault {
+            Some(id) => Err(format!("injected fault for {id}")),
+            None => enricher.infer(inputs),
+        })
+        .await
+        {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) | Err(e) => Err(format!("inference failed: {e}")),
         };
