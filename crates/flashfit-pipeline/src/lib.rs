@@ -4,7 +4,7 @@
 //! (`flashfit ingest`), watching statuses, and the benchmarks.
 //!
 //! Main items: [`Pipeline`], [`build_stage`], [`run_stages`], [`EmbeddedBroker`],
-//! [`ingest::ingest_dir`], [`watch::StatusWatcher`], [`bench`].
+//! [`ingest::ingest_files`], [`watch::StatusWatcher`], [`mod@bench`].
 
 pub mod bench;
 mod embedded;

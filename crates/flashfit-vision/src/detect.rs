@@ -1,4 +1,4 @@
-//! Detectors: output decoders (pure functions, tested on constructed outputs) and [`Detector`],
+//! Detectors: output decoders (pure functions, tested on constructed outputs) and [`Detector`](crate::detector::Detector),
 //! which runs any detector the model manifest describes. Decoders:
 //! - YOLOv8 ONNX export: one tensor `[1, 4 + classes, anchors]` whose rows are `cx, cy, w, h`
 //!   in letterboxed input pixels followed by per-class scores (the seed's DeepFashion2 model).
