@@ -146,6 +146,14 @@ impl Stage for QualityStage {
         vec![self.output.clone(), self.status.clone()]
     }
 
+    fn status_topic(&self) -> Option<&str> {
+        Some(&self.status)
+    }
+
+    fn on_dead_letter(&self, msg: &Message, reason: Reason, message: &str) -> Vec<Emit> {
+        flashfit_runtime::failed_upload_status(&self.status, self.name(), msg, reason, message)
+    }
+
     async fn process(&self, batch: Vec<Message>) -> Vec<Outcome> {
         let this = self;
         futures::stream::iter(batch)

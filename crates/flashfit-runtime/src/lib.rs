@@ -22,7 +22,7 @@ pub mod worker;
 pub use error::{Error, Result};
 pub use metrics::{Health, Metrics, StageMetrics};
 pub use process::{Backoff, BatchResult, DlqGuard, Processor, Record};
-pub use stage::{Emit, Message, Outcome, Stage, run_blocking};
+pub use stage::{Emit, Message, Outcome, Stage, failed_upload_status, run_blocking};
 
 /// Version stamped on dead-letter records.
 pub const WORKER_VERSION: &str = env!("CARGO_PKG_VERSION");

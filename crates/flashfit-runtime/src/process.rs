@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flashfit_config::RuntimeConfig;
-use flashfit_schema::{StatusEvent, Topics, headers};
+use flashfit_schema::{Topics, headers};
 use tokio_util::sync::CancellationToken;
 
 use crate::{Emit, Error, Message, Outcome, Stage, StageMetrics, WORKER_VERSION};
@@ -143,7 +143,6 @@ pub struct Processor {
     metrics: StageMetrics,
     cfg: RuntimeConfig,
     dlq_topic: String,
-    status_topic: String,
     guard: std::sync::Mutex<DlqGuard>,
 }
 
@@ -163,14 +162,12 @@ impl Processor {
         topics: &Topics,
     ) -> Self {
         let dlq_topic = topics.dlq(stage.name());
-        let status_topic = topics.status();
         let guard = std::sync::Mutex::new(DlqGuard::new(&cfg));
         Processor {
             stage,
             metrics,
             cfg,
             dlq_topic,
-            status_topic,
             guard,
         }
     }
@@ -242,11 +239,7 @@ impl Processor {
                             result.done.push((msg, records));
                         }
                         None => {
-                            for e in &emits {
-                                if e.topic == self.status_topic {
-                                    self.count_status(&e.value);
-                                }
-                            }
+                            self.count_statuses(&emits);
                             verdicts.push(false);
                             result
                                 .done
@@ -360,7 +353,6 @@ impl Processor {
                 "bad_input"
             });
         self.metrics.dead_lettered(reason.as_str());
-        self.metrics.status("failed");
         tracing::warn!(
             stage = self.stage.name(),
             topic = %msg.topic,
@@ -401,18 +393,25 @@ impl Processor {
         }
     }
 
-    fn count_status(&self, value: &[u8]) {
+    /// Counts the records of `emits` on the stage's status topic by their `status` field.
+    fn count_statuses(&self, emits: &[Emit]) {
         #[derive(serde::Deserialize)]
         struct S {
             status: String,
         }
-        if let Ok(s) = serde_json::from_slice::<S>(value) {
-            self.metrics.status(&s.status);
+        let Some(topic) = self.stage.status_topic() else {
+            return;
+        };
+        for e in emits.iter().filter(|e| e.topic == topic) {
+            if let Ok(s) = serde_json::from_slice::<S>(&e.value) {
+                self.metrics.status(&s.status);
+            }
         }
     }
 
-    /// The original bytes to `flashfit.dlq.<stage>` with the reason in headers, plus a `failed`
-    /// status so the upload service hears about it.
+    /// The original bytes to `flashfit.dlq.<stage>` with the reason in headers, plus what the
+    /// stage publishes for a dead letter ([`Stage::on_dead_letter`]: an upload's `failed`
+    /// status).
     fn dead_letter(
         &self,
         msg: &Message,
@@ -420,7 +419,8 @@ impl Processor {
         message: &str,
     ) -> Vec<Record> {
         let stage = self.stage.name();
-        let status = StatusEvent::failed_from_raw(msg.payload(), stage, reason, message);
+        let extra = self.stage.on_dead_letter(msg, reason, message);
+        self.count_statuses(&extra);
         // A dead letter must itself fit: an input near the limit plus headers might not.
         let headroom = 64 * 1024;
         let (value, message) = if msg.payload().len() + headroom > self.cfg.max_record_bytes {
@@ -438,28 +438,22 @@ impl Processor {
             (msg.payload().to_vec(), message.to_owned())
         };
         let message = message.as_str();
-        vec![
-            Record {
-                topic: self.dlq_topic.clone(),
-                key: msg.key.as_ref().map(|k| k.to_vec()),
-                value,
-                headers: vec![
-                    (headers::ERROR_KIND, reason.as_str().to_owned()),
-                    (headers::ERROR_MESSAGE, message.to_owned()),
-                    (headers::SOURCE_TOPIC, msg.topic.to_string()),
-                    (headers::SOURCE_PARTITION, msg.partition.to_string()),
-                    (headers::SOURCE_OFFSET, msg.offset.to_string()),
-                    (headers::STAGE, stage.to_owned()),
-                    (headers::WORKER_VERSION, WORKER_VERSION.to_owned()),
-                ],
-            },
-            Record {
-                topic: self.status_topic.clone(),
-                key: msg.key.as_ref().map(|k| k.to_vec()),
-                value: status.to_json(),
-                headers: Vec::new(),
-            },
-        ]
+        let mut records = vec![Record {
+            topic: self.dlq_topic.clone(),
+            key: msg.key.as_ref().map(|k| k.to_vec()),
+            value,
+            headers: vec![
+                (headers::ERROR_KIND, reason.as_str().to_owned()),
+                (headers::ERROR_MESSAGE, message.to_owned()),
+                (headers::SOURCE_TOPIC, msg.topic.to_string()),
+                (headers::SOURCE_PARTITION, msg.partition.to_string()),
+                (headers::SOURCE_OFFSET, msg.offset.to_string()),
+                (headers::STAGE, stage.to_owned()),
+                (headers::WORKER_VERSION, WORKER_VERSION.to_owned()),
+            ],
+        }];
+        records.extend(extra.into_iter().map(Record::from));
+        records
     }
 }
 

@@ -25,6 +25,18 @@ impl Stage for Scripted {
     fn output_topics(&self) -> Vec<String> {
         vec!["out".into()]
     }
+    fn status_topic(&self) -> Option<&str> {
+        Some(flashfit_schema::topics::STATUS)
+    }
+    fn on_dead_letter(&self, msg: &Message, reason: Reason, message: &str) -> Vec<Emit> {
+        crate::failed_upload_status(
+            flashfit_schema::topics::STATUS,
+            self.name(),
+            msg,
+            reason,
+            message,
+        )
+    }
     async fn process(&self, batch: Vec<Message>) -> Vec<Outcome> {
         let call = self.calls.fetch_add(1, Ordering::SeqCst);
         batch
@@ -138,9 +150,56 @@ async fn bad_input_becomes_a_dead_letter_and_a_failed_status() {
     assert_eq!(recs[0].value, b"bad json");
     assert_eq!(recs[0].key.as_deref(), Some(b"k0".as_slice()));
     assert_eq!(recs[1].topic, flashfit_schema::topics::STATUS);
-    let s: StatusEvent = serde_json::from_slice(&recs[1].value).expect("status");
+    let s: flashfit_schema::StatusEvent = serde_json::from_slice(&recs[1].value).expect("status");
     assert_eq!(s.status, flashfit_schema::Status::Failed);
     assert_eq!(s.stage, "scripted");
+}
+
+/// Issue 13: the runtime knows no status contract. A stage that does not process uploads
+/// (feedback, KPI, deletes) dead-letters bad input without a `failed` upload status.
+#[tokio::test]
+async fn a_stage_without_a_status_topic_dead_letters_without_a_status() {
+    struct Events;
+    #[async_trait]
+    impl Stage for Events {
+        fn name(&self) -> &str {
+            "events"
+        }
+        fn input_topic(&self) -> &str {
+            "in"
+        }
+        fn output_topics(&self) -> Vec<String> {
+            Vec::new()
+        }
+        async fn process(&self, batch: Vec<Message>) -> Vec<Outcome> {
+            batch
+                .iter()
+                .map(|_| Outcome::BadInput {
+                    reason: Reason::InvalidEvent,
+                    message: "not an event".into(),
+                })
+                .collect()
+        }
+    }
+    let metrics = Metrics::new();
+    let p = Processor::new(
+        std::sync::Arc::new(Events),
+        metrics.stage("events"),
+        RuntimeConfig::default(),
+        &flashfit_schema::Topics::default(),
+    );
+    let r = p
+        .run_batch(msgs(&["x", "y"]), &CancellationToken::new())
+        .await;
+    let topics: Vec<&str> = r.records().map(|r| r.topic.as_str()).collect();
+    assert_eq!(topics, vec!["flashfit.dlq.events", "flashfit.dlq.events"]);
+    assert!(
+        metrics
+            .encode()
+            .contains(r#"flashfit_status_events_total{stage="events",status="failed"} 0"#),
+        "{}",
+        metrics.encode()
+    );
 }
 
 #[test]

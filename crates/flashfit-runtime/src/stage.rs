@@ -65,6 +65,37 @@ pub trait Stage: Send + Sync + 'static {
     /// Processes a batch. Must return exactly one outcome per message, in order; CPU-heavy
     /// work belongs in [`run_blocking`].
     async fn process(&self, batch: Vec<Message>) -> Vec<Outcome>;
+    /// The status topic this stage answers on, if it has one: records it emits there are
+    /// counted in the `statuses` metric. Only the stages that process uploads have one (the
+    /// runtime itself knows no status contract).
+    fn status_topic(&self) -> Option<&str> {
+        None
+    }
+    /// Records to publish with the dead letter when `msg` is dead-lettered for `reason`: the
+    /// stages that process uploads answer the upload's `failed` status here. None by default
+    /// (a bad feedback, KPI or delete event is not a failed upload).
+    fn on_dead_letter(&self, msg: &Message, reason: Reason, message: &str) -> Vec<Emit> {
+        let _ = (msg, reason, message);
+        Vec::new()
+    }
+}
+
+/// The upload's `failed` status for a dead-lettered message, on `status_topic`: what
+/// [`Stage::on_dead_letter`] returns in the stages that process uploads.
+pub fn failed_upload_status(
+    status_topic: &str,
+    stage: &str,
+    msg: &Message,
+    reason: Reason,
+    message: &str,
+) -> Vec<Emit> {
+    let status =
+        flashfit_schema::StatusEvent::failed_from_raw(msg.payload(), stage, reason, message);
+    vec![Emit {
+        topic: status_topic.to_owned(),
+        key: msg.key.as_ref().map(|k| k.to_vec()),
+        value: status.to_json(),
+    }]
 }
 
 /// Runs CPU-heavy work off the async reactor. A panic inside becomes an error for the caller

@@ -160,7 +160,7 @@ pub async fn run_worker(
         );
         let inputs = stage.input_topics();
         let mut topics = inputs.clone();
-        topics.extend([processor.dlq_topic().to_owned(), topic_names.status()]);
+        topics.push(processor.dlq_topic().to_owned());
         topics.extend(stage.output_topics());
         kafka::ensure_topics(&config.kafka, &topics).await?;
 

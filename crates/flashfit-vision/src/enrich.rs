@@ -189,6 +189,14 @@ impl<E: Enricher> Stage for EnrichStage<E> {
         vec![self.io.output.clone(), self.io.status.clone()]
     }
 
+    fn status_topic(&self) -> Option<&str> {
+        Some(&self.io.status)
+    }
+
+    fn on_dead_letter(&self, msg: &Message, reason: Reason, message: &str) -> Vec<Emit> {
+        flashfit_runtime::failed_upload_status(&self.io.status, E::STAGE, msg, reason, message)
+    }
+
     async fn process(&self, batch: Vec<Message>) -> Vec<Outcome> {
         let items: Vec<Item<E::Prepared>> = futures::stream::iter(batch)
             .map(|m| self.prepare(m))
