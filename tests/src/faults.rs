@@ -330,7 +330,14 @@ async fn lance_rows(stack: &Stack, lancedb_uri: &str, user: &str) -> anyhow::Res
 /// sink's input, which the test fills with synthetic embedded garments).
 async fn sink_topics(stack: &Stack) -> anyhow::Result<String> {
     stack.ensure_topics(&["quality", "parquet"]).await?;
-    ensure_topic(stack, stack.topics.output_of("embed").expect("embedded")).await
+    ensure_topic(
+        stack,
+        stack
+            .topics
+            .output_of(flashfit_schema::StageName::Embed)
+            .expect("embedded"),
+    )
+    .await
 }
 
 /// How long until `user`'s LanceDB rows are exactly `want` (None: not within `limit`).
@@ -1087,7 +1094,10 @@ async fn readers_started_before_the_writer_see_its_commits_within_the_bound() ->
     let id = uuid::Uuid::new_v4().simple().to_string();
     stack.config.lancedb_uri = format!("s3://flashfit/lance-{id}");
     let user = format!("u-{}", &id[..8]);
-    let embedded = stack.topics.output_of("embed").expect("embedded");
+    let embedded = stack
+        .topics
+        .output_of(flashfit_schema::StageName::Embed)
+        .expect("embedded");
     let topics = [
         embedded.clone(),
         stack.topics.deletes(),

@@ -2,6 +2,7 @@
 //! replayed or hand-written record would reach it): each lands in that stage's DLQ with its
 //! reason, good records around them still come out, and nothing panics.
 
+use flashfit_schema::StageName;
 use std::sync::Arc;
 
 use flashfit_config::{Config, RuntimeConfig};
@@ -104,8 +105,14 @@ async fn hostile_inputs_reach_the_dlq_from_every_model_stage() -> anyhow::Result
     };
     let pipeline = Pipeline::default_pipeline();
     let topics = Topics::default();
-    for stage_name in ["detect", "classify", "attributes", "embed"] {
-        let stage = build_stage(stage_name, &config, &pipeline)?;
+    for name in [
+        StageName::Detect,
+        StageName::Classify,
+        StageName::Attributes,
+        StageName::Embed,
+    ] {
+        let stage_name = name.as_str();
+        let stage = build_stage(name, &config, &pipeline)?;
         let run = harness::run(Arc::clone(&stage), input.clone(), RuntimeConfig::default()).await;
         let dlq = run.on(&topics.dlq(stage_name));
         assert_eq!(dlq.len(), cases.len(), "{stage_name}");
@@ -118,7 +125,7 @@ async fn hostile_inputs_reach_the_dlq_from_every_model_stage() -> anyhow::Result
             assert_eq!(kind, Some(reason.as_str()), "{stage_name}");
             assert_eq!(&rec.value, value, "{stage_name}: original bytes kept");
         }
-        let out = topics.output_of(stage_name).expect("output topic");
+        let out = topics.output_of(name).expect("output topic");
         assert_eq!(
             run.on(&out).len(),
             cases.len() + 1,

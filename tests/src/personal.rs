@@ -77,7 +77,10 @@ async fn feedback_reranks_outfits_once_per_event_and_impressions_are_counted() -
     stack.config.kpi.roll_ms = 300;
     let user = format!("u-{}", &id[..8]);
     let topics = [
-        stack.topics.output_of("embed").expect("embedded"),
+        stack
+            .topics
+            .output_of(flashfit_schema::StageName::Embed)
+            .expect("embedded"),
         stack.topics.deletes(),
         stack.topics.feedback(),
         stack.topics.kpi(),

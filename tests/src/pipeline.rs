@@ -24,7 +24,7 @@ fn start_worker(
     let t = token.clone();
     let task = tokio::spawn(async move {
         let pipeline = Pipeline::parse(include_str!("../../pipelines/quality.toml"))?;
-        let stage = build_stage("quality", &config, &pipeline)?;
+        let stage = build_stage(flashfit_schema::StageName::Quality, &config, &pipeline)?;
         run_stages(&config, vec![stage], Metrics::new(), t).await
     });
     (token, task)
@@ -89,9 +89,14 @@ async fn real_photos_in_statuses_out() -> anyhow::Result<()> {
 async fn the_full_chain_enriches_every_passing_photo() -> anyhow::Result<()> {
     let stack = Stack::new()?;
     let pipeline = Pipeline::default_pipeline();
-    let names: Vec<&str> = pipeline.stages.iter().map(String::as_str).collect();
+    let names: Vec<&str> = pipeline.stages.iter().map(|s| s.as_str()).collect();
     stack.ensure_topics(&names).await?;
-    let tail = stack.tail(&stack.topics.output_of("embed").expect("embed topic"))?;
+    let tail = stack.tail(
+        &stack
+            .topics
+            .output_of(flashfit_schema::StageName::Embed)
+            .expect("embed topic"),
+    )?;
     let seen = run_chain(&stack).await?;
     let photos = CHAIN_PHOTOS;
     assert_eq!(seen["cat_small.jpg"].status, Status::Rejected);

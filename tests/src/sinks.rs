@@ -44,8 +44,12 @@ async fn run_sink<F: Fn(&[(String, bytes::Bytes)]) -> bool>(
     let mut c = config.clone();
     c.parquet.max_rows = 2;
     c.parquet.roll_ms = 500;
-    let c = worker_config("parquet", &c);
-    let stage = build_stage("parquet", &c, &Pipeline::default_pipeline())?;
+    let c = worker_config(flashfit_schema::StageName::Parquet, &c);
+    let stage = build_stage(
+        flashfit_schema::StageName::Parquet,
+        &c,
+        &Pipeline::default_pipeline(),
+    )?;
     let token = CancellationToken::new();
     let t = token.clone();
     let metrics = Metrics::new();
@@ -98,7 +102,7 @@ async fn garments_suite(warehouse_uri: String, lancedb_uri: String) -> anyhow::R
     stack.config.warehouse_uri = warehouse_uri.clone();
     stack.config.lancedb_uri = lancedb_uri;
     let pipeline = Pipeline::default_pipeline();
-    let names: Vec<&str> = pipeline.stages.iter().map(String::as_str).collect();
+    let names: Vec<&str> = pipeline.stages.iter().map(|s| s.as_str()).collect();
     let mut all = names.clone();
     all.push("parquet");
     all.push("lance");
@@ -370,7 +374,10 @@ async fn the_sink_killed_mid_write_and_restarted_writes_every_row_once() -> anyh
     stack.ensure_topics(&["embed", "parquet"]).await?;
     let n = 120;
     let msgs: Vec<_> = (0..n).map(embedded_record).collect();
-    let topic = stack.topics.output_of("embed").expect("topic");
+    let topic = stack
+        .topics
+        .output_of(flashfit_schema::StageName::Embed)
+        .expect("topic");
     stack.publish_to(&stack.producer()?, &topic, &msgs).await?;
     let spawn = || -> anyhow::Result<tokio::process::Child> {
         Ok(tokio::process::Command::new(flashfit_bin())

@@ -146,7 +146,11 @@ impl Stack {
             self.topics.quality(),
         ];
         t.extend(stages.iter().map(|s| self.topics.dlq(s)));
-        t.extend(stages.iter().filter_map(|s| self.topics.output_of(s)));
+        for s in stages {
+            let stage: flashfit_schema::StageName =
+                s.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+            t.extend(self.topics.output_of(stage));
+        }
         t.dedup();
         flashfit_runtime::kafka::ensure_topics(&self.config.kafka, &t).await?;
         Ok(())
@@ -336,7 +340,7 @@ pub async fn run_chain_round(
         let stages = pipeline
             .stages
             .iter()
-            .map(|s| flashfit_pipeline::build_stage(s, &config, &pipeline))
+            .map(|s| flashfit_pipeline::build_stage(*s, &config, &pipeline))
             .collect::<flashfit_pipeline::Result<Vec<_>>>()?;
         flashfit_pipeline::run_stages(&config, stages, flashfit_runtime::Metrics::new(), t).await
     });
@@ -351,9 +355,14 @@ pub async fn run_chain_round(
 /// Runs the worker `name` in this process until it has received `records` messages (or 90 s
 /// pass), lets its last commits happen, and stops it.
 pub async fn run_worker_until(config: &Config, name: &str, records: u64) -> anyhow::Result<()> {
-    let c = flashfit_pipeline::worker_config(name, config);
-    let stage =
-        flashfit_pipeline::build_stage(name, &c, &flashfit_pipeline::Pipeline::default_pipeline())?;
+    let stage_name: flashfit_schema::StageName =
+        name.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let c = flashfit_pipeline::worker_config(stage_name, config);
+    let stage = flashfit_pipeline::build_stage(
+        stage_name,
+        &c,
+        &flashfit_pipeline::Pipeline::default_pipeline(),
+    )?;
     let metrics = flashfit_runtime::Metrics::new();
     let received = metrics.stage(name);
     let token = tokio_util::sync::CancellationToken::new();

@@ -11,6 +11,7 @@
 mod lance;
 pub use lance::{LanceBench, lance_bench};
 
+use flashfit_schema::StageName;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -647,9 +648,9 @@ pub async fn stages(config: &Config, opts: &StagesBench) -> Result<()> {
             (1.0 - staged / bare) * 100.0
         );
     };
-    let io = |s: &str| crate::vision::io(s, &config, &pipeline);
+    let io = |s: StageName| crate::vision::io(s, &config, &pipeline);
     let (b, s, next) = bench_stage(
-        io("detect")?,
+        io(StageName::Detect)?,
         crate::vision::detector(&config, &dir)?,
         &input,
         &files,
@@ -658,7 +659,7 @@ pub async fn stages(config: &Config, opts: &StagesBench) -> Result<()> {
     .await?;
     report("detect", (b, s));
     let (b, s, next) = bench_stage(
-        io("classify")?,
+        io(StageName::Classify)?,
         crate::vision::classifier(&config, &dir)?,
         &next,
         &files,
@@ -667,7 +668,7 @@ pub async fn stages(config: &Config, opts: &StagesBench) -> Result<()> {
     .await?;
     report("classify", (b, s));
     let (b, s, next) = bench_stage(
-        io("attributes")?,
+        io(StageName::Attributes)?,
         crate::vision::attributes(&config, &dir)?,
         &next,
         &files,
@@ -676,7 +677,7 @@ pub async fn stages(config: &Config, opts: &StagesBench) -> Result<()> {
     .await?;
     report("attributes", (b, s));
     let (b, s, _) = bench_stage(
-        io("embed")?,
+        io(StageName::Embed)?,
         crate::vision::embedder(&config, &dir)?,
         &next,
         &files,

@@ -20,8 +20,8 @@ pub mod watch;
 
 pub use embedded::EmbeddedBroker;
 pub use pipeline::{
-    Pipeline, SINKS, SearchQuery, WORKERS, Worker, build_stage, build_worker, compact,
-    deletes_table, garments_table, kpi_daily, kpi_table, lance_upkeep, search, worker_config,
+    Pipeline, SearchQuery, StageName, Worker, build_stage, build_worker, compact, deletes_table,
+    garments_table, kpi_daily, kpi_table, lance_upkeep, search, worker_config,
 };
 pub use supervise::{run_stages, run_workers, shutdown_on_signals};
 

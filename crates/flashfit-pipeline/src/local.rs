@@ -22,7 +22,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Float32Type;
 use flashfit_config::Config;
 use flashfit_runtime::Metrics;
-use flashfit_schema::{StatusEvent, Topics};
+use flashfit_schema::{StageName, StatusEvent, Topics};
 use rdkafka::Message as _;
 use serde::Serialize;
 use serde_json::Value;
@@ -183,18 +183,18 @@ impl RunReport {
 
 /// The workers of the whole system for `pipeline`: its stages, the Parquet sink, the LanceDB
 /// sink when the pipeline makes vectors (ends with `embed`), the feedback and kpi workers.
-pub fn system_workers(pipeline: &Pipeline) -> Vec<String> {
+pub fn system_workers(pipeline: &Pipeline) -> Vec<StageName> {
     let mut names = pipeline.stages.clone();
-    names.push("parquet".into());
+    names.push(StageName::Parquet);
     if makes_vectors(pipeline) {
-        names.push("lance".into());
+        names.push(StageName::Lance);
     }
-    names.extend(["feedback".into(), "kpi".into()]);
+    names.extend([StageName::Feedback, StageName::Kpi]);
     names
 }
 
 fn makes_vectors(pipeline: &Pipeline) -> bool {
-    pipeline.stages.last().is_some_and(|s| s == "embed")
+    pipeline.last() == StageName::Embed
 }
 
 /// Runs the whole system until `shutdown` fires (or, with `exit_when_done`, until every
@@ -229,7 +229,7 @@ pub async fn run(
     let names = system_workers(pipeline);
     let mut workers = names
         .iter()
-        .map(|n| build_worker(n, &config, pipeline))
+        .map(|n| build_worker(*n, &config, pipeline))
         .collect::<Result<Vec<Worker>>>()?;
     let _broker = if embedded {
         let topics = Topics::new(config.kafka.topic_prefix.clone());
@@ -330,7 +330,7 @@ async fn feed(
     let output = pipeline
         .stages
         .last()
-        .and_then(|s| topics.output_of(s))
+        .and_then(|s| topics.output_of(*s))
         .ok_or_else(|| Error::Invalid("the pipeline's last stage has no output topic".into()))?;
     let watcher = StatusWatcher::new(&config.kafka)?;
     let records = TopicTail::new(&config.kafka, &output)?;
@@ -395,9 +395,9 @@ async fn feed(
         }
     }
     // Both sinks have committed everything the pipeline produced.
-    let mut sinks = vec!["parquet"];
+    let mut sinks = vec![StageName::Parquet];
     if vectors {
-        sinks.push("lance");
+        sinks.push(StageName::Lance);
     }
     let mut sink_topics = vec![output.clone()];
     sink_topics.push(topics.deletes());
@@ -730,24 +730,16 @@ mod tests {
     #[test]
     fn the_whole_system_runs_the_sinks_and_workers_after_the_stages() {
         let full = Pipeline::default_pipeline();
-        assert_eq!(
-            system_workers(&full),
-            [
-                "quality",
-                "detect",
-                "classify",
-                "attributes",
-                "embed",
-                "parquet",
-                "lance",
-                "feedback",
-                "kpi"
-            ]
-        );
+        assert_eq!(system_workers(&full), StageName::ALL);
         let quality = Pipeline::parse("stages = [\"quality\"]").expect("pipeline");
         assert_eq!(
             system_workers(&quality),
-            ["quality", "parquet", "feedback", "kpi"]
+            [
+                StageName::Quality,
+                StageName::Parquet,
+                StageName::Feedback,
+                StageName::Kpi
+            ]
         );
     }
 }

@@ -7,21 +7,20 @@ use serde::Deserialize;
 
 use crate::{Error, Result};
 
-/// The stages that exist, in pipeline order.
-pub const KNOWN_STAGES: &[&str] = &["quality", "detect", "classify", "attributes", "embed"];
+pub use flashfit_schema::StageName;
 
-/// A pipeline definition: the ordered list of stages.
+/// A pipeline definition: the ordered list of enrichment stages.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pipeline {
-    pub stages: Vec<String>,
+    pub stages: Vec<StageName>,
 }
 
 impl Pipeline {
     /// The definition shipped in `pipelines/default.toml`.
     pub fn default_pipeline() -> Self {
         Self::parse(include_str!("../../../pipelines/default.toml")).unwrap_or(Pipeline {
-            stages: vec!["quality".into()],
+            stages: vec![StageName::Quality],
         })
     }
 
@@ -31,23 +30,24 @@ impl Pipeline {
         if p.stages.is_empty() {
             return Err(Error::Invalid("pipeline: no stages".into()));
         }
-        if p.stages.iter().skip(1).any(|s| s == "quality") {
-            return Err(Error::Invalid(
-                "pipeline: `quality` reads the uploads and must come first".into(),
-            ));
+        if let Some(s) = p.stages.iter().find(|s| !s.is_enrichment()) {
+            return Err(Error::Invalid(format!(
+                "pipeline: `{s}` is a worker, not a pipeline stage (stages: {})",
+                StageName::chain()
+                    .map(StageName::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
         }
-        if p.stages.first().is_some_and(|s| s != "quality") {
+        if p.stages.first() != Some(&StageName::Quality) {
             return Err(Error::Invalid(
                 "pipeline: the first stage must be `quality`".into(),
             ));
         }
-        for s in &p.stages {
-            if !KNOWN_STAGES.contains(&s.as_str()) {
-                return Err(Error::Invalid(format!(
-                    "pipeline: unknown stage `{s}` (known: {})",
-                    KNOWN_STAGES.join(", ")
-                )));
-            }
+        if p.stages.iter().skip(1).any(|s| *s == StageName::Quality) {
+            return Err(Error::Invalid(
+                "pipeline: `quality` reads the uploads and must come first".into(),
+            ));
         }
         Ok(p)
     }
@@ -60,26 +60,24 @@ impl Pipeline {
     }
 
     /// The topic `stage` reads: the previous stage's output (the uploads for the first).
-    pub fn input_of(&self, stage: &str, topics: &flashfit_schema::Topics) -> Option<String> {
-        let i = self.stages.iter().position(|s| s == stage)?;
+    pub fn input_of(&self, stage: StageName, topics: &flashfit_schema::Topics) -> Option<String> {
+        let i = self.stages.iter().position(|s| *s == stage)?;
         match i {
             0 => Some(topics.uploads()),
-            _ => topics.output_of(&self.stages[i - 1]),
+            _ => topics.output_of(self.stages[i - 1]),
         }
     }
 
     /// True when `stage` is the last one, which emits the `processed` status.
-    pub fn is_terminal(&self, stage: &str) -> bool {
-        self.stages.last().is_some_and(|s| s == stage)
+    pub fn is_terminal(&self, stage: StageName) -> bool {
+        self.stages.last() == Some(&stage)
+    }
+
+    /// The pipeline's last stage (whose topic the sinks read).
+    pub fn last(&self) -> StageName {
+        self.stages.last().copied().unwrap_or(StageName::Quality)
     }
 }
-
-/// Sinks: workers that read the pipeline's last topic and write tables.
-pub const SINKS: &[&str] = &["parquet", "lance"];
-
-/// Every worker outside the enrichment chain: the sinks, `feedback` (flashfit.feedback →
-/// preference weights) and `kpi` (flashfit.kpi → the kpi_events table).
-pub const WORKERS: &[&str] = &["parquet", "lance", "feedback", "kpi"];
 
 /// A stage with the configuration its worker runs with.
 #[derive(Clone)]
@@ -98,7 +96,7 @@ impl std::fmt::Debug for Worker {
 
 /// The worker `flashfit worker <name>` runs: [`worker_config`] + [`build_stage`]. `flashfit
 /// run` builds every worker of the system through the same function.
-pub fn build_worker(name: &str, config: &Config, pipeline: &Pipeline) -> Result<Worker> {
+pub fn build_worker(name: StageName, config: &Config, pipeline: &Pipeline) -> Result<Worker> {
     let config = worker_config(name, config);
     let stage = build_stage(name, &config, pipeline)?;
     Ok(Worker { config, stage })
@@ -106,19 +104,19 @@ pub fn build_worker(name: &str, config: &Config, pipeline: &Pipeline) -> Result<
 
 /// The configuration a worker for `name` runs with: a sink's runtime batch is its file roll
 /// (rows, time), with room in flight for a whole file.
-pub fn worker_config(name: &str, config: &Config) -> Config {
+pub fn worker_config(name: StageName, config: &Config) -> Config {
     let mut c = config.clone();
-    if name == "parquet" {
+    if name == StageName::Parquet {
         c.runtime.batch_size = c.parquet.max_rows.max(1);
         c.runtime.linger_ms = c.parquet.roll_ms;
         c.runtime.max_in_flight_messages =
             c.runtime.max_in_flight_messages.max(2 * c.parquet.max_rows);
     }
-    if name == "lance" {
+    if name == StageName::Lance {
         c.runtime.batch_size = c.lance.batch_rows.max(1);
         c.runtime.linger_ms = c.lance.linger_ms;
     }
-    if name == "kpi" {
+    if name == StageName::Kpi {
         c.runtime.batch_size = c.kpi.max_rows.max(1);
         c.runtime.linger_ms = c.kpi.roll_ms;
         c.runtime.max_in_flight_messages = c.runtime.max_in_flight_messages.max(2 * c.kpi.max_rows);
@@ -248,10 +246,31 @@ pub async fn search(
 }
 
 /// Builds a stage by name from the configuration.
-pub fn build_stage(name: &str, config: &Config, pipeline: &Pipeline) -> Result<Arc<dyn Stage>> {
+pub fn build_stage(
+    name: StageName,
+    config: &Config,
+    pipeline: &Pipeline,
+) -> Result<Arc<dyn Stage>> {
     let topics = flashfit_schema::Topics::new(config.kafka.topic_prefix.clone());
-    if name == "feedback" {
-        return Ok(Arc::new(
+    let sink_input = || {
+        let last = pipeline.last();
+        topics
+            .output_of(last)
+            .ok_or_else(|| Error::Invalid(format!("stage `{last}` has no output topic")))
+    };
+    if name.is_enrichment() && !pipeline.stages.contains(&name) {
+        return Err(Error::Invalid(format!(
+            "stage `{name}` is not in the pipeline ({})",
+            pipeline
+                .stages
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    match name {
+        StageName::Feedback => Ok(Arc::new(
             flashfit_prefs::stage::FeedbackStage::new(
                 config.database_url.expose(),
                 crate::personal::LanceLookup::new(config),
@@ -260,53 +279,31 @@ pub fn build_stage(name: &str, config: &Config, pipeline: &Pipeline) -> Result<A
             .with_grace(std::time::Duration::from_millis(
                 config.feedback.unknown_garment_grace_ms,
             )),
-        ));
-    }
-    if name == "kpi" {
-        return Ok(Arc::new(
+        )),
+        StageName::Kpi => Ok(Arc::new(
             flashfit_sinks::stage::ParquetSink::new(
                 kpi_table(config)?,
                 topics.kpi(),
                 config.parquet.max_bytes,
             )
             .named("kpi"),
-        ));
-    }
-    if SINKS.contains(&name) {
-        let last = pipeline
-            .stages
-            .last()
-            .map(String::as_str)
-            .unwrap_or("quality");
-        let input = topics
-            .output_of(last)
-            .ok_or_else(|| Error::Invalid(format!("stage `{last}` has no output topic")))?;
-        if name == "lance" {
-            return Ok(Arc::new(flashfit_lance::stage::LanceSink::new(
-                &config.lancedb_uri,
-                &config.s3,
-                &config.lance,
-                input,
-                topics.deletes(),
-            )));
-        }
-        return Ok(Arc::new(
+        )),
+        StageName::Lance => Ok(Arc::new(flashfit_lance::stage::LanceSink::new(
+            &config.lancedb_uri,
+            &config.s3,
+            &config.lance,
+            sink_input()?,
+            topics.deletes(),
+        ))),
+        StageName::Parquet => Ok(Arc::new(
             flashfit_sinks::stage::ParquetSink::new(
                 garments_table(config)?,
-                input,
+                sink_input()?,
                 config.parquet.max_bytes,
             )
             .with_route(topics.deletes(), deletes_table(config)?),
-        ));
-    }
-    if !pipeline.stages.iter().any(|s| s == name) {
-        return Err(Error::Invalid(format!(
-            "stage `{name}` is not in the pipeline ({})",
-            pipeline.stages.join(", ")
-        )));
-    }
-    match name {
-        "quality" => {
+        )),
+        StageName::Quality => {
             let uri = config.uploads_uri.as_deref().ok_or_else(|| {
                 Error::Invalid("the quality stage needs FLASHFIT_UPLOADS_URI (s3://bucket/prefix or file:///dir)".into())
             })?;
@@ -316,13 +313,12 @@ pub fn build_stage(name: &str, config: &Config, pipeline: &Pipeline) -> Result<A
                 config.quality.clone(),
                 config.runtime.concurrency,
                 pipeline.is_terminal(name),
-                &flashfit_schema::Topics::new(config.kafka.topic_prefix.clone()),
+                &topics,
             )))
         }
-        "detect" | "classify" | "attributes" | "embed" => {
+        StageName::Detect | StageName::Classify | StageName::Attributes | StageName::Embed => {
             crate::vision::model_stage(name, config, pipeline)
         }
-        other => Err(Error::Invalid(format!("unknown stage `{other}`"))),
     }
 }
 
@@ -335,13 +331,33 @@ mod worker_tests {
         let config = Config::default();
         let p = Pipeline::default_pipeline();
         for (name, input) in [
-            ("parquet", "flashfit.embedded"),
-            ("lance", "flashfit.embedded"),
-            ("feedback", "flashfit.feedback"),
-            ("kpi", "flashfit.kpi"),
+            (StageName::Parquet, "flashfit.embedded"),
+            (StageName::Lance, "flashfit.embedded"),
+            (StageName::Feedback, "flashfit.feedback"),
+            (StageName::Kpi, "flashfit.kpi"),
         ] {
-            let s = build_stage(name, &config, &p).expect(name);
-            assert_eq!((s.name(), s.input_topic()), (name, input));
+            let s = build_stage(name, &config, &p).expect("builds");
+            assert_eq!((s.name(), s.input_topic()), (name.as_str(), input));
         }
+    }
+}
+
+#[cfg(test)]
+mod pipeline_tests {
+    use super::*;
+
+    #[test]
+    fn pipelines_name_enrichment_stages_quality_first() {
+        let p = Pipeline::default_pipeline();
+        assert_eq!(p.stages, StageName::chain().collect::<Vec<_>>());
+        assert_eq!(p.last(), StageName::Embed);
+        let err = |text: &str| Pipeline::parse(text).expect_err(text).to_string();
+        let e = err("stages = [\"quality\", \"detekt\"]");
+        assert!(e.contains("detekt") && e.contains("classify"), "{e}");
+        let e = err("stages = [\"quality\", \"parquet\"]");
+        assert!(e.contains("`parquet` is a worker"), "{e}");
+        assert!(err("stages = [\"detect\"]").contains("first stage must be `quality`"));
+        assert!(err("stages = [\"quality\", \"quality\"]").contains("must come first"));
+        assert!(err("stages = []").contains("no stages"));
     }
 }

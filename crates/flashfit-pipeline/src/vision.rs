@@ -12,7 +12,7 @@ use flashfit_models::taxonomy::{DEFAULT_IMAGENET_MAP, ImageNetMap};
 use flashfit_models::text::MiniLm;
 use flashfit_models::{ImageNetModel, ModelDir};
 use flashfit_runtime::Stage;
-use flashfit_schema::Topics;
+use flashfit_schema::{StageName, Topics};
 use flashfit_storage::Location;
 use flashfit_vision::attributes::Attributes;
 use flashfit_vision::detect_stage::Detect;
@@ -39,7 +39,7 @@ fn image_model(dir: &ModelDir, name: &str, threads: usize) -> Result<Arc<ImageNe
     Ok(m)
 }
 
-pub(crate) fn io(stage: &str, config: &Config, pipeline: &Pipeline) -> Result<StageIo> {
+pub(crate) fn io(stage: StageName, config: &Config, pipeline: &Pipeline) -> Result<StageIo> {
     let topics = Topics::new(config.kafka.topic_prefix.clone());
     let uri = config
         .uploads_uri
@@ -61,17 +61,17 @@ pub(crate) fn io(stage: &str, config: &Config, pipeline: &Pipeline) -> Result<St
 
 /// Builds one of the model stages (`detect`, `classify`, `attributes`, `embed`).
 pub(crate) fn model_stage(
-    name: &str,
+    name: StageName,
     config: &Config,
     pipeline: &Pipeline,
 ) -> Result<Arc<dyn Stage>> {
     let dir = ModelDir::from_env();
     let io = io(name, config, pipeline)?;
     Ok(match name {
-        "detect" => Arc::new(EnrichStage::new(io, detector(config, &dir)?)),
-        "classify" => Arc::new(EnrichStage::new(io, classifier(config, &dir)?)),
-        "attributes" => Arc::new(EnrichStage::new(io, attributes(config, &dir)?)),
-        "embed" => Arc::new(EnrichStage::new(io, embedder(config, &dir)?)),
+        StageName::Detect => Arc::new(EnrichStage::new(io, detector(config, &dir)?)),
+        StageName::Classify => Arc::new(EnrichStage::new(io, classifier(config, &dir)?)),
+        StageName::Attributes => Arc::new(EnrichStage::new(io, attributes(config, &dir)?)),
+        StageName::Embed => Arc::new(EnrichStage::new(io, embedder(config, &dir)?)),
         other => return Err(Error::Invalid(format!("`{other}` is not a model stage"))),
     })
 }
@@ -175,6 +175,8 @@ pub(crate) fn scorer(model: &ImageNetModel, head: Option<&str>) -> Result<Scorer
 mod tests {
     use std::sync::Arc;
 
+    use flashfit_schema::StageName;
+
     use flashfit_config::{Config, RuntimeConfig};
     use flashfit_models::manifest::LOCAL;
     use flashfit_models::{ImageNetModel, ModelDir};
@@ -243,7 +245,7 @@ mod tests {
         };
         let pipeline = Pipeline::default_pipeline();
         let stage = Arc::new(EnrichStage::new(
-            io("classify", &config, &pipeline).expect("io"),
+            io(StageName::Classify, &config, &pipeline).expect("io"),
             Classifier {
                 model,
                 scorer: s,
@@ -299,7 +301,12 @@ mod tests {
                 .to_string();
         config.uploads_uri = Some(root.clone());
         let stage = Arc::new(EnrichStage::new(
-            io("attributes", &config, &Pipeline::default_pipeline()).expect("io"),
+            io(
+                StageName::Attributes,
+                &config,
+                &Pipeline::default_pipeline(),
+            )
+            .expect("io"),
             a,
         ));
         let rec = serde_json::json!({"event_id": "e1", "user_id": "u", "garment_id": "g1",

@@ -25,17 +25,17 @@ pub mod topics {
     /// A/B KPI events (key: `user_id`), see `KpiEvent`.
     pub const KPI: &str = "flashfit.kpi";
 
-    /// Output topic of each stage, in pipeline order.
-    pub const STAGE_OUTPUTS: [(&str, &str); 5] = [
-        ("quality", QUALITY),
-        ("detect", "flashfit.detected"),
-        ("classify", "flashfit.classified"),
-        ("attributes", "flashfit.tagged"),
-        ("embed", "flashfit.embedded"),
+    /// Output topic of each enrichment stage, in pipeline order.
+    pub const STAGE_OUTPUTS: [(super::StageName, &str); 5] = [
+        (super::StageName::Quality, QUALITY),
+        (super::StageName::Detect, "flashfit.detected"),
+        (super::StageName::Classify, "flashfit.classified"),
+        (super::StageName::Attributes, "flashfit.tagged"),
+        (super::StageName::Embed, "flashfit.embedded"),
     ];
 
-    /// The topic a stage writes its records to.
-    pub fn output_of(stage: &str) -> Option<&'static str> {
+    /// The topic a stage writes its records to (enrichment stages only).
+    pub fn output_of(stage: super::StageName) -> Option<&'static str> {
         STAGE_OUTPUTS
             .iter()
             .find(|(s, _)| *s == stage)
@@ -83,8 +83,111 @@ impl Topics {
         format!("{}{}", self.prefix, topics::dlq(stage))
     }
     /// The topic a stage writes its records to (the next stage's input).
-    pub fn output_of(&self, stage: &str) -> Option<String> {
+    pub fn output_of(&self, stage: StageName) -> Option<String> {
         topics::output_of(stage).map(|t| format!("{}{t}", self.prefix))
+    }
+}
+
+/// Every kind of worker FlashFit runs, by its stable name: the CLI's `flashfit worker <name>`,
+/// the pipeline file, the consumer group, metrics and `flashfit.dlq.<name>`. Adding a stage is
+/// adding a variant here (and its builder in `flashfit-pipeline`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+#[value(rename_all = "lowercase")]
+pub enum StageName {
+    /// Decode, size, blur and exposure checks (reads `flashfit.uploads`).
+    Quality,
+    /// Garment boxes.
+    Detect,
+    /// The 47-category taxonomy.
+    Classify,
+    /// Colours, pattern, fit, formality, seasons, style tags.
+    Attributes,
+    /// Image and text vectors.
+    Embed,
+    /// The Parquet sink: the pipeline's last topic and `flashfit.deletes` → tables.
+    Parquet,
+    /// The LanceDB sink: the pipeline's last topic and `flashfit.deletes` → vectors.
+    Lance,
+    /// `flashfit.feedback` → preference weights.
+    Feedback,
+    /// `flashfit.kpi` → the `kpi_events` table.
+    Kpi,
+}
+
+impl StageName {
+    /// Every worker kind: the enrichment chain in order, then the others.
+    pub const ALL: [StageName; 9] = [
+        StageName::Quality,
+        StageName::Detect,
+        StageName::Classify,
+        StageName::Attributes,
+        StageName::Embed,
+        StageName::Parquet,
+        StageName::Lance,
+        StageName::Feedback,
+        StageName::Kpi,
+    ];
+
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageName::Quality => "quality",
+            StageName::Detect => "detect",
+            StageName::Classify => "classify",
+            StageName::Attributes => "attributes",
+            StageName::Embed => "embed",
+            StageName::Parquet => "parquet",
+            StageName::Lance => "lance",
+            StageName::Feedback => "feedback",
+            StageName::Kpi => "kpi",
+        }
+    }
+
+    /// An enrichment stage: it processes uploads, passes a record on and answers statuses.
+    pub fn is_enrichment(self) -> bool {
+        topics::output_of(self).is_some()
+    }
+
+    /// A sink: it reads the pipeline's last topic.
+    pub fn is_sink(self) -> bool {
+        matches!(self, StageName::Parquet | StageName::Lance)
+    }
+
+    /// The enrichment stages, in pipeline order.
+    pub fn chain() -> impl Iterator<Item = StageName> {
+        Self::ALL.into_iter().filter(|s| s.is_enrichment())
+    }
+}
+
+impl std::fmt::Display for StageName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for StageName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|n| n.as_str() == s)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Self::ALL.iter().map(|n| n.as_str()).collect();
+                format!("unknown stage `{s}` (known: {})", known.join(", "))
+            })
     }
 }
 

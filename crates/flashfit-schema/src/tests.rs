@@ -296,3 +296,34 @@ fn feedback_and_kpi_events_parse_validate_and_match_their_schemas() {
         .replace(r#","duration_s":42.5"#, "");
     assert!(KpiEvent::from_json(click.as_bytes()).is_ok());
 }
+
+#[test]
+fn stage_names_are_one_vocabulary_for_serde_the_cli_and_topics() {
+    use clap::ValueEnum;
+    for s in crate::StageName::ALL {
+        let json = serde_json::to_string(&s).expect("json");
+        assert_eq!(json, format!("\"{}\"", s.as_str()));
+        assert_eq!(s.as_str().parse::<crate::StageName>(), Ok(s));
+        let cli = s.to_possible_value().expect("value");
+        assert_eq!(cli.get_name(), s.as_str());
+        assert_eq!(
+            s.is_enrichment(),
+            s.as_str() != "parquet"
+                && s.as_str() != "lance"
+                && s.as_str() != "feedback"
+                && s.as_str() != "kpi"
+        );
+    }
+    assert!(
+        "nope"
+            .parse::<crate::StageName>()
+            .expect_err("unknown")
+            .contains("known: quality")
+    );
+    let t = crate::Topics::new("p.");
+    assert_eq!(
+        t.output_of(crate::StageName::Embed).as_deref(),
+        Some("p.flashfit.embedded")
+    );
+    assert_eq!(t.output_of(crate::StageName::Parquet), None);
+}

@@ -38,7 +38,10 @@ struct Cli {
 enum Command {
     /// Run one stage as its own process: a pipeline stage (quality, detect, classify,
     /// attributes, embed) or a worker (parquet, lance, feedback, kpi).
-    Worker { stage: String },
+    Worker {
+        #[arg(value_enum)]
+        stage: flashfit_pipeline::StageName,
+    },
     /// Rebuild the kpi_daily rollup (per experiment, variant and day) from kpi_events under
     /// FLASHFIT_WAREHOUSE_URI.
     KpiDaily,
@@ -379,7 +382,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Worker { stage } => {
-            let worker = build_worker(&stage, &config, &pipeline)?;
+            let worker = build_worker(stage, &config, &pipeline)?;
             let shutdown = CancellationToken::new();
             shutdown_on_signals(shutdown.clone());
             run_workers(&config, vec![worker], Metrics::new(), shutdown).await?;
