@@ -195,6 +195,67 @@ pub async fn garments_of(table: &lancedb::Table, user_id: &str) -> Result<Vec<Hi
 #[cfg(test)]
 mod tests {
     use super::cosine;
+    use proptest::prelude::*;
+
+    /// A garment row of `user` (vectors constant: only the filter is under test).
+    fn garment(user: &str, id: &str) -> crate::rows::Garment {
+        crate::rows::Garment::from_record(&serde_json::json!({
+            "garment_id": id, "user_id": user, "event_id": id,
+            "processed_at": "2026-12-03T10:00:00.000Z",
+            "embedding": {"image_vector": vec![0.5f32; crate::rows::IMAGE_DIM as usize],
+                          "text_vector": vec![0.5f32; crate::rows::TEXT_DIM as usize]},
+        }))
+        .expect("garment")
+    }
+
+    /// User ids a filter must quote: quotes, backslashes, NUL and other controls, SQL
+    /// keywords and comment markers, unicode.
+    fn user_id() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just("'".to_owned()),
+                Just("''".to_owned()),
+                Just("\\".to_owned()),
+                Just("\0".to_owned()),
+                Just("\n".to_owned()),
+                Just("\"".to_owned()),
+                Just(" OR 1=1 --".to_owned()),
+                Just("%_*".to_owned()),
+                Just("é👕ß".to_owned()),
+                "[a-z0-9]{1,3}",
+            ],
+            1..6,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Issue 13: the `user_id` filter (`quote`) returns exactly that user's rows from a
+        /// real LanceDB table, whatever the id holds, and never a neighbour's whose id differs
+        /// by a quote or an escape.
+        #[test]
+        fn the_user_filter_matches_exactly_its_user(user in user_id()) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+            rt.block_on(async {
+                let dir = tempfile::tempdir().expect("tmp");
+                let db = lancedb::connect(dir.path().to_str().expect("utf-8")).execute().await.expect("db");
+                let t = crate::garments(&db, "garments").await.expect("table");
+                let neighbours = [format!("{user}'"), format!("'{user}"), user.replace('\'', "''"),
+                                  format!("{user}\\"), format!("{user} ")];
+                let mut rows = vec![garment(&user, "mine")];
+                for (i, n) in neighbours.iter().filter(|n| **n != user).enumerate() {
+                    rows.push(garment(n, &format!("other-{i}")));
+                }
+                t.add(crate::rows::batch(&rows).expect("batch")).execute().await.expect("add");
+                let hits = super::garments_of(&t, &user).await.expect("query");
+                let ids: Vec<&str> = hits.iter().map(|h| h.garment_id.as_str()).collect();
+                prop_assert_eq!(ids, vec!["mine"], "user {:?}", user);
+                Ok(())
+            })?;
+        }
+    }
 
     #[test]
     fn cosine_is_scale_free_and_zero_safe() {

@@ -7,13 +7,9 @@ use sqlx::{AnyPool, Row};
 
 use crate::{Error, Result};
 
-/// Migrations in order: (version, name, SQL). Applied once each, recorded in
-/// `flashfit_migrations`.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "preferences",
-    include_str!("../migrations/0001_preferences.sql"),
-)];
+/// The migrations in `migrations/` (`<version>_<name>.sql`), embedded at build time (no
+/// database needed to build); applied once each, recorded in `_sqlx_migrations`.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// What [`Store::apply`] did with an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,42 +57,18 @@ impl Store {
         Ok(store)
     }
 
-    /// Applies the migrations this database lacks, each in its own transaction. Safe to run
-    /// from several processes at once.
+    /// Applies the migrations this database lacks, each in its own transaction (sqlx's
+    /// migrator: checksums of applied migrations are verified, PostgreSQL takes an advisory
+    /// lock so several processes can start at once). Every migration is written to be
+    /// idempotent (`IF NOT EXISTS`), so a database migrated by an older FlashFit (its own
+    /// `flashfit_migrations` table) takes them again without harm.
     pub async fn migrate(&self) -> Result<()> {
-        sqlx::raw_sql(
-            "CREATE TABLE IF NOT EXISTS flashfit_migrations (
-                version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
-        )
-        .execute(&self.pool)
-        .await?;
-        for (version, name, sql) in MIGRATIONS {
-            let done: Option<i64> =
-                sqlx::query("SELECT version FROM flashfit_migrations WHERE version = $1")
-                    .bind(*version)
-                    .fetch_optional(&self.pool)
-                    .await?
-                    .map(|r| r.get(0));
-            if done.is_some() {
-                continue;
-            }
-            let mut tx = self.pool.begin().await?;
-            sqlx::raw_sql(*sql).execute(&mut *tx).await?;
-            let recorded = sqlx::query(
-                "INSERT INTO flashfit_migrations (version, name, applied_at) VALUES ($1, $2, $3)
-                 ON CONFLICT (version) DO NOTHING",
-            )
-            .bind(*version)
-            .bind(*name)
-            .bind(now())
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            if recorded.rows_affected() == 1 {
-                tracing::info!(version, name, "applied migration");
-            }
-        }
-        Ok(())
+        MIGRATOR.run(&self.pool).await.map_err(|e| match e {
+            // The database failed while migrating: as retryable as any other statement.
+            sqlx::migrate::MigrateError::Execute(e) => Error::Database(e),
+            // A changed or missing migration, a dirty database: an operator must act.
+            other => Error::Config(format!("migrations: {other}")),
+        })
     }
 
     /// Applies one feedback event about `garments` (the event's garments as found): the

@@ -245,7 +245,12 @@ fn check_segments<'a>(segments: impl Iterator<Item = &'a str>) -> Result<(), Str
             s if s.contains('\0') || s.contains('\\') => {
                 return Err("control character or backslash in path".into());
             }
-            s if s.eq_ignore_ascii_case("%2e%2e") || s.eq_ignore_ascii_case("%2e") => {
+            // `%2e%2e`, `%2E.`, `.%2e`: any spelling that a URL decoder turns into `.`/`..`.
+            s if matches!(
+                s.replace("%2e", ".").replace("%2E", ".").as_str(),
+                "." | ".."
+            ) =>
+            {
                 return Err("encoded `.` path segment".into());
             }
             _ => {}

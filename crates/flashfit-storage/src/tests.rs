@@ -23,6 +23,9 @@ fn s3_uris_must_stay_in_the_bucket_and_prefix() {
         "s3://other/uploads/a.jpg",
         "s3://flashfit/private/a.jpg",
         "s3://flashfit/uploads/../private/a.jpg",
+        // Mixed encodings of `..` (found by the property test below).
+        "s3://flashfit/uploads/%2E./private/a.jpg",
+        "s3://flashfit/uploads/.%2e/private/a.jpg",
         "s3://flashfit/uploads//a.jpg",
         "s3://flashfit/uploads",
         "s3://flashfit/uploadsX/a.jpg",
@@ -138,4 +141,63 @@ fn relative_file_locations_resolve_against_the_working_directory() {
         loc.resolve("file://target/flashfit-storage-test/x.jpg")
             .is_err()
     );
+}
+
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Path segments an attacker would try, and ordinary ones.
+    fn segment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("..".to_owned()),
+            Just(".".to_owned()),
+            Just("%2e%2e".to_owned()),
+            Just("%2E.".to_owned()),
+            Just("".to_owned()),
+            Just("uploads".to_owned()),
+            Just("flashfit".to_owned()),
+            Just("other".to_owned()),
+            Just("a\\b".to_owned()),
+            Just("é👕".to_owned()),
+            "[a-z0-9._-]{1,8}",
+        ]
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        proptest::collection::vec(segment(), 1..6).prop_map(|s| s.join("/"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Issue 13: whatever the URI, `resolve` either refuses it or names an object strictly
+        /// inside the location's prefix, and never one reached through `..`.
+        #[test]
+        fn s3_uris_resolve_inside_the_prefix_or_not_at_all(bucket in prop_oneof![Just("flashfit"), Just("other")], k in key()) {
+            let loc = s3_location();
+            let uri = format!("s3://{bucket}/{k}");
+            if let Ok(p) = loc.resolve(&uri) {
+                prop_assert!(p.prefix_matches(loc.prefix()) && p != *loc.prefix(), "{uri} → {p}");
+                prop_assert_eq!(bucket, "flashfit");
+                let dots = |s: &str| matches!(s.to_ascii_lowercase().replace("%2e", ".").as_str(), "." | "..");
+                prop_assert!(!k.split('/').any(dots), "{}", uri);
+            }
+        }
+
+        #[test]
+        fn file_uris_resolve_under_the_root_or_not_at_all(k in key()) {
+            let dir = tempfile::tempdir().expect("tmp");
+            let root = dir.path().join("root");
+            std::fs::create_dir_all(&root).expect("mkdir");
+            let loc = Location::open(&format!("file://{}", root.display()), &S3Config::default()).expect("open");
+            let uri = format!("file://{}/{k}", root.display());
+            if let Ok(p) = loc.resolve(&uri) {
+                let full = root.join(p.as_ref());
+                prop_assert!(full.starts_with(&root) && full != root, "{uri} → {}", full.display());
+                prop_assert!(!k.split('/').any(|s| s == ".."), "{}", uri);
+            }
+        }
+    }
 }
