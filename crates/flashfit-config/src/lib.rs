@@ -71,6 +71,9 @@ pub struct Config {
     pub lancedb_uri: String,
     /// `sqlite://path` (default) or `postgres://…`.
     pub database_url: Secret,
+    /// Where `models/fetch.sh` put the models (`FLASHFIT_MODELS_DIR`); unset:
+    /// `/var/lib/flashfit/models` when it exists, else `~/.cache/flashfit/models`.
+    pub models_dir: Option<String>,
     /// Bind address of this process's `/metrics` and `/health`.
     pub admin_addr: SocketAddr,
     /// Bind address of `flashfit serve` (the app-facing HTTP API).
@@ -141,6 +144,7 @@ impl Default for Config {
             warehouse_uri: "file://./warehouse".into(),
             lancedb_uri: "file://./lancedb".into(),
             database_url: Secret::new("sqlite://flashfit.db"),
+            models_dir: None,
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             s3: S3Config::default(),
@@ -742,6 +746,7 @@ const NAMED_ENV: &[(&str, &[&str])] = &[
     ("FLASHFIT_WAREHOUSE_URI", &["warehouse_uri"]),
     ("FLASHFIT_LANCEDB_URI", &["lancedb_uri"]),
     ("FLASHFIT_DATABASE_URL", &["database_url"]),
+    ("FLASHFIT_MODELS_DIR", &["models_dir"]),
     ("FLASHFIT_ADMIN_ADDR", &["admin_addr"]),
     ("FLASHFIT_HTTP_ADDR", &["http_addr"]),
     ("FLASHFIT_LOG_FORMAT", &["log", "format"]),
@@ -872,6 +877,7 @@ fn env_value(path: &[&str], raw: &str) -> toml::Value {
         "warehouse_uri",
         "lancedb_uri",
         "database_url",
+        "models_dir",
         "admin_addr",
         "http_addr",
         "access_key_id",
@@ -984,6 +990,7 @@ mod tests {
                 ("FLASHFIT_RUNTIME__BATCH_SIZE", "99"),
                 ("FLASHFIT_QUALITY__BLUR_THRESHOLD", "55.5"),
                 ("FLASHFIT_FEEDBACK__UNKNOWN_GARMENT_GRACE_MS", "30000"),
+                ("FLASHFIT_MODELS_DIR", "/srv/models"),
                 ("AWS_ALLOW_HTTP", "true"),
                 ("AWS_SECRET_ACCESS_KEY", "hunter2"),
                 ("AWS_DEFAULT_REGION", "eu-west-1"),
@@ -999,6 +1006,7 @@ mod tests {
         assert_eq!(c.runtime.batch_size, 99);
         assert_eq!(c.quality.blur_threshold, 55.5);
         assert_eq!(c.feedback.unknown_garment_grace_ms, 30_000);
+        assert_eq!(c.models_dir.as_deref(), Some("/srv/models"));
         assert!(c.s3.allow_http);
         assert_eq!(c.s3.region.as_deref(), Some("us-east-1"));
         let shown = c.to_masked_toml();

@@ -53,8 +53,8 @@ impl From<ort::Error> for Error {
     }
 }
 
-/// Where `models/fetch.sh` put the files: `FLASHFIT_MODELS_DIR`, else `/var/lib/flashfit/models`
-/// (root) or `~/.cache/flashfit/models`.
+/// Where `models/fetch.sh` put the files: the configured `models_dir` (`FLASHFIT_MODELS_DIR`),
+/// else `/var/lib/flashfit/models` (root) or `~/.cache/flashfit/models`.
 #[derive(Debug, Clone)]
 pub struct ModelDir(PathBuf);
 
@@ -63,10 +63,23 @@ impl ModelDir {
         ModelDir(path.into())
     }
 
-    pub fn from_env() -> Self {
-        if let Some(p) = std::env::var_os("FLASHFIT_MODELS_DIR") {
-            return ModelDir(p.into());
+    /// The configured directory (`Config::models_dir`), else the default location. Library
+    /// code takes the location from the configuration, never from the environment.
+    pub fn configured(dir: Option<&str>) -> Self {
+        match dir {
+            Some(d) if !d.is_empty() => ModelDir(d.into()),
+            _ => Self::default_location(),
         }
+    }
+
+    /// For tests and tools that have no configuration: `FLASHFIT_MODELS_DIR`, else the
+    /// default location.
+    pub fn from_env() -> Self {
+        Self::configured(std::env::var("FLASHFIT_MODELS_DIR").ok().as_deref())
+    }
+
+    /// Where `models/fetch.sh` puts the models when nothing is configured.
+    pub fn default_location() -> Self {
         let root = Path::new("/var/lib/flashfit/models");
         if root.exists() {
             return ModelDir(root.into());

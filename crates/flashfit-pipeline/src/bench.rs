@@ -605,7 +605,6 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 pub async fn stages(config: &Config, opts: &StagesBench) -> Result<()> {
-    use flashfit_models::ModelDir;
     let names = [
         "person_suit.jpg",
         "coffee.jpg",
@@ -637,7 +636,7 @@ pub async fn stages(config: &Config, opts: &StagesBench) -> Result<()> {
     let mut config = config.clone();
     config.uploads_uri = Some(root);
     let pipeline = crate::Pipeline::default_pipeline();
-    let dir = ModelDir::from_env();
+    let dir = crate::model_dir(&config);
     println!(
         "stage       bare img/s  stage img/s  overhead  ({} images, batch {}, median of {} rounds)",
         opts.images, opts.batch, opts.rounds

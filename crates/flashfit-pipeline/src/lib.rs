@@ -27,6 +27,11 @@ pub use supervise::{run_stages, run_workers, shutdown_on_signals};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The models directory the configuration names (`models_dir`, from `FLASHFIT_MODELS_DIR`).
+pub fn model_dir(config: &flashfit_config::Config) -> flashfit_models::ModelDir {
+    flashfit_models::ModelDir::configured(config.models_dir.as_deref())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]

@@ -164,12 +164,8 @@ impl Recommender {
             return Ok(OnnxReranker { model: m.clone() });
         }
         let m = Arc::new(
-            flashfit_models::compat::CompatModel::load(
-                &flashfit_models::ModelDir::from_env(),
-                name,
-                1,
-            )
-            .map_err(|e| Error::Invalid(format!("compatibility model {name}: {e}")))?,
+            flashfit_models::compat::CompatModel::load(&crate::model_dir(&self.config), name, 1)
+                .map_err(|e| Error::Invalid(format!("compatibility model {name}: {e}")))?,
         );
         models.insert(name.to_owned(), m.clone());
         Ok(OnnxReranker { model: m })

@@ -28,6 +28,7 @@ use crate::{Error, Result};
 /// first text query).
 pub struct Searcher {
     table: lancedb::Table,
+    models: flashfit_models::ModelDir,
     text_model: tokio::sync::OnceCell<Arc<flashfit_models::text::MiniLm>>,
 }
 
@@ -42,6 +43,7 @@ impl Searcher {
             .map_err(lance)?;
         Ok(Searcher {
             table,
+            models: crate::model_dir(config),
             text_model: tokio::sync::OnceCell::new(),
         })
     }
@@ -55,9 +57,9 @@ impl Searcher {
         let model = self
             .text_model
             .get_or_try_init(|| async {
-                tokio::task::spawn_blocking(|| {
-                    flashfit_models::text::MiniLm::load(&flashfit_models::ModelDir::from_env(), 1)
-                        .map(Arc::new)
+                let dir = self.models.clone();
+                tokio::task::spawn_blocking(move || {
+                    flashfit_models::text::MiniLm::load(&dir, 1).map(Arc::new)
                 })
                 .await
                 .map_err(|e| e.to_string())?

@@ -41,9 +41,14 @@ fn backbone() -> String {
 }
 
 /// Trains a head and measures it on held-out data. Blocking (CPU-heavy).
-pub fn train_head(data: &Dataset, threads: usize, cfg: &TrainConfig) -> Result<TrainReport> {
+pub fn train_head(
+    models: &ModelDir,
+    data: &Dataset,
+    threads: usize,
+    cfg: &TrainConfig,
+) -> Result<TrainReport> {
     let started = Instant::now();
-    let model = ImageNetModel::load(&ModelDir::from_env(), threads).map_err(models_err)?;
+    let model = ImageNetModel::load(models, threads).map_err(models_err)?;
     let (classes, xtr, ytr, xte, yte) = match data {
         Dataset::FashionMnist { dir, limit } => {
             let train = fashion_mnist::load(dir, "train", *limit).map_err(models_err)?;
@@ -277,8 +282,13 @@ mod tests {
             }
         }
         std::fs::write(&p, csv).expect("write");
-        let r = train_head(&Dataset::Csv(p), 1, &TrainConfig::default())
-            .unwrap_or_else(|e| panic!("{e}"));
+        let r = train_head(
+            &ModelDir::from_env(),
+            &Dataset::Csv(p),
+            1,
+            &TrainConfig::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((r.train_examples, r.test_examples), (4, 4));
         assert_eq!(r.accuracy, 1.0);
         assert_eq!(r.head.classes, vec!["bag", "boots", "sneakers", "t_shirt"]);

@@ -65,7 +65,7 @@ pub(crate) fn model_stage(
     config: &Config,
     pipeline: &Pipeline,
 ) -> Result<Arc<dyn Stage>> {
-    let dir = ModelDir::from_env();
+    let dir = crate::model_dir(config);
     let io = io(name, config, pipeline)?;
     Ok(match name {
         StageName::Detect => Arc::new(EnrichStage::new(io, detector(config, &dir)?)),

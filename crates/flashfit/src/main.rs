@@ -309,8 +309,10 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 epochs,
                 ..Default::default()
             };
+            let models = flashfit_pipeline::model_dir(&config);
             let report =
-                tokio::task::spawn_blocking(move || train_head(&dataset, threads, &cfg)).await??;
+                tokio::task::spawn_blocking(move || train_head(&models, &dataset, threads, &cfg))
+                    .await??;
             report.head.save(&out)?;
             println!(
                 "trained {} on {} examples in {:.0}s; held-out accuracy {:.4} on {} examples; wrote {} (version {})",
