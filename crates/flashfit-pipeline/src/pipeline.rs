@@ -286,7 +286,7 @@ pub fn build_stage(
                 topics.kpi(),
                 config.parquet.max_bytes,
             )
-            .named("kpi"),
+            .named(StageName::Kpi.as_str()),
         )),
         StageName::Lance => Ok(Arc::new(flashfit_lance::stage::LanceSink::new(
             &config.lancedb_uri,

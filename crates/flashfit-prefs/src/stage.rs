@@ -138,6 +138,20 @@ mod tests {
 
     use super::*;
 
+    /// `user`'s weights as the stage's store has them.
+    async fn prefs<L: GarmentLookup>(
+        stage: &FeedbackStage<L>,
+        user: &str,
+    ) -> flashfit_outfits::Preferences {
+        stage
+            .store()
+            .await
+            .expect("store")
+            .preferences(user)
+            .await
+            .expect("prefs")
+    }
+
     struct Wardrobe {
         items: HashMap<String, Item>,
         fail_first: AtomicUsize,
@@ -198,13 +212,7 @@ mod tests {
             2,
             "bad JSON and unknown signal"
         );
-        let p = stage
-            .store()
-            .await
-            .expect("store")
-            .preferences("u1")
-            .await
-            .expect("prefs");
+        let p = prefs(&stage, "u1").await;
         assert_eq!(p.feedback_count, 2);
         assert!((p.category["jeans"] - 0.3).abs() < 1e-9, "{p:?}");
         assert!((p.style["casual"] - 0.3).abs() < 1e-9, "{p:?}");
@@ -252,13 +260,7 @@ mod tests {
         )
         .await;
         assert!(run.result.unfinished.is_empty());
-        let p = stage
-            .store()
-            .await
-            .expect("store")
-            .preferences("u1")
-            .await
-            .expect("prefs");
+        let p = prefs(&stage, "u1").await;
         assert_eq!(p.feedback_count, 1);
         assert!((p.category["jeans"] - 0.1).abs() < 1e-9, "{p:?}");
     }
