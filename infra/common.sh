@@ -60,10 +60,11 @@ ensure_venv() {
     log "creating python venv at $VENV"
     python3 -m venv "$VENV"
   fi
-  if ! "$VENV/bin/python" -c 'import moto, boto3, cv2, numpy, confluent_kafka, duckdb, pyarrow, lancedb' 2>/dev/null; then
+  if ! "$VENV/bin/python" -c 'import moto, boto3, cv2, numpy, confluent_kafka, duckdb, pyarrow, lancedb, jsonschema, rfc3339_validator' 2>/dev/null; then
     log "installing python packages into $VENV"
     "$VENV/bin/pip" install -q "moto[server]==5.2.5" boto3 "opencv-python-headless==5.0.0.93" numpy \
-      "confluent-kafka==2.16.1" "duckdb==2.0.0" "pyarrow==26.0.1" "lancedb==0.40.0"
+      "confluent-kafka==2.16.1" "duckdb==2.0.0" "pyarrow==26.0.1" "lancedb==0.40.0" \
+      "jsonschema==4.26.0" "rfc3339-validator==0.1.4"
   fi
 }
 

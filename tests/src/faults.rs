@@ -318,7 +318,12 @@ async fn replicas_killed_and_added_process_every_upload_and_offsets_never_move_b
 /// is in it twice), through a fresh connection.
 async fn lance_rows(stack: &Stack, lancedb_uri: &str, user: &str) -> anyhow::Result<Vec<String>> {
     let db = flashfit_lance::connect(lancedb_uri, &stack.config.s3, &stack.config.lance).await?;
-    let t = flashfit_lance::garments(&db, &stack.config.lance.table).await?;
+    let t = flashfit_lance::garments(
+        &db,
+        &stack.config.lance.table,
+        flashfit_pipeline::vector_dims(&stack.config)?,
+    )
+    .await?;
     Ok(flashfit_lance::search::garments_of(&t, user)
         .await?
         .into_iter()

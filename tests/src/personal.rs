@@ -21,15 +21,20 @@ pub(crate) fn garment(
 ) -> (Vec<u8>, Vec<u8>) {
     let mut image = vec![0.0f32; 1280];
     image[id.len() % 1280] = 1.0;
-    let v = json!({
-        "event_id": format!("e-{id}"), "garment_id": id, "user_id": user,
-        "image_uri": format!("s3://flashfit/uploads/{id}.jpg"), "processed_at": "2026-11-22T10:00:00.000Z",
-        "classification": {"category": category},
-        "attributes": {"color_primary": color, "colors": [{"name": color}], "formality": formality,
-            "seasons": [], "style_tags": [tag]},
-        "embedding": {"caption": format!("{color} {category}"), "image_vector": image, "text_vector": vec![0.1f32; 384]},
-        "models": [{"stage": "embed", "name": "m", "version": "1"}],
-    });
+    let mut v = flashfit_schema::record::testing::embedded(
+        &format!("e-{id}"),
+        id,
+        user,
+        "2026-11-22T10:00:00.000Z",
+        (1280, 384),
+    );
+    v["classification"]["category"] = json!(category);
+    v["attributes"]["color_primary"] = json!(color);
+    v["attributes"]["colors"] = json!([{"name": color, "rgb": [0, 0, 0], "share": 1.0}]);
+    v["attributes"]["formality"] = json!(formality);
+    v["attributes"]["style_tags"] = json!([tag]);
+    v["embedding"] = json!({"caption": format!("{color} {category}"), "image_vector": image,
+        "text_vector": vec![0.1f32; 384]});
     (
         id.as_bytes().to_vec(),
         serde_json::to_vec(&v).expect("json"),

@@ -79,10 +79,12 @@ async fn run_lance(config: &Config, records: u64) -> anyhow::Result<usize> {
     c.lance.linger_ms = 200;
     run_worker_until(&c, "lance", records).await?;
     let db = flashfit_lance::connect(&c.lancedb_uri, &c.s3, &c.lance).await?;
-    Ok(flashfit_lance::garments(&db, &c.lance.table)
-        .await?
-        .count_rows(None)
-        .await?)
+    Ok(
+        flashfit_lance::garments(&db, &c.lance.table, flashfit_pipeline::vector_dims(&c)?)
+            .await?
+            .count_rows(None)
+            .await?,
+    )
 }
 
 /// The test user's garments most like the suit photo's garment.
@@ -283,6 +285,27 @@ async fn garments_suite(warehouse_uri: String, lancedb_uri: String) -> anyhow::R
     // Reprocessing a deleted garment does not bring it back.
     run_chain_round(&stack, Some("after-delete")).await?;
     assert_eq!(run_lance(&stack.config, 3).await?, 2);
+
+    // Issue 13: every record the workers wrote on the way (three rounds of the chain and a
+    // delete) is valid under the topic's JSON Schema, derived from the types.
+    let rounds = 3;
+    let passed = 3 * rounds;
+    let v = validate_topic_records(
+        &stack,
+        &[
+            ("flashfit.uploads", 4 * rounds),
+            ("flashfit.quality", passed),
+            ("flashfit.detected", passed),
+            ("flashfit.classified", passed),
+            ("flashfit.tagged", passed),
+            ("flashfit.embedded", passed),
+            ("flashfit.status", 4 * rounds),
+            ("flashfit.deletes", 1),
+        ],
+    )
+    .await?;
+    assert_eq!(v["validated"]["flashfit.embedded"], passed, "{v}");
+    assert_eq!(v["errors"], serde_json::json!([]), "{v}");
     Ok(())
 }
 
@@ -330,15 +353,13 @@ async fn garments_table_on_the_s3_server() -> anyhow::Result<()> {
 
 /// An enriched record as the embed stage writes it (only what the table needs).
 fn embedded_record(i: usize) -> (Vec<u8>, Vec<u8>) {
-    let v = serde_json::json!({
-        "event_id": format!("e{i:03}"), "garment_id": format!("g{i:03}"), "user_id": "u-kill",
-        "image_uri": format!("s3://flashfit/uploads/{i}.jpg"), "uploaded_at": "2026-11-22T10:00:00Z",
-        "quality": {"width": 640, "height": 480, "blur_score": 300.0, "brightness": 120.0, "warnings": []},
-        "classification": {"category": "jeans", "confidence": 0.8, "topk": [], "is_clothing": 0.9},
-        "attributes": {"color_primary": "blue", "colors": [], "seasons": [], "style_tags": []},
-        "embedding": {"caption": "blue jeans"},
-        "models": [], "processed_at": "2026-11-22T10:00:00.000Z",
-    });
+    let v = flashfit_schema::record::testing::embedded(
+        &format!("e{i:03}"),
+        &format!("g{i:03}"),
+        "u-kill",
+        "2026-11-22T10:00:00.000Z",
+        (0, 0),
+    );
     (
         format!("g{i:03}").into_bytes(),
         serde_json::to_vec(&v).expect("json"),

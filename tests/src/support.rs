@@ -414,3 +414,32 @@ pub async fn json_output(cmd: &mut tokio::process::Command) -> anyhow::Result<se
     );
     Ok(serde_json::from_slice(&out.stdout)?)
 }
+
+/// Reads at least `n` records from each contract topic (name without the test's prefix) and
+/// validates every one against its schema in `schemas/` with the Python `jsonschema` package
+/// (`tests/validate_records.py`): the schemas derived from the types must accept what the
+/// workers really write. Returns the script's JSON (`validated`: count per topic).
+pub async fn validate_topic_records(
+    stack: &Stack,
+    topics: &[(&str, usize)],
+) -> anyhow::Result<serde_json::Value> {
+    use rdkafka::Message as _;
+    let dir = std::env::temp_dir().join(format!("flashfit-records-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir)?;
+    for (topic, n) in topics {
+        let tail = stack.tail(&format!("{}{topic}", stack.prefix))?;
+        let msgs = tail
+            .collect_until(Duration::from_secs(30), |v| v.len() >= *n)
+            .await;
+        anyhow::ensure!(msgs.len() >= *n, "{topic}: {} of {n} records", msgs.len());
+        let mut lines = String::new();
+        for m in &msgs {
+            lines.push_str(&String::from_utf8_lossy(m.payload().unwrap_or_default()));
+            lines.push('\n');
+        }
+        std::fs::write(dir.join(format!("{topic}.jsonl")), lines)?;
+    }
+    let v = python_check(stack, "validate_records.py", &dir.to_string_lossy()).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    v
+}

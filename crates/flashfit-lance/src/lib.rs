@@ -23,11 +23,18 @@ pub enum Error {
     /// LanceDB or its storage failed; retrying may help.
     #[error("lancedb: {0}")]
     Lance(#[from] lancedb::Error),
+    /// The table was made for another embedder (other vector sizes): an operator must choose a
+    /// table; retrying cannot help.
+    #[error("{0}")]
+    Mismatch(String),
 }
 
 impl Error {
+    /// Retry (never dead-letter) for LanceDB failures and for a table of the wrong embedder:
+    /// the records are fine, the table is not, and the worker holds them (logging the error)
+    /// until an operator points it at the right table.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Lance(_))
+        matches!(self, Error::Lance(_) | Error::Mismatch(_))
     }
 }
 
@@ -77,10 +84,31 @@ pub async fn connect(uri: &str, s3: &S3Config, lance: &LanceConfig) -> Result<la
 }
 
 /// The garments table, created empty with [`rows::schema`] when missing; a table made
-/// before columns were added to the schema gets them (all null until rows are rewritten).
-pub async fn garments(db: &lancedb::Connection, name: &str) -> Result<lancedb::Table> {
-    let t = open_or_create(db, name, rows::schema()).await?;
+/// before columns were added to the schema gets them (all null until rows are rewritten). A
+/// table whose vector columns have other sizes than `dims` (another embedder's) is refused.
+pub async fn garments(
+    db: &lancedb::Connection,
+    name: &str,
+    dims: rows::VectorDims,
+) -> Result<lancedb::Table> {
+    let t = open_or_create(db, name, rows::schema(dims)).await?;
     let have = t.schema().await?;
+    match rows::VectorDims::of(&have) {
+        Some(made) if made == dims => {}
+        made => {
+            return Err(Error::Mismatch(format!(
+                "LanceDB table `{name}` holds vectors of {}; the model manifest's [embedder] \
+                 makes image vectors of {} and text vectors of {} values: set `[lance] table` \
+                 (FLASHFIT_LANCE__TABLE) to a table for this embedder",
+                made.map_or("no known sizes".to_owned(), |m| format!(
+                    "{} (image) and {} (text) values",
+                    m.image, m.text
+                )),
+                dims.image,
+                dims.text
+            )));
+        }
+    }
     let missing: Vec<arrow::datatypes::Field> = rows::added_columns()
         .into_iter()
         .filter(|f| have.field_with_name(f.name()).is_err())

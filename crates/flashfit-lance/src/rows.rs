@@ -1,4 +1,4 @@
-//! The LanceDB `garments` row (from an enriched record on `flashfit.embedded`) and the
+//! The LanceDB `garments` row (from a garment record on the pipeline's last topic) and the
 //! `garment_deletes` tombstone row (from a delete event on `flashfit.deletes`).
 
 use std::sync::Arc;
@@ -8,15 +8,37 @@ use arrow::array::{
     StringArray, StringBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema};
-use serde_json::Value;
+use flashfit_schema::{GarmentRecord, format_ts};
 
 use crate::{Error, Result};
 
-pub const IMAGE_DIM: i32 = 1280;
-pub const TEXT_DIM: i32 = 384;
+/// The sizes of the two vector columns: the model manifest's `[embedder]` (1280 and 384 with
+/// the shipped models). A table holds one embedder's vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VectorDims {
+    pub image: usize,
+    pub text: usize,
+}
 
-fn vector(dim: i32) -> DataType {
-    DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), dim)
+impl VectorDims {
+    /// The sizes of a table's vector columns, if it has both.
+    pub fn of(schema: &Schema) -> Option<VectorDims> {
+        let size = |name: &str| match schema.field_with_name(name).ok()?.data_type() {
+            DataType::FixedSizeList(_, n) => usize::try_from(*n).ok(),
+            _ => None,
+        };
+        Some(VectorDims {
+            image: size("image_vector")?,
+            text: size("text_vector")?,
+        })
+    }
+}
+
+fn vector(dim: usize) -> DataType {
+    DataType::FixedSizeList(
+        Arc::new(Field::new("item", DataType::Float32, true)),
+        i32::try_from(dim).unwrap_or(i32::MAX),
+    )
 }
 
 fn list() -> DataType {
@@ -24,7 +46,7 @@ fn list() -> DataType {
 }
 
 /// Column names and types of the LanceDB table.
-pub fn schema() -> Schema {
+pub fn schema(dims: VectorDims) -> Schema {
     Schema::new(vec![
         Field::new("garment_id", DataType::Utf8, false),
         Field::new("user_id", DataType::Utf8, false),
@@ -35,8 +57,8 @@ pub fn schema() -> Schema {
         Field::new("colors", list(), true),
         Field::new("style_tags", list(), true),
         Field::new("caption", DataType::Utf8, true),
-        Field::new("image_vector", vector(IMAGE_DIM), true),
-        Field::new("text_vector", vector(TEXT_DIM), true),
+        Field::new("image_vector", vector(dims.image), true),
+        Field::new("text_vector", vector(dims.text), true),
         Field::new("model_version", DataType::Utf8, true),
         Field::new("processed_at", DataType::Utf8, false),
         // Added for outfit recommendations; tables made before have them added (all null).
@@ -73,92 +95,53 @@ pub struct Garment {
     pub seasons: Vec<String>,
 }
 
-fn text(v: &Value, field: &str) -> Result<String> {
-    v[field]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| Error::BadRecord(format!("record has no `{field}`")))
-}
-
-fn floats(v: &Value, dim: i32, what: &str) -> Result<Vec<f32>> {
-    let a = v
-        .as_array()
-        .ok_or_else(|| Error::BadRecord(format!("record has no {what}")))?;
-    if a.len() != dim as usize {
-        return Err(Error::BadRecord(format!(
-            "{what} has {} values, not {dim}",
-            a.len()
-        )));
-    }
-    a.iter()
-        .map(|x| {
-            x.as_f64()
-                .map(|f| f as f32)
-                .ok_or_else(|| Error::BadRecord(format!("{what} holds a non-number")))
-        })
-        .collect()
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 impl Garment {
-    pub fn from_record(r: &Value) -> Result<Self> {
-        let a = &r["attributes"];
-        let e = &r["embedding"];
-        // The model versions that made the vectors and tags, e.g. `embed:efficientnet-lite0+all-minilm-l6-v2@1+1`.
-        let model_version = r["models"]
-            .as_array()
-            .map(|ms| {
-                ms.iter()
-                    .filter_map(|m| {
-                        Some(format!(
-                            "{}:{}@{}",
-                            m["stage"].as_str()?,
-                            m["name"].as_str()?,
-                            m["version"].as_str()?
-                        ))
-                    })
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default();
+    /// The row of one garment record; its vectors must have the table's sizes.
+    pub fn from_record(r: &GarmentRecord, dims: VectorDims) -> Result<Self> {
+        let e = r
+            .embedding
+            .as_ref()
+            .ok_or_else(|| Error::BadRecord("record has no `embedding`".into()))?;
+        let sized = |v: &[f32], dim: usize, what: &str| {
+            if v.len() == dim {
+                Ok(v.to_vec())
+            } else {
+                Err(Error::BadRecord(format!(
+                    "{what} has {} values, not {dim}",
+                    v.len()
+                )))
+            }
+        };
+        let a = r.attributes.as_ref();
         Ok(Garment {
-            garment_id: text(r, "garment_id")?,
-            user_id: text(r, "user_id")?,
-            event_id: text(r, "event_id")?,
-            category: r["classification"]["category"].as_str().map(str::to_owned),
-            color_primary: a["color_primary"].as_str().map(str::to_owned),
-            color_secondary: a["color_secondary"].as_str().map(str::to_owned),
-            colors: a["colors"]
-                .as_array()
-                .map(|cs| {
-                    cs.iter()
-                        .filter_map(|c| c["name"].as_str().map(str::to_owned))
-                        .collect()
-                })
+            garment_id: r.upload.garment_id.clone(),
+            user_id: r.upload.user_id.clone(),
+            event_id: r.upload.event_id.clone(),
+            category: r.category().map(str::to_owned),
+            color_primary: a.and_then(|a| a.color_primary.clone()),
+            color_secondary: a.and_then(|a| a.color_secondary.clone()),
+            colors: a
+                .map(|a| a.colors.iter().map(|c| c.name.clone()).collect())
                 .unwrap_or_default(),
-            style_tags: strings(&a["style_tags"]),
-            caption: e["caption"].as_str().map(str::to_owned),
-            image_vector: floats(&e["image_vector"], IMAGE_DIM, "embedding.image_vector")?,
-            text_vector: floats(&e["text_vector"], TEXT_DIM, "embedding.text_vector")?,
-            model_version,
-            processed_at: text(r, "processed_at")?,
-            formality: a["formality"].as_f64().map(|f| f as f32),
-            seasons: strings(&a["seasons"]),
+            style_tags: a.map(|a| a.style_tags.clone()).unwrap_or_default(),
+            caption: Some(e.caption.clone()),
+            image_vector: sized(&e.image_vector, dims.image, "embedding.image_vector")?,
+            text_vector: sized(&e.text_vector, dims.text, "embedding.text_vector")?,
+            // The model versions that made the vectors and tags, e.g.
+            // `embed:efficientnet-lite0+all-minilm-l6-v2@1+1`.
+            model_version: r.model_versions(),
+            processed_at: r
+                .processed_at
+                .map(format_ts)
+                .ok_or_else(|| Error::BadRecord("record has no `processed_at`".into()))?,
+            formality: a.map(|a| a.formality),
+            seasons: a.map(|a| a.seasons.clone()).unwrap_or_default(),
         })
     }
 }
 
 /// Garments as one Arrow batch of [`schema`].
-pub fn batch(garments: &[Garment]) -> Result<RecordBatch> {
+pub fn batch(garments: &[Garment], dims: VectorDims) -> Result<RecordBatch> {
     let s = |f: fn(&Garment) -> &str| -> ArrayRef {
         Arc::new(StringArray::from_iter_values(garments.iter().map(f)))
     };
@@ -175,9 +158,12 @@ pub fn batch(garments: &[Garment]) -> Result<RecordBatch> {
         }
         Arc::new(b.finish())
     };
-    let v = |dim: i32, f: fn(&Garment) -> &[f32]| -> ArrayRef {
-        let mut b = FixedSizeListBuilder::new(Float32Builder::new(), dim)
-            .with_field(Arc::new(Field::new("item", DataType::Float32, true)));
+    let v = |dim: usize, f: fn(&Garment) -> &[f32]| -> ArrayRef {
+        let mut b = FixedSizeListBuilder::new(
+            Float32Builder::new(),
+            i32::try_from(dim).unwrap_or(i32::MAX),
+        )
+        .with_field(Arc::new(Field::new("item", DataType::Float32, true)));
         for g in garments {
             b.values().append_slice(f(g));
             b.append(true);
@@ -185,7 +171,7 @@ pub fn batch(garments: &[Garment]) -> Result<RecordBatch> {
         Arc::new(b.finish())
     };
     RecordBatch::try_new(
-        Arc::new(schema()),
+        Arc::new(schema(dims)),
         vec![
             s(|g| &g.garment_id),
             s(|g| &g.user_id),
@@ -196,8 +182,8 @@ pub fn batch(garments: &[Garment]) -> Result<RecordBatch> {
             l(|g| &g.colors),
             l(|g| &g.style_tags),
             o(|g| g.caption.as_deref()),
-            v(IMAGE_DIM, |g| &g.image_vector),
-            v(TEXT_DIM, |g| &g.text_vector),
+            v(dims.image, |g| &g.image_vector),
+            v(dims.text, |g| &g.text_vector),
             s(|g| &g.model_version),
             s(|g| &g.processed_at),
             Arc::new(

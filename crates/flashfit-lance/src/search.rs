@@ -197,15 +197,19 @@ mod tests {
     use super::cosine;
     use proptest::prelude::*;
 
+    const DIMS: crate::rows::VectorDims = crate::rows::VectorDims { image: 8, text: 4 };
+
     /// A garment row of `user` (vectors constant: only the filter is under test).
     fn garment(user: &str, id: &str) -> crate::rows::Garment {
-        crate::rows::Garment::from_record(&serde_json::json!({
-            "garment_id": id, "user_id": user, "event_id": id,
-            "processed_at": "2026-12-03T10:00:00.000Z",
-            "embedding": {"image_vector": vec![0.5f32; crate::rows::IMAGE_DIM as usize],
-                          "text_vector": vec![0.5f32; crate::rows::TEXT_DIM as usize]},
-        }))
-        .expect("garment")
+        let v = flashfit_schema::record::testing::embedded(
+            id,
+            id,
+            user,
+            "2026-12-03T10:00:00.000Z",
+            (DIMS.image, DIMS.text),
+        );
+        let r: flashfit_schema::GarmentRecord = serde_json::from_value(v).expect("record");
+        crate::rows::Garment::from_record(&r, DIMS).expect("garment")
     }
 
     /// User ids a filter must quote: quotes, backslashes, NUL and other controls, SQL
@@ -241,14 +245,14 @@ mod tests {
             rt.block_on(async {
                 let dir = tempfile::tempdir().expect("tmp");
                 let db = lancedb::connect(dir.path().to_str().expect("utf-8")).execute().await.expect("db");
-                let t = crate::garments(&db, "garments").await.expect("table");
+                let t = crate::garments(&db, "garments", DIMS).await.expect("table");
                 let neighbours = [format!("{user}'"), format!("'{user}"), user.replace('\'', "''"),
                                   format!("{user}\\"), format!("{user} ")];
                 let mut rows = vec![garment(&user, "mine")];
                 for (i, n) in neighbours.iter().filter(|n| **n != user).enumerate() {
                     rows.push(garment(n, &format!("other-{i}")));
                 }
-                t.add(crate::rows::batch(&rows).expect("batch")).execute().await.expect("add");
+                t.add(crate::rows::batch(&rows, DIMS).expect("batch")).execute().await.expect("add");
                 let hits = super::garments_of(&t, &user).await.expect("query");
                 let ids: Vec<&str> = hits.iter().map(|h| h.garment_id.as_str()).collect();
                 prop_assert_eq!(ids, vec!["mine"], "user {:?}", user);

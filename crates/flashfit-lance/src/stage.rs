@@ -15,12 +15,12 @@ use arrow::array::{AsArray, RecordBatch, RecordBatchIterator};
 use async_trait::async_trait;
 use flashfit_config::LanceConfig;
 use flashfit_runtime::{Message, Outcome, Stage};
-use flashfit_schema::{DeleteEvent, Reason};
+use flashfit_schema::{DeleteEvent, GarmentRecord, Reason};
 use futures::TryStreamExt;
 use lancedb::query::{ExecutableQuery, QueryBase, Select};
 
 use crate::id_list;
-use crate::rows::{Garment, batch, tombstones};
+use crate::rows::{Garment, VectorDims, batch, tombstones};
 
 pub struct LanceSink {
     uri: String,
@@ -28,6 +28,8 @@ pub struct LanceSink {
     cfg: LanceConfig,
     pub input: String,
     pub deletes: String,
+    /// The vector sizes of the table (the model manifest's `[embedder]`).
+    dims: VectorDims,
     /// Opened (or created) on first use: building a worker does no I/O.
     tables: tokio::sync::OnceCell<(lancedb::Table, lancedb::Table)>,
     upkeep: Arc<UpkeepState>,
@@ -56,6 +58,7 @@ impl LanceSink {
         cfg: &LanceConfig,
         input: String,
         deletes: String,
+        dims: VectorDims,
     ) -> Self {
         LanceSink {
             uri: uri.to_owned(),
@@ -63,6 +66,7 @@ impl LanceSink {
             cfg: cfg.clone(),
             input,
             deletes,
+            dims,
             tables: tokio::sync::OnceCell::new(),
             upkeep: Arc::new(UpkeepState {
                 running: AtomicBool::new(false),
@@ -75,7 +79,7 @@ impl LanceSink {
         self.tables
             .get_or_try_init(|| async {
                 let db = crate::connect(&self.uri, &self.s3, &self.cfg).await?;
-                let garments = crate::garments(&db, &self.cfg.table).await?;
+                let garments = crate::garments(&db, &self.cfg.table, self.dims).await?;
                 let tombstones = crate::tombstones(&db, &self.cfg.deletes_table).await?;
                 Ok((garments, tombstones))
             })
@@ -182,7 +186,7 @@ impl LanceSink {
         if live.is_empty() {
             return Ok(());
         }
-        let b = batch(&live)?;
+        let b = batch(&live, self.dims)?;
         let schema = b.schema();
         let reader = RecordBatchIterator::new(vec![Ok(b)], schema);
         let table = self.table().await?;
@@ -283,9 +287,9 @@ impl LanceSink {
                 }
                 continue;
             }
-            let parsed = serde_json::from_slice(m.payload())
-                .map_err(|e| format!("not JSON: {e}"))
-                .and_then(|v| Garment::from_record(&v).map_err(|e| e.to_string()));
+            let parsed = GarmentRecord::from_json(m.payload())
+                .map_err(|e| e.0)
+                .and_then(|r| Garment::from_record(&r, self.dims).map_err(|e| e.to_string()));
             match parsed {
                 Ok(g) => {
                     plan.claims

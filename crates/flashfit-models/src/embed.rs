@@ -34,21 +34,68 @@ pub fn l2_normalise(mut v: Vec<f32>) -> Vec<f32> {
 /// (384-d) for captions and queries. The two spaces are separate: image search compares image
 /// vectors, text search compares text vectors.
 pub struct LiteMiniLm {
-    pub image: Arc<ImageNetModel>,
-    pub text: MiniLm,
+    image: Arc<ImageNetModel>,
+    text: MiniLm,
+    image_dim: usize,
+}
+
+impl LiteMiniLm {
+    /// The embedder of the manifest's `[embedder]`, its vector sizes checked against the
+    /// models' outputs (an error names both).
+    pub fn new(
+        image: Arc<ImageNetModel>,
+        text: MiniLm,
+        spec: &crate::manifest::EmbedderSpec,
+    ) -> Result<Self> {
+        let mismatch = |what: &str, made: usize, want: usize| {
+            crate::Error::BadInput(format!(
+                "the {what} model makes vectors of {made} values; the manifest's [embedder] \
+                 says {want}"
+            ))
+        };
+        if image.name() != spec.image_model || !image.has_embedding() {
+            return Err(crate::Error::BadInput(format!(
+                "the embed stage's image model is {} (with an embedding output); the \
+                 manifest's [embedder] names {}",
+                image.name(),
+                spec.image_model
+            )));
+        }
+        if spec.text_model != MiniLm::NAME {
+            return Err(crate::Error::BadInput(format!(
+                "the manifest's [embedder] names text model {}; this build embeds text with {}",
+                spec.text_model,
+                MiniLm::NAME
+            )));
+        }
+        // One probe through the image model: its embedding's size.
+        let probe = image.infer(&[preprocess_imagenet(&RgbImage::new(8, 8))])?;
+        let made = probe.first().map_or(0, |o| o.embedding.len());
+        if made != spec.image_dim {
+            return Err(mismatch(&spec.image_model, made, spec.image_dim));
+        }
+        if MiniLm::DIM != spec.text_dim {
+            return Err(mismatch(MiniLm::NAME, MiniLm::DIM, spec.text_dim));
+        }
+        Ok(LiteMiniLm {
+            image,
+            text,
+            image_dim: made,
+        })
+    }
 }
 
 impl Embedder for LiteMiniLm {
     fn name(&self) -> String {
-        format!("{}+{}", ImageNetModel::NAME, MiniLm::NAME)
+        format!("{}+{}", self.image.name(), MiniLm::NAME)
     }
 
     fn version(&self) -> String {
-        format!("{}+{}", ImageNetModel::VERSION, MiniLm::VERSION)
+        format!("{}+{}", self.image.version(), MiniLm::VERSION)
     }
 
     fn image_dim(&self) -> usize {
-        1280
+        self.image_dim
     }
 
     fn text_dim(&self) -> usize {

@@ -18,6 +18,19 @@ pub const LOCAL: &str = "manifest.local.toml";
 pub struct Manifest {
     #[serde(default)]
     pub model: Vec<ModelEntry>,
+    /// The embed stage's models and vector sizes.
+    pub embedder: Option<EmbedderSpec>,
+}
+
+/// `[embedder]`: which models make the embed stage's vectors, and their sizes (what LanceDB
+/// tables are created with).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct EmbedderSpec {
+    /// An image model with an `embedding` output.
+    pub image_model: String,
+    pub image_dim: usize,
+    pub text_model: String,
+    pub text_dim: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -240,8 +253,18 @@ impl Manifest {
                 m.model.retain(|e| e.name != entry.name);
                 m.model.push(entry);
             }
+            if local.embedder.is_some() {
+                m.embedder = local.embedder;
+            }
         }
         Ok(m)
+    }
+
+    /// The `[embedder]` table.
+    pub fn embedder(&self) -> Result<&EmbedderSpec> {
+        self.embedder
+            .as_ref()
+            .ok_or_else(|| Error::BadInput("the model manifest has no [embedder] table".into()))
     }
 
     pub fn get(&self, name: &str) -> Result<&ModelEntry> {

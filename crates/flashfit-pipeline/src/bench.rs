@@ -536,7 +536,7 @@ async fn bench_stage<E: flashfit_vision::Enricher>(
     });
     let enricher = stage.enricher.clone();
     let out_topic = stage.output_topics()[0].clone();
-    let records: Vec<serde_json::Value> = input
+    let records: Vec<flashfit_schema::GarmentRecord> = input
         .iter()
         .map(|(_, v)| serde_json::from_slice(v))
         .collect::<std::result::Result<_, _>>()
@@ -559,7 +559,7 @@ async fn bench_stage<E: flashfit_vision::Enricher>(
             .iter()
             .map(|r| {
                 files
-                    .get(r["image_uri"].as_str().unwrap_or(""))
+                    .get(r.upload.image_uri.as_str())
                     .cloned()
                     .unwrap_or_default()
             })
@@ -754,7 +754,7 @@ pub async fn parquet(opts: &ParquetBench) -> Result<()> {
         let table = flashfit_sinks::table::Table::new(
             store,
             object_store::path::Path::from("garments"),
-            flashfit_sinks::table::GARMENTS,
+            flashfit_sinks::layout::GARMENTS,
         );
         let sink = Arc::new(flashfit_sinks::stage::ParquetSink::new(
             table,

@@ -32,6 +32,20 @@ pub fn model_dir(config: &flashfit_config::Config) -> flashfit_models::ModelDir 
     flashfit_models::ModelDir::configured(config.models_dir.as_deref())
 }
 
+/// The vector sizes of the LanceDB garments table: the model manifest's `[embedder]` (the
+/// built-in manifest, or a local one in the models directory).
+pub fn vector_dims(config: &flashfit_config::Config) -> Result<flashfit_lance::rows::VectorDims> {
+    let manifest = flashfit_models::manifest::Manifest::load(&model_dir(config))
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    let e = manifest
+        .embedder()
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    Ok(flashfit_lance::rows::VectorDims {
+        image: e.image_dim,
+        text: e.text_dim,
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]

@@ -19,25 +19,27 @@ pub struct LanceLookup {
     s3: flashfit_config::S3Config,
     lance: flashfit_config::LanceConfig,
     table_name: String,
+    dims: flashfit_lance::rows::VectorDims,
     table: tokio::sync::OnceCell<lancedb::Table>,
 }
 
 impl LanceLookup {
-    pub fn new(config: &Config) -> Self {
-        LanceLookup {
+    pub fn new(config: &Config) -> crate::Result<Self> {
+        Ok(LanceLookup {
             uri: config.lancedb_uri.clone(),
             s3: config.s3.clone(),
             lance: config.lance.clone(),
             table_name: config.lance.table.clone(),
+            dims: crate::vector_dims(config)?,
             table: tokio::sync::OnceCell::new(),
-        }
+        })
     }
 
     async fn table(&self) -> flashfit_lance::Result<&lancedb::Table> {
         self.table
             .get_or_try_init(|| async {
                 let db = flashfit_lance::connect(&self.uri, &self.s3, &self.lance).await?;
-                flashfit_lance::garments(&db, &self.table_name).await
+                flashfit_lance::garments(&db, &self.table_name, self.dims).await
             })
             .await
     }

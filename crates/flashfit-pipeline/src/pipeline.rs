@@ -127,7 +127,7 @@ pub fn worker_config(name: StageName, config: &Config) -> Config {
 fn warehouse_table(
     config: &Config,
     name: &str,
-    layout: flashfit_sinks::table::Layout,
+    layout: flashfit_sinks::layout::Layout,
 ) -> Result<flashfit_sinks::table::Table> {
     let warehouse = Location::open(&config.warehouse_uri, &config.s3)?;
     Ok(flashfit_sinks::table::Table::new(
@@ -142,7 +142,7 @@ pub fn garments_table(config: &Config) -> Result<flashfit_sinks::table::Table> {
     warehouse_table(
         config,
         &config.parquet.table,
-        flashfit_sinks::table::GARMENTS,
+        flashfit_sinks::layout::GARMENTS,
     )
 }
 
@@ -151,13 +151,17 @@ pub fn deletes_table(config: &Config) -> Result<flashfit_sinks::table::Table> {
     warehouse_table(
         config,
         &config.parquet.deletes_table,
-        flashfit_sinks::table::GARMENT_DELETES,
+        flashfit_sinks::layout::GARMENT_DELETES,
     )
 }
 
 /// The `kpi_events` table under the configured warehouse.
 pub fn kpi_table(config: &Config) -> Result<flashfit_sinks::table::Table> {
-    warehouse_table(config, &config.kpi.table, flashfit_sinks::table::KPI_EVENTS)
+    warehouse_table(
+        config,
+        &config.kpi.table,
+        flashfit_sinks::layout::KPI_EVENTS,
+    )
 }
 
 /// `flashfit kpi-daily`: rebuilds the `kpi_daily` rollup from `kpi_events`.
@@ -193,7 +197,7 @@ pub async fn lance_upkeep(config: &Config) -> Result<Vec<flashfit_lance::upkeep:
         .await
         .map_err(lance)?;
     let tables = [
-        flashfit_lance::garments(&db, &config.lance.table)
+        flashfit_lance::garments(&db, &config.lance.table, crate::vector_dims(config)?)
             .await
             .map_err(lance)?,
         flashfit_lance::tombstones(&db, &config.lance.deletes_table)
@@ -273,7 +277,7 @@ pub fn build_stage(
         StageName::Feedback => Ok(Arc::new(
             flashfit_prefs::stage::FeedbackStage::new(
                 config.database_url.expose(),
-                crate::personal::LanceLookup::new(config),
+                crate::personal::LanceLookup::new(config)?,
                 topics.feedback(),
             )
             .with_grace(std::time::Duration::from_millis(
@@ -294,6 +298,7 @@ pub fn build_stage(
             &config.lance,
             sink_input()?,
             topics.deletes(),
+            crate::vector_dims(config)?,
         ))),
         StageName::Parquet => Ok(Arc::new(
             flashfit_sinks::stage::ParquetSink::new(

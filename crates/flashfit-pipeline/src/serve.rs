@@ -38,7 +38,7 @@ impl Searcher {
         let db = flashfit_lance::connect(&config.lancedb_uri, &config.s3, &config.lance)
             .await
             .map_err(lance)?;
-        let table = flashfit_lance::garments(&db, &config.lance.table)
+        let table = flashfit_lance::garments(&db, &config.lance.table, crate::vector_dims(config)?)
             .await
             .map_err(lance)?;
         Ok(Searcher {

@@ -116,10 +116,14 @@ pub(crate) fn attributes(config: &Config, dir: &ModelDir) -> Result<Attributes> 
 
 pub(crate) fn embedder(config: &Config, dir: &ModelDir) -> Result<Embed> {
     let t = config.embed.threads;
-    let embedder = LiteMiniLm {
-        image: image_model(dir, ImageNetModel::NAME, t)?,
-        text: MiniLm::load(dir, t).map_err(models_err)?,
-    };
+    let manifest = Manifest::load(dir).map_err(models_err)?;
+    let spec = manifest.embedder().map_err(models_err)?;
+    let embedder = LiteMiniLm::new(
+        image_model(dir, &spec.image_model, t)?,
+        MiniLm::load(dir, t).map_err(models_err)?,
+        spec,
+    )
+    .map_err(models_err)?;
     Ok(Embed {
         embedder: Arc::new(embedder),
     })
@@ -311,7 +315,8 @@ mod tests {
         ));
         let rec = serde_json::json!({"event_id": "e1", "user_id": "u", "garment_id": "g1",
             "image_uri": format!("{root}coffee.jpg"), "uploaded_at": "2026-11-22T00:00:00Z",
-            "classification": {"category": "t_shirt"}});
+            "classification": {"category": "t_shirt", "group": "tops", "confidence": 0.9,
+                "topk": [], "is_clothing": 0.9, "flagged": false}});
         let run = harness::run(
             stage,
             vec![(None, serde_json::to_vec(&rec).expect("json"))],

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use flashfit_config::QualityConfig;
 use flashfit_runtime::{Emit, Message, Outcome, Stage, run_blocking};
-use flashfit_schema::{QualityRecord, QualityReport, Reason, Status, StatusEvent, Topics, Warning};
+use flashfit_schema::{GarmentRecord, QualityReport, Reason, Status, StatusEvent, Topics, Warning};
 use flashfit_storage::Location;
 use futures::StreamExt;
 
@@ -89,27 +89,24 @@ impl QualityStage {
             s.warnings = warnings.clone();
             out.push(self.status_emit(key.clone(), &s));
         }
-        let record = QualityRecord {
-            upload,
-            quality: QualityReport {
-                width: analysis.width,
-                height: analysis.height,
-                blur_score: analysis.blur_score,
-                brightness: analysis.brightness,
-                warnings,
-            },
-        };
-        let value = serde_json::to_value(&record).map(|mut v| {
-            if self.terminal {
-                // Last stage of the pipeline: when the garment was done, which the sinks read
-                // (as after the model stages; see flashfit-vision's enrich).
-                v["processed_at"] = serde_json::json!(
-                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-                );
-            }
-            v
+        // The upload as a record, with any fields a newer upload service added (kept).
+        let mut record =
+            GarmentRecord::from_json(msg.payload()).unwrap_or_else(|_| GarmentRecord::new(upload));
+        record.quality = Some(QualityReport {
+            width: analysis.width,
+            height: analysis.height,
+            blur_score: analysis.blur_score,
+            brightness: analysis.brightness,
+            warnings,
+            extra: Default::default(),
         });
-        match value.and_then(|v| serde_json::to_vec(&v)) {
+        if self.terminal {
+            // Last stage of the pipeline: when the garment was done, which the sinks read
+            // (as after the model stages; see flashfit-vision's enrich).
+            record.processed_at = Some(chrono::Utc::now());
+        }
+        let value = serde_json::to_vec(&record);
+        match value {
             Ok(value) => out.insert(
                 0,
                 Emit {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use flashfit_config::{QualityConfig, RuntimeConfig, S3Config};
 use flashfit_runtime::harness;
-use flashfit_schema::{QualityRecord, Reason, Status, StatusEvent, Warning, headers, topics};
+use flashfit_schema::{GarmentRecord, Reason, Status, StatusEvent, Warning, headers, topics};
 use flashfit_storage::Location;
 
 use super::QualityStage;
@@ -91,24 +91,30 @@ async fn good_photos_pass_with_measurements_and_warnings() {
         event("small", &format!("{}cat_small.jpg", s.root_uri)),
     ];
     let run = harness::run(s.stage.clone(), input, RuntimeConfig::default()).await;
-    let records: Vec<QualityRecord> = run
+    let records: Vec<GarmentRecord> = run
         .on(topics::QUALITY)
         .iter()
         .map(|r| serde_json::from_slice(&r.value).expect("record"))
         .collect();
     assert_eq!(records.len(), 6, "all but the small one pass");
-    let by_id = |id: &str| records.iter().find(|r| r.upload.event_id == id).expect(id);
-    assert!(by_id("sharp").quality.warnings.is_empty());
-    assert_eq!(by_id("blurry").quality.warnings, vec![Warning::Blurry]);
-    assert!(by_id("dark").quality.warnings.contains(&Warning::TooDark));
-    assert_eq!(by_id("bright").quality.warnings, vec![Warning::TooBright]);
-    let rot = &by_id("rotated").quality;
+    let by_id = |id: &str| {
+        records
+            .iter()
+            .find(|r| r.upload.event_id == id)
+            .and_then(|r| r.quality.clone())
+            .expect(id)
+    };
+    assert!(by_id("sharp").warnings.is_empty());
+    assert_eq!(by_id("blurry").warnings, vec![Warning::Blurry]);
+    assert!(by_id("dark").warnings.contains(&Warning::TooDark));
+    assert_eq!(by_id("bright").warnings, vec![Warning::TooBright]);
+    let rot = &by_id("rotated");
     assert_eq!(
         (rot.width, rot.height),
         (500, 300),
         "EXIF orientation applied"
     );
-    assert_eq!(by_id("sharp").quality.width, 512);
+    assert_eq!(by_id("sharp").width, 512);
     // Downstream key is garment_id.
     assert_eq!(
         run.on(topics::QUALITY)[0].key.as_deref(),

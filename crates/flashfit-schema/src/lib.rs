@@ -2,12 +2,18 @@
 //! event, the records each stage passes on, the terminal status event, and the stable names of
 //! rejection reasons and warnings. Pure data and validation, no I/O.
 //!
-//! Main types: [`UploadEvent`], [`QualityRecord`], [`StatusEvent`], [`DeleteEvent`],
+//! Main types: [`UploadEvent`], [`GarmentRecord`], [`StatusEvent`], [`DeleteEvent`],
 //! [`FeedbackEvent`], [`KpiEvent`], [`Reason`], [`Warning`].
-//! The JSON Schemas in `schemas/` describe the same shapes; a test keeps them in step.
+//! The JSON Schemas in `schemas/` are derived from these types ([`json_schema`]); a test keeps
+//! the files equal to them.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+pub mod json_schema;
+pub mod record;
+pub use record::GarmentRecord;
 
 pub mod topics {
     //! Topic names are part of the contract: other teams produce and consume them.
@@ -274,7 +280,7 @@ pub mod headers {
 }
 
 /// Why an upload was rejected or failed. The serialised names are stable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// Shorter side below the configured minimum (224 px by default).
@@ -330,7 +336,7 @@ impl std::fmt::Display for Reason {
 }
 
 /// Non-fatal findings. The serialised names are stable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Warning {
     Blurry,
@@ -339,7 +345,7 @@ pub enum Warning {
 }
 
 /// The terminal state of an upload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Processed,
@@ -362,18 +368,27 @@ impl Status {
 #[error("{0}")]
 pub struct InvalidEvent(pub String);
 
-/// One clothing photo, published by an upload service on [`topics::UPLOADS`].
-/// Unknown fields are ignored so producers can add fields without breaking workers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One clothing photo, published by an upload service on topic flashfit.uploads. Message key:
+/// garment_id (UTF-8). Value: this object as UTF-8 JSON. Unknown fields are kept and passed
+/// along the chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(title = "Upload event")]
 pub struct UploadEvent {
-    /// Unique per upload; the idempotency key for every sink.
+    /// Unique per upload; the idempotency key of every sink. Re-publishing the same event_id
+    /// never creates a second garment.
+    #[schemars(length(min = 1, max = 2048))]
     pub event_id: String,
+    #[schemars(length(min = 1, max = 2048))]
     pub user_id: String,
+    #[schemars(length(min = 1, max = 2048))]
     pub garment_id: String,
-    /// `s3://bucket/key` or `file:///abs/path`, inside the configured uploads location.
+    /// s3://<bucket>/<key> or file:///<absolute path>, inside FLASHFIT_UPLOADS_URI; anything
+    /// else is rejected with reason uri_not_allowed.
+    #[schemars(length(min = 1, max = 2048))]
     pub image_uri: String,
     /// RFC 3339 time of the upload.
     #[serde(with = "rfc3339")]
+    #[schemars(with = "DateTime<Utc>")]
     pub uploaded_at: DateTime<Utc>,
 }
 
@@ -399,16 +414,25 @@ impl UploadEvent {
     }
 }
 
-/// A garment removed by its owner, published on [`topics::DELETES`] (key: `garment_id`).
-/// Deletion is final: the sinks drop the garment and ignore any later processing of it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A garment removed by its owner, published on topic flashfit.deletes. Message key:
+/// garment_id (UTF-8). Value: this object as UTF-8 JSON. Deletion is final: flashfit worker
+/// lance removes the garment's row (and ignores any later processing of that garment), flashfit
+/// worker parquet records a tombstone row in the garment_deletes table, and garments_current
+/// leaves the garment out. Unknown fields are ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(title = "Delete event")]
 pub struct DeleteEvent {
     /// Unique per delete request.
+    #[schemars(length(min = 1, max = 2048))]
     pub event_id: String,
+    /// The garment's owner.
+    #[schemars(length(min = 1, max = 2048))]
     pub user_id: String,
+    #[schemars(length(min = 1, max = 2048))]
     pub garment_id: String,
     /// RFC 3339 time of the deletion.
     #[serde(with = "rfc3339")]
+    #[schemars(with = "DateTime<Utc>")]
     pub deleted_at: DateTime<Utc>,
 }
 
@@ -427,7 +451,9 @@ impl DeleteEvent {
 }
 
 /// What a user did with garments or an outfit (seed: "Personalization").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Signal {
     Like,
@@ -460,18 +486,30 @@ impl Signal {
 /// Most garments one feedback or KPI event may name.
 pub const MAX_GARMENTS_PER_EVENT: usize = 64;
 
-/// One interaction, published by the app on [`topics::FEEDBACK`] (key: `user_id`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One interaction of a user with garments or an outfit, published by the app on topic
+/// flashfit.feedback. Message key: user_id (UTF-8). Value: this object as UTF-8 JSON. flashfit
+/// worker feedback applies the signal's weight (like +1.0, dislike -1.0, wear +2.0, skip -0.3,
+/// click +0.2) x 0.1 to the user's weight for each garment's category, primary colour and
+/// style tags. Idempotent by event_id. Unknown fields are ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(title = "Feedback event")]
 pub struct FeedbackEvent {
-    /// Unique per interaction: the idempotency key (a redelivered event changes nothing).
+    /// Unique per interaction; a redelivered or replayed event_id changes nothing.
+    #[schemars(length(min = 1, max = 2048))]
     pub event_id: String,
+    #[schemars(length(min = 1, max = 2048))]
     pub user_id: String,
     pub signal: Signal,
-    /// The garments the signal is about (an outfit's garments for outfit feedback).
+    /// The garments the signal is about: one garment, or an outfit's garments.
+    #[schemars(length(min = 1, max = 64), inner(length(min = 1, max = 2048)))]
     pub garment_ids: Vec<String>,
+    /// The outfit the garments were shown in, when the feedback is about an outfit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
     pub outfit_id: Option<String>,
+    /// RFC 3339 time of the interaction.
     #[serde(with = "rfc3339")]
+    #[schemars(with = "DateTime<Utc>")]
     pub ts: DateTime<Utc>,
 }
 
@@ -504,7 +542,9 @@ fn check_garments(ids: &[String]) -> Result<(), InvalidEvent> {
 }
 
 /// What a KPI event counts (seed: Phase 2 KPIs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum KpiType {
     Impression,
@@ -532,29 +572,41 @@ impl KpiType {
     }
 }
 
-/// One KPI event on [`topics::KPI`] (key: `user_id`), carrying the user's experiment variants.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One A/B KPI event on topic flashfit.kpi (published by the app, and by flashfit serve for
+/// the impressions of every outfit response). Message key: user_id (UTF-8). Value: this object
+/// as UTF-8 JSON. flashfit worker kpi writes each event once to the kpi_events Parquet table.
+/// Unknown fields are ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(title = "KPI event")]
 pub struct KpiEvent {
     /// Unique per event: the sink writes each once.
+    #[schemars(length(min = 1, max = 2048))]
     pub event_id: String,
+    #[schemars(length(min = 1, max = 2048))]
     pub user_id: String,
     #[serde(rename = "type")]
     pub kind: KpiType,
+    /// RFC 3339.
     #[serde(with = "rfc3339")]
+    #[schemars(with = "DateTime<Utc>")]
     pub ts: DateTime<Utc>,
-    /// Experiment name → the user's variant in it.
+    /// Experiment name -> the user's variant (as assigned by FlashFit's experiments config).
     #[serde(default)]
     pub variants: std::collections::BTreeMap<String, String>,
-    /// Seconds; required for `session_end`.
+    /// Session length in seconds; required for session_end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
     pub duration_s: Option<f64>,
-    /// Required for `rating`.
+    /// The rating; required for rating.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,
-    /// The outfit shown or acted on, when there is one.
+    /// The outfit shown or acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
     pub outfit_id: Option<String>,
+    /// The garments shown or acted on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub garment_ids: Vec<String>,
 }
 
@@ -613,45 +665,46 @@ fn check_ids(fields: &[(&str, &String)]) -> Result<(), InvalidEvent> {
 /// Longest accepted identifier or URI, in bytes.
 pub const MAX_FIELD_LEN: usize = 2048;
 
-/// What the quality stage measured.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The quality stage's object: what it measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct QualityReport {
     /// Width after EXIF orientation, in pixels.
+    #[schemars(range(min = 1))]
     pub width: u32,
     /// Height after EXIF orientation, in pixels.
+    #[schemars(range(min = 1))]
     pub height: u32,
-    /// Variance of the 3×3 Laplacian of the greyscale image (OpenCV-compatible).
+    /// Variance of the 3x3 Laplacian of the greyscale image (as cv2.Laplacian(gray,
+    /// CV_64F).var()).
     pub blur_score: f64,
     /// Mean greyscale value, 0..255.
     pub brightness: f64,
     pub warnings: Vec<Warning>,
-}
-
-/// The record on [`topics::QUALITY`]: the upload's fields plus `quality`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct QualityRecord {
     #[serde(flatten)]
-    pub upload: UploadEvent,
-    pub quality: QualityReport,
+    pub extra: record::Extra,
 }
 
-/// The terminal status of one upload, on [`topics::STATUS`] keyed by `garment_id`.
-/// Identifiers are `null` only when the input was too broken to contain them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The terminal status of one upload, on topic flashfit.status keyed by garment_id. Every
+/// upload gets at least one (at-least-once delivery: deduplicate on event_id). Identifiers are
+/// null only when the input was too broken to contain them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(title = "Status event")]
 pub struct StatusEvent {
+    /// Null only when the input was not a JSON object holding it.
     pub event_id: Option<String>,
     pub garment_id: Option<String>,
     pub user_id: Option<String>,
     pub status: Status,
-    /// The stage that decided this status.
+    /// The stage that decided the status (quality, detect, classify, attributes, embed).
     pub stage: String,
     pub reasons: Vec<Reason>,
     pub warnings: Vec<Warning>,
-    /// Human-readable detail for `rejected` / `failed`.
+    /// Human-readable detail for rejected or failed uploads; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// When the status was decided (RFC 3339, UTC).
     #[serde(with = "rfc3339")]
+    #[schemars(with = "DateTime<Utc>")]
     pub ts: DateTime<Utc>,
 }
 
@@ -735,6 +788,28 @@ mod rfc3339 {
         DateTime::parse_from_rfc3339(&s)
             .map(|t| t.with_timezone(&Utc))
             .map_err(serde::de::Error::custom)
+    }
+}
+
+mod rfc3339_opt {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ts: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match ts {
+            Some(t) => super::rfc3339::serialize(t, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| {
+                DateTime::parse_from_rfc3339(&s)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(serde::de::Error::custom)
+            })
+            .transpose()
     }
 }
 

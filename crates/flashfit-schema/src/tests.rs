@@ -96,86 +96,162 @@ fn reason_and_warning_names_are_stable() {
 }
 
 #[test]
-fn quality_record_round_trips_with_flat_upload_fields() {
+fn a_garment_record_round_trips_and_keeps_unknown_fields() {
     let upload = UploadEvent::from_json(GOOD.as_bytes()).expect("valid");
-    let rec = QualityRecord {
-        upload,
-        quality: QualityReport {
-            width: 640,
-            height: 480,
-            blur_score: 123.5,
-            brightness: 100.25,
-            warnings: vec![Warning::Blurry],
-        },
-    };
+    let mut rec = GarmentRecord::new(upload);
+    rec.quality = Some(QualityReport {
+        width: 640,
+        height: 480,
+        blur_score: 123.5,
+        brightness: 100.25,
+        warnings: vec![Warning::Blurry],
+        extra: Default::default(),
+    });
     let v = serde_json::to_value(&rec).expect("ser");
     assert_eq!(v["event_id"], "e1");
     assert_eq!(v["quality"]["warnings"][0], "blurry");
-    let back: QualityRecord = serde_json::from_value(v).expect("de");
+    assert!(v.get("processed_at").is_none() && v.get("detection").is_none());
+    let back: GarmentRecord = serde_json::from_value(v).expect("de");
     assert_eq!(back, rec);
-    // A later stage reads the quality record as an upload: the extra object is ignored.
-    let as_upload =
-        UploadEvent::from_json(&serde_json::to_vec(&rec).expect("ser")).expect("upload");
+    // A later stage reads the record as an upload: the stage objects are ignored.
+    let as_upload = UploadEvent::from_json(&rec.to_json()).expect("upload");
     assert_eq!(as_upload, rec.upload);
+
+    // A newer producer's fields, at the top level and inside a stage's object, survive a
+    // stage that does not know them.
+    let newer = r#"{"event_id":"e1","user_id":"u1","garment_id":"g1","image_uri":"s3://b/a.jpg",
+        "uploaded_at":"2026-11-22T09:00:00.000Z","tenant":"acme","processed_at":"2026-11-22T09:00:01.500Z",
+        "classification":{"category":"jeans","group":"bottoms","confidence":0.5,"topk":[],
+          "is_clothing":0.9,"flagged":false,"calibrated":{"t":1.5}},
+        "models":[{"stage":"classify","name":"m","version":"2"}]}"#;
+    let mut r = GarmentRecord::from_json(newer.as_bytes()).expect("newer record");
+    assert_eq!(r.extra["tenant"], "acme");
+    assert_eq!(r.category(), Some("jeans"));
+    assert_eq!(r.model_versions(), "classify:m@2");
+    r.models.push(record::ModelRef {
+        stage: "attributes".into(),
+        name: "rules".into(),
+        version: "1".into(),
+    });
+    let out: serde_json::Value = serde_json::from_slice(&r.to_json()).expect("json");
+    assert_eq!(out["tenant"], "acme");
+    assert_eq!(out["classification"]["calibrated"]["t"], 1.5);
+    assert_eq!(out["processed_at"], "2026-11-22T09:00:01.500Z");
+    assert_eq!(out["models"].as_array().map(Vec::len), Some(2));
+    // The upload's fields are still validated.
+    let bad = newer.replace(r#""user_id":"u1""#, r#""user_id":"""#);
+    assert!(GarmentRecord::from_json(bad.as_bytes()).is_err());
 }
 
-/// The JSON Schemas in `schemas/` are what other teams code against: their property lists must
-/// match what these types write.
+/// The JSON Schemas in `schemas/` are what other teams code against. They are derived from the
+/// types: this test compares every file with its derivation (and rewrites them with
+/// `FLASHFIT_BLESS=1`, for a reviewed change of the contract).
 #[test]
-fn schemas_match_the_types() {
+fn schema_files_are_derived_from_the_types() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
-    let load = |name: &str| -> serde_json::Value {
-        let text = std::fs::read_to_string(root.join(name)).expect("schema file");
-        serde_json::from_str(&text).expect("schema is JSON")
-    };
-    let keys = |v: &serde_json::Value| -> Vec<String> {
-        let mut k: Vec<String> = v.as_object().expect("object").keys().cloned().collect();
+    let bless = std::env::var_os("FLASHFIT_BLESS").is_some();
+    let mut stale = Vec::new();
+    for (file, schema) in json_schema::all() {
+        let path = root.join(&file);
+        let text = json_schema::file_text(&schema);
+        if bless {
+            std::fs::write(&path, &text).expect("write schema");
+            continue;
+        }
+        let on_disk: Option<serde_json::Value> = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        if on_disk.as_ref() != Some(&schema) {
+            stale.push(file);
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "schemas/ differs from the types for {stale:?}: run `FLASHFIT_BLESS=1 cargo test -p \
+         flashfit-schema schema_files` and review the diff"
+    );
+}
+
+/// What the derived schemas say matches what the types accept and write.
+#[test]
+fn derived_schemas_carry_the_contract() {
+    let all: std::collections::BTreeMap<String, serde_json::Value> =
+        json_schema::all().into_iter().collect();
+    let props = |file: &str| -> Vec<String> {
+        let mut k: Vec<String> = all[file]["properties"]
+            .as_object()
+            .expect("properties")
+            .keys()
+            .cloned()
+            .collect();
         k.sort();
         k
     };
-
-    let upload = UploadEvent::from_json(GOOD.as_bytes()).expect("valid");
-    let schema = load("flashfit.uploads.json");
-    let mut required: Vec<String> =
-        serde_json::from_value(schema["required"].clone()).expect("required");
-    required.sort();
-    assert_eq!(required, keys(&serde_json::to_value(&upload).expect("ser")));
-
-    let status = StatusEvent::failed_from_raw(GOOD.as_bytes(), "quality", Reason::NotFound, "m");
-    let schema = load("flashfit.status.json");
-    assert_eq!(
-        keys(&schema["properties"]),
-        keys(&serde_json::to_value(&status).expect("ser"))
-    );
-    let enum_reasons: Vec<String> =
-        serde_json::from_value(schema["properties"]["reasons"]["items"]["enum"].clone())
-            .expect("enum");
-    assert_eq!(enum_reasons.len(), Reason::ALL.len());
-
-    let delete = DeleteEvent::from_json(GOOD_DELETE.as_bytes()).expect("valid delete");
-    let schema = load("flashfit.deletes.json");
-    let mut required: Vec<String> =
-        serde_json::from_value(schema["required"].clone()).expect("required");
-    required.sort();
-    assert_eq!(required, keys(&serde_json::to_value(&delete).expect("ser")));
-    assert_eq!(required, keys(&schema["properties"]));
-
-    let schema = load("flashfit.quality.json");
-    let rec = QualityRecord {
-        upload,
-        quality: QualityReport {
-            width: 1,
-            height: 1,
-            blur_score: 0.0,
-            brightness: 0.0,
-            warnings: vec![],
-        },
+    let required = |file: &str| -> Vec<String> {
+        let mut r: Vec<String> =
+            serde_json::from_value(all[file]["required"].clone()).expect("required");
+        r.sort();
+        r
     };
-    let v = serde_json::to_value(&rec).expect("ser");
     assert_eq!(
-        keys(&schema["properties"]["quality"]["properties"]),
-        keys(&v["quality"])
+        required("flashfit.uploads.json"),
+        [
+            "event_id",
+            "garment_id",
+            "image_uri",
+            "uploaded_at",
+            "user_id"
+        ]
     );
+    let up = &all["flashfit.uploads.json"]["properties"];
+    assert_eq!(up["event_id"]["minLength"], 1);
+    assert_eq!(up["event_id"]["maxLength"], MAX_FIELD_LEN);
+    assert_eq!(up["uploaded_at"]["format"], "date-time");
+    // Every topic record passes unknown fields (none says additionalProperties: false).
+    for (file, s) in &all {
+        assert_ne!(s["additionalProperties"], false, "{file}");
+    }
+    assert!(required("flashfit.embedded.json").contains(&"embedding".to_owned()));
+    assert!(!required("flashfit.detected.json").contains(&"classification".to_owned()));
+    assert_eq!(
+        props("flashfit.embedded.json"),
+        props("flashfit.quality.json"),
+        "one record type on every enrichment topic"
+    );
+    assert_eq!(
+        required("flashfit.feedback.json"),
+        ["event_id", "garment_ids", "signal", "ts", "user_id"]
+    );
+    assert_eq!(
+        all["flashfit.feedback.json"]["properties"]["garment_ids"]["maxItems"],
+        MAX_GARMENTS_PER_EVENT
+    );
+    assert_eq!(
+        required("flashfit.kpi.json"),
+        ["event_id", "ts", "type", "user_id"]
+    );
+    let status = StatusEvent::failed_from_raw(GOOD.as_bytes(), "quality", Reason::NotFound, "m");
+    let written = serde_json::to_value(&status).expect("ser");
+    let mut keys: Vec<String> = written.as_object().expect("obj").keys().cloned().collect();
+    keys.sort();
+    assert_eq!(props("flashfit.status.json"), keys);
+    // Reason names in the schema are the stable names.
+    let text = all["flashfit.status.json"].to_string();
+    for r in Reason::ALL {
+        assert!(text.contains(&format!("\"{}\"", r.as_str())), "{r}");
+    }
+    let dlq = required("flashfit.dlq.json");
+    for h in [
+        headers::ERROR_KIND,
+        headers::ERROR_MESSAGE,
+        headers::SOURCE_TOPIC,
+        headers::SOURCE_PARTITION,
+        headers::SOURCE_OFFSET,
+        headers::STAGE,
+        headers::WORKER_VERSION,
+    ] {
+        assert!(dlq.contains(&h.to_owned()), "{h}");
+    }
 }
 
 const GOOD_DELETE: &str = r#"{"event_id":"d1","user_id":"u1","garment_id":"g1",
@@ -220,37 +296,15 @@ fn the_taxonomy_has_47_unique_categories_in_six_groups() {
 }
 
 #[test]
-fn feedback_and_kpi_events_parse_validate_and_match_their_schemas() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
-    let load = |name: &str| -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(root.join(name)).expect("file"))
-            .expect("json")
-    };
-    let sorted = |v: &serde_json::Value| -> Vec<String> {
-        let mut k: Vec<String> = match v {
-            serde_json::Value::Object(m) => m.keys().cloned().collect(),
-            serde_json::Value::Array(a) => a
-                .iter()
-                .filter_map(|x| x.as_str().map(str::to_owned))
-                .collect(),
-            _ => Vec::new(),
-        };
-        k.sort();
-        k
-    };
-
+fn feedback_and_kpi_events_parse_and_validate() {
     let good = r#"{"event_id":"f1","user_id":"u1","signal":"wear","garment_ids":["g1","g2"],
         "outfit_id":"o1","ts":"2026-11-22T10:00:00Z","app":"ios"}"#;
     let f = FeedbackEvent::from_json(good.as_bytes()).expect("valid");
     assert_eq!((f.signal, f.garment_ids.len()), (Signal::Wear, 2));
-    let schema = load("flashfit.feedback.json");
-    assert_eq!(
-        sorted(&schema["properties"]),
-        sorted(&serde_json::to_value(&f).expect("ser"))
-    );
-    let signals: Vec<String> =
-        serde_json::from_value(schema["properties"]["signal"]["enum"].clone()).expect("enum");
-    assert_eq!(signals, Signal::ALL.map(|s| s.as_str().to_owned()).to_vec());
+    for sig in Signal::ALL {
+        let v = serde_json::to_value(sig).expect("ser");
+        assert_eq!(v, sig.as_str());
+    }
     for (bad, field) in [
         (
             good.replace(r#""signal":"wear""#, r#""signal":"love""#),
@@ -272,16 +326,6 @@ fn feedback_and_kpi_events_parse_validate_and_match_their_schemas() {
     let k = KpiEvent::from_json(kpi.as_bytes()).expect("valid");
     assert_eq!(k.kind, KpiType::SessionEnd);
     assert_eq!(k.variants["outfit_scorer"], "treatment");
-    let schema = load("flashfit.kpi.json");
-    let mut full = serde_json::to_value(&k).expect("ser");
-    full["value"] = 1.0.into();
-    full["outfit_id"] = "o".into();
-    full["garment_ids"] = serde_json::json!(["g"]);
-    assert_eq!(sorted(&schema["properties"]), sorted(&full));
-    assert_eq!(
-        sorted(&schema["required"]),
-        vec!["event_id", "ts", "type", "user_id"]
-    );
     let no_duration = kpi.replace(r#","duration_s":42.5"#, "");
     assert!(KpiEvent::from_json(no_duration.as_bytes()).is_err());
     let rating = kpi.replace("session_end", "rating");

@@ -14,7 +14,8 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::table::{Table, parquet_of};
+use crate::layout::parquet_of;
+use crate::table::Table;
 use crate::{Error, Result};
 
 /// What a compaction read and wrote.
@@ -154,8 +155,9 @@ mod tests {
 
     use super::*;
     use crate::garments;
-    use crate::table::tests::{object, record};
-    use crate::table::{GARMENT_DELETES, GARMENTS, Range, Table};
+    use crate::layout::{GARMENT_DELETES, GARMENTS};
+    use crate::table::tests::{bytes, object, record};
+    use crate::table::{Range, Table};
 
     #[tokio::test]
     async fn the_latest_processing_of_each_garment_wins_and_the_bytes_repeat() {
@@ -178,7 +180,7 @@ mod tests {
         r3["classification"]["category"] = "sneakers".into();
         let rows = |rs: &[&Value]| {
             rs.iter()
-                .map(|r| garments::row(r).expect("row"))
+                .map(|r| garments::row(&bytes(r)).expect("row"))
                 .collect::<Vec<_>>()
         };
         t.write_range(&range(0, 1), &rows(&[&r1, &r2]))
@@ -214,8 +216,8 @@ mod tests {
         // log and one of them is newer than the delete.
         let tombstone = GARMENT_DELETES
             .convert(
-                &serde_json::json!({"event_id": "d1", "user_id": "u1", "garment_id": "g1",
-                "deleted_at": "2026-11-21T00:00:00Z"}),
+                br#"{"event_id": "d1", "user_id": "u1", "garment_id": "g1",
+                "deleted_at": "2026-11-21T00:00:00Z"}"#,
             )
             .expect("tombstone");
         deletes

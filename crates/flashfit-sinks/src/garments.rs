@@ -1,10 +1,13 @@
 //! The `garments` table: one flat row per processed garment, columns named as the contract
-//! says (`schemas/garments.md`), built from the enriched record on `flashfit.embedded`.
+//! says (`schemas/garments.md`), built from the garment record on the pipeline's last topic (`flashfit.embedded`).
 
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
-use serde_json::{Value, json};
+use flashfit_schema::record::{DetectionSource, ModelRef, Role};
+use flashfit_schema::{GarmentRecord, Warning, format_ts};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::{Error, Result};
 
@@ -98,83 +101,173 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
-fn bbox(v: &Value) -> Value {
-    match v.as_array().map(Vec::as_slice) {
-        Some([x1, y1, x2, y2]) => json!({"x1": x1, "y1": y1, "x2": x2, "y2": y2}),
-        _ => Value::Null,
+/// A box as the table's struct column.
+#[derive(Serialize)]
+struct BBox {
+    x1: f32,
+    y1: f32,
+    x2: f32,
+    y2: f32,
+}
+
+impl From<[f32; 4]> for BBox {
+    fn from([x1, y1, x2, y2]: [f32; 4]) -> Self {
+        BBox { x1, y1, x2, y2 }
     }
 }
 
-fn text(v: &Value, field: &str) -> Result<String> {
-    v[field]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| Error::BadRecord(format!("record has no `{field}`")))
+#[derive(Serialize)]
+struct DetectionRow<'a> {
+    class: &'a str,
+    confidence: f32,
+    bbox: BBox,
+    model: &'a str,
+    role: Role,
+}
+
+#[derive(Serialize)]
+struct TopK<'a> {
+    name: &'a str,
+    confidence: f32,
+}
+
+#[derive(Serialize)]
+struct Rgb {
+    r: u8,
+    g: u8,
+    b: u8,
+}
+
+#[derive(Serialize)]
+struct ColourRow<'a> {
+    name: &'a str,
+    rgb: Rgb,
+    share: f32,
+}
+
+/// One row of [`schema`], column for column.
+#[derive(Serialize)]
+struct Row<'a> {
+    event_id: &'a str,
+    garment_id: &'a str,
+    user_id: &'a str,
+    image_uri: &'a str,
+    status: &'static str,
+    width: Option<u32>,
+    height: Option<u32>,
+    blur_score: Option<f64>,
+    brightness: Option<f64>,
+    quality_warnings: &'a [Warning],
+    detection_class: Option<&'a str>,
+    detection_confidence: Option<f32>,
+    bbox: Option<BBox>,
+    detection_source: Option<DetectionSource>,
+    detections: Vec<DetectionRow<'a>>,
+    category: Option<&'a str>,
+    category_confidence: Option<f32>,
+    category_topk: Vec<TopK<'a>>,
+    is_clothing: Option<f32>,
+    color_primary: Option<&'a str>,
+    color_secondary: Option<&'a str>,
+    colors: Vec<ColourRow<'a>>,
+    pattern: Option<&'a str>,
+    fit: Option<&'a str>,
+    formality: Option<f32>,
+    seasons: &'a [String],
+    style_tags: &'a [String],
+    caption: Option<&'a str>,
+    models: &'a [ModelRef],
+    processed_at: String,
+}
+
+/// The table row of one message of the pipeline's last topic.
+pub fn row(payload: &[u8]) -> Result<Value> {
+    let r = GarmentRecord::from_json(payload).map_err(|e| Error::BadRecord(e.0))?;
+    row_of(&r)
 }
 
 /// The table row for one enriched record (as JSON, for Arrow's JSON decoder). `processed_at`
 /// comes from the record (stamped by the pipeline's last stage), so rewriting a row from the
 /// same record gives the same bytes.
-pub fn row(r: &Value) -> Result<Value> {
-    let q = &r["quality"];
-    let d = &r["detection"];
-    let c = &r["classification"];
-    let a = &r["attributes"];
-    let processed_at = text(r, "processed_at")?;
-    chrono::DateTime::parse_from_rfc3339(&processed_at)
-        .map_err(|e| Error::BadRecord(format!("processed_at `{processed_at}`: {e}")))?;
-    let detections: Vec<Value> = d["all"]
-        .as_array()
-        .map(|all| {
-            all.iter()
-                .map(|x| {
-                    json!({"class": x["class"], "confidence": x["confidence"], "bbox": bbox(&x["bbox"]),
-                           "model": x["model"], "role": x["role"]})
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let topk: Vec<Value> = c["topk"]
-        .as_array()
-        .map(|t| {
-            t.iter()
-                .map(|x| json!({"name": x["category"], "confidence": x["confidence"]}))
-                .collect()
-        })
-        .unwrap_or_default();
-    let colors: Vec<Value> = a["colors"]
-        .as_array()
-        .map(|cs| {
-            cs.iter()
-                .map(|x| {
-                    let rgb = match x["rgb"].as_array().map(Vec::as_slice) {
-                        Some([r, g, b]) => json!({"r": r, "g": g, "b": b}),
-                        _ => Value::Null,
-                    };
-                    json!({"name": x["name"], "rgb": rgb, "share": x["share"]})
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(json!({
-        "event_id": text(r, "event_id")?,
-        "garment_id": text(r, "garment_id")?,
-        "user_id": text(r, "user_id")?,
-        "image_uri": text(r, "image_uri")?,
-        "status": "processed",
-        "width": q["width"], "height": q["height"],
-        "blur_score": q["blur_score"], "brightness": q["brightness"],
-        "quality_warnings": q["warnings"].as_array().cloned().unwrap_or_default(),
-        "detection_class": d["class"], "detection_confidence": d["confidence"],
-        "bbox": bbox(&d["bbox"]), "detection_source": d["source"], "detections": detections,
-        "category": c["category"], "category_confidence": c["confidence"],
-        "category_topk": topk, "is_clothing": c["is_clothing"],
-        "color_primary": a["color_primary"], "color_secondary": a["color_secondary"],
-        "colors": colors, "pattern": a["pattern"], "fit": a["fit"], "formality": a["formality"],
-        "seasons": a["seasons"].as_array().cloned().unwrap_or_default(),
-        "style_tags": a["style_tags"].as_array().cloned().unwrap_or_default(),
-        "caption": r["embedding"]["caption"],
-        "models": r["models"].as_array().cloned().unwrap_or_default(),
-        "processed_at": processed_at,
-    }))
+pub fn row_of(r: &GarmentRecord) -> Result<Value> {
+    let processed_at = r
+        .processed_at
+        .map(format_ts)
+        .ok_or_else(|| Error::BadRecord("record has no `processed_at`".into()))?;
+    let q = r.quality.as_ref();
+    let d = r.detection.as_ref();
+    let c = r.classification.as_ref();
+    let a = r.attributes.as_ref();
+    let none: &[String] = &[];
+    let row = Row {
+        event_id: &r.upload.event_id,
+        garment_id: &r.upload.garment_id,
+        user_id: &r.upload.user_id,
+        image_uri: &r.upload.image_uri,
+        status: "processed",
+        width: q.map(|q| q.width),
+        height: q.map(|q| q.height),
+        blur_score: q.map(|q| q.blur_score),
+        brightness: q.map(|q| q.brightness),
+        quality_warnings: q.map_or(&[], |q| q.warnings.as_slice()),
+        detection_class: d.map(|d| d.class.as_str()),
+        detection_confidence: d.and_then(|d| d.confidence),
+        bbox: d.map(|d| d.bbox.into()),
+        detection_source: d.map(|d| d.source),
+        detections: d
+            .map(|d| {
+                d.all
+                    .iter()
+                    .map(|x| DetectionRow {
+                        class: &x.class,
+                        confidence: x.confidence,
+                        bbox: x.bbox.into(),
+                        model: &x.model,
+                        role: x.role,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        category: c.map(|c| c.category.as_str()),
+        category_confidence: c.map(|c| c.confidence),
+        category_topk: c
+            .map(|c| {
+                c.topk
+                    .iter()
+                    .map(|t| TopK {
+                        name: &t.category,
+                        confidence: t.confidence,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        is_clothing: c.map(|c| c.is_clothing),
+        color_primary: a.and_then(|a| a.color_primary.as_deref()),
+        color_secondary: a.and_then(|a| a.color_secondary.as_deref()),
+        colors: a
+            .map(|a| {
+                a.colors
+                    .iter()
+                    .map(|x| ColourRow {
+                        name: &x.name,
+                        rgb: Rgb {
+                            r: x.rgb[0],
+                            g: x.rgb[1],
+                            b: x.rgb[2],
+                        },
+                        share: x.share,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        pattern: a.map(|a| a.pattern.as_str()),
+        fit: a.map(|a| a.fit.as_str()),
+        formality: a.map(|a| a.formality),
+        seasons: a.map_or(none, |a| a.seasons.as_slice()),
+        style_tags: a.map_or(none, |a| a.style_tags.as_slice()),
+        caption: r.embedding.as_ref().map(|e| e.caption.as_str()),
+        models: &r.models,
+        processed_at,
+    };
+    serde_json::to_value(row).map_err(|e| Error::BadRecord(e.to_string()))
 }

@@ -1,70 +1,19 @@
-//! The `kpi_events` table (one row per KPI event on `flashfit.kpi`, partitioned by the UTC day
-//! of `ts`, written by `flashfit worker kpi` with the same replay-safe rules as `garments`)
-//! and its `kpi_daily` rollup (`flashfit kpi-daily`): per experiment, variant and day —
+//! The `kpi_daily` rollup of the `kpi_events` table ([`crate::kpi_events`]) (`flashfit kpi-daily`): per experiment, variant and day —
 //! impressions, clicks, CTR, conversions, conversion rate, mean session duration, users.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
-use arrow::datatypes::{
-    DataType, Field, Fields, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
-};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
 use bytes::Bytes;
-use flashfit_schema::{KpiEvent, format_ts};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::table::{Table, decode, parquet_of};
+use crate::layout::{decode, parquet_of};
+use crate::table::Table;
 use crate::{Error, Result};
-
-fn list(name: &str, item: DataType) -> Field {
-    Field::new(
-        name,
-        DataType::List(Arc::new(Field::new("item", item, true))),
-        true,
-    )
-}
-
-/// The Arrow schema of `kpi_events`.
-pub fn schema() -> SchemaRef {
-    let variant = DataType::Struct(Fields::from(vec![
-        Field::new("experiment", DataType::Utf8, true),
-        Field::new("variant", DataType::Utf8, true),
-    ]));
-    Arc::new(Schema::new(vec![
-        Field::new("event_id", DataType::Utf8, false),
-        Field::new("user_id", DataType::Utf8, false),
-        Field::new("type", DataType::Utf8, false),
-        Field::new(
-            "ts",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
-            false,
-        ),
-        list("variants", variant),
-        Field::new("duration_s", DataType::Float64, true),
-        Field::new("value", DataType::Float64, true),
-        Field::new("outfit_id", DataType::Utf8, true),
-        list("garment_ids", DataType::Utf8),
-    ]))
-}
-
-/// The row of one KPI event (validated as the contract says).
-pub fn row(r: &Value) -> Result<Value> {
-    let bytes = serde_json::to_vec(r).map_err(|e| Error::BadRecord(e.to_string()))?;
-    let e = KpiEvent::from_json(&bytes).map_err(|e| Error::BadRecord(e.0))?;
-    let variants: Vec<Value> = e
-        .variants
-        .iter()
-        .map(|(x, v)| json!({"experiment": x, "variant": v}))
-        .collect();
-    Ok(json!({
-        "event_id": e.event_id, "user_id": e.user_id, "type": e.kind.as_str(),
-        "ts": format_ts(e.ts), "variants": variants, "duration_s": e.duration_s,
-        "value": e.value, "outfit_id": e.outfit_id, "garment_ids": e.garment_ids,
-    }))
-}
 
 /// The Arrow schema of `kpi_daily`.
 pub fn daily_schema() -> SchemaRef {
@@ -196,9 +145,11 @@ pub async fn rollup_daily(events: &Table, out: &Path) -> Result<Rollup> {
 mod tests {
     use object_store::memory::InMemory;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use serde_json::Value;
 
     use super::*;
-    use crate::table::{KPI_EVENTS, Range};
+    use crate::layout::KPI_EVENTS;
+    use crate::table::Range;
 
     fn ev(id: &str, user: &str, kind: &str, ts: &str, variant: &str, extra: Value) -> Value {
         let mut v = json!({"event_id": id, "user_id": user, "type": kind, "ts": ts,
@@ -246,7 +197,11 @@ mod tests {
         ];
         let rows: Vec<Value> = records
             .iter()
-            .map(|r| KPI_EVENTS.convert(r).expect("row"))
+            .map(|r| {
+                KPI_EVENTS
+                    .convert(&serde_json::to_vec(r).expect("json"))
+                    .expect("row")
+            })
             .collect();
         let range = Range {
             topic: "flashfit.kpi".into(),
@@ -258,12 +213,18 @@ mod tests {
         // Bad events are refused: no duration on session_end, no value on rating.
         assert!(
             KPI_EVENTS
-                .convert(&ev("x", "u", "session_end", day1, "c", json!({})))
+                .convert(
+                    &serde_json::to_vec(&ev("x", "u", "session_end", day1, "c", json!({})))
+                        .expect("json")
+                )
                 .is_err()
         );
         assert!(
             KPI_EVENTS
-                .convert(&ev("x", "u", "rating", day1, "c", json!({})))
+                .convert(
+                    &serde_json::to_vec(&ev("x", "u", "rating", day1, "c", json!({})))
+                        .expect("json")
+                )
                 .is_err()
         );
 

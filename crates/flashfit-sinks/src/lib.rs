@@ -1,12 +1,16 @@
 //! Parquet sinks: the `garments` log ([`garments`]: schema and rows) and its
 //! `garment_deletes` tombstones ([`deletes`]), written as replay-safe files on object storage
 //! ([`table`]) by `flashfit worker parquet` ([`stage`]); `garments_current` ([`compact`]);
-//! the A/B `kpi_events` table and its `kpi_daily` rollup ([`kpi`]).
+//! the A/B `kpi_events` table ([`kpi_events`]) and its `kpi_daily` rollup ([`kpi`]). Each
+//! table's schema and row function are named in [`layout`], which the writer and the rollups
+//! depend on.
 
 pub mod compact;
 pub mod deletes;
 pub mod garments;
 pub mod kpi;
+pub mod kpi_events;
+pub mod layout;
 pub mod stage;
 pub mod table;
 

@@ -82,9 +82,10 @@ fn failed(why: String, e: &crate::Error) -> Outcome {
 
 /// The row of one message, or why it cannot have one.
 fn convert(table: &Table, msg: &Message) -> Result<Value, String> {
-    let record: Value =
-        serde_json::from_slice(msg.payload()).map_err(|e| format!("not JSON: {e}"))?;
-    table.layout.convert(&record).map_err(|e| e.to_string())
+    table
+        .layout
+        .convert(msg.payload())
+        .map_err(|e| e.to_string())
 }
 
 #[async_trait]

@@ -6,9 +6,10 @@
 use flashfit_config::{AttributesConfig, PatternRules};
 use flashfit_models::mask::PersonMask;
 use flashfit_models::tagger::{Tagger, Tags as ModelTags};
+use flashfit_schema::GarmentRecord;
+use flashfit_schema::record::{Attributes as Record, ColorShare, DetectionSource};
 use flashfit_schema::taxonomy;
 use image::RgbImage;
-use serde_json::{Value, json};
 
 use crate::colour::{ColourConfig, ColourShare, GarmentPixels, extract_from, garment_pixels};
 use crate::enrich::{EnrichStage, Enricher, crop, record_bbox};
@@ -296,16 +297,13 @@ impl Enricher for Attributes {
     type Prepared = Pending;
     type Output = Tags;
 
-    fn prepare(&self, record: &Value, img: RgbImage) -> Pending {
-        let category = record["classification"]["category"]
-            .as_str()
-            .unwrap_or("")
-            .to_owned();
+    fn prepare(&self, record: &GarmentRecord, img: RgbImage) -> Pending {
+        let category = record.category().unwrap_or("").to_owned();
         let bbox = record_bbox(record);
         let crop = bbox.map_or_else(|| img.clone(), |b| crop(&img, b));
         let worn = (self.config.person_mask
             && self.mask.is_some()
-            && record["detection"]["source"].as_str() == Some("person"))
+            && record.detection.as_ref().map(|d| d.source) == Some(DetectionSource::Person))
         .then(|| {
             let (w, h) = img.dimensions();
             let b = bbox.unwrap_or([0.0, 0.0, f64::from(w), f64::from(h)]);
@@ -324,22 +322,26 @@ impl Enricher for Attributes {
         self.tag_batch(batch)
     }
 
-    fn finish(&self, record: &mut Value, t: Tags) {
-        let colours: Vec<Value> = t
-            .colours
-            .iter()
-            .map(|c| json!({"name": c.name, "rgb": c.rgb, "share": (c.percentage * 1000.0).round() / 1000.0}))
-            .collect();
-        record["attributes"] = json!({
-            "color_primary": t.colours.first().map(|c| c.name),
-            "color_secondary": t.colours.get(1).map(|c| c.name),
-            "colors": colours,
-            "pattern": t.pattern,
-            "fit": t.fit,
-            "formality": (f64::from(t.formality) * 100.0).round() / 100.0,
-            "seasons": t.seasons,
-            "style_tags": t.style_tags,
-            "background_mask": t.mask,
+    fn finish(&self, record: &mut GarmentRecord, t: Tags) {
+        record.attributes = Some(Record {
+            color_primary: t.colours.first().map(|c| c.name.to_owned()),
+            color_secondary: t.colours.get(1).map(|c| c.name.to_owned()),
+            colors: t
+                .colours
+                .iter()
+                .map(|c| ColorShare {
+                    name: c.name.to_owned(),
+                    rgb: c.rgb,
+                    share: (c.percentage * 1000.0).round() / 1000.0,
+                })
+                .collect(),
+            pattern: t.pattern,
+            fit: t.fit,
+            formality: ((f64::from(t.formality) * 100.0).round() / 100.0) as f32,
+            seasons: t.seasons,
+            style_tags: t.style_tags,
+            background_mask: t.mask.to_owned(),
+            extra: Default::default(),
         });
     }
 

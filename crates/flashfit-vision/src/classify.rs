@@ -3,9 +3,10 @@ use std::sync::Arc;
 use flashfit_models::head::LinearHead;
 use flashfit_models::taxonomy::{Classification, ImageNetMap};
 use flashfit_models::{ImageNetModel, softmax};
+use flashfit_schema::GarmentRecord;
+use flashfit_schema::record::{CategoryScore, Classification as Record};
 use flashfit_schema::taxonomy;
 use image::RgbImage;
-use serde_json::{Value, json};
 
 use crate::enrich::{EnrichStage, Enricher, garment_crop};
 
@@ -70,7 +71,7 @@ impl Enricher for Classifier {
     type Prepared = Vec<f32>;
     type Output = Classification;
 
-    fn prepare(&self, record: &Value, img: RgbImage) -> Vec<f32> {
+    fn prepare(&self, record: &GarmentRecord, img: RgbImage) -> Vec<f32> {
         self.model.preprocess(&garment_crop(record, img))
     }
 
@@ -79,14 +80,22 @@ impl Enricher for Classifier {
         Ok(outs.iter().map(|o| self.classify(o)).collect())
     }
 
-    fn finish(&self, record: &mut Value, c: Classification) {
-        record["classification"] = json!({
-            "category": c.category,
-            "group": taxonomy::group(&c.category),
-            "confidence": c.confidence,
-            "topk": c.topk.iter().map(|(k, p)| json!({"category": k, "confidence": p})).collect::<Vec<_>>(),
-            "is_clothing": c.is_clothing,
-            "flagged": c.is_clothing < 0.7,
+    fn finish(&self, record: &mut GarmentRecord, c: Classification) {
+        record.classification = Some(Record {
+            group: taxonomy::group(&c.category).map(str::to_owned),
+            confidence: c.confidence,
+            topk: c
+                .topk
+                .into_iter()
+                .map(|(category, confidence)| CategoryScore {
+                    category,
+                    confidence,
+                })
+                .collect(),
+            is_clothing: c.is_clothing,
+            flagged: c.is_clothing < 0.7,
+            category: c.category,
+            extra: Default::default(),
         });
     }
 

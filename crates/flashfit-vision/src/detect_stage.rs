@@ -3,8 +3,10 @@
 //! garment, the largest person; else the foreground region of the photo (a flat-lay or hanger
 //! shot), else the whole photo. `detection.source` says which.
 
+use flashfit_schema::GarmentRecord;
+pub use flashfit_schema::record::DetectionSource as Source;
+use flashfit_schema::record::{DetectedObject, Detection as Record};
 use image::RgbImage;
-use serde_json::{Value, json};
 
 use crate::colour::foreground_box;
 use crate::detect::Detection;
@@ -19,30 +21,6 @@ pub struct Detect {
     pub iou: f32,
     /// Lab distance from the border colour that counts as foreground (fallback box).
     pub background_delta_e: f32,
-}
-
-/// Where the garment box came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// A garment class of a detector.
-    Detector,
-    /// No garment class, but a person: the garment is worn.
-    Person,
-    /// Nothing detected: the region that differs from the border colour.
-    Foreground,
-    /// Nothing detected and no foreground: the whole photo.
-    FullImage,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Detector => "detector",
-            Source::Person => "person",
-            Source::Foreground => "foreground",
-            Source::FullImage => "full_image",
-        }
-    }
 }
 
 /// One detection with the model that made it and what it means.
@@ -107,8 +85,8 @@ pub fn choose(all: Vec<Found>, img: &RgbImage, background_delta_e: f32) -> Verdi
     }
 }
 
-fn rounded(b: [f32; 4]) -> Vec<f32> {
-    b.iter().map(|v| v.round()).collect()
+fn rounded(b: [f32; 4]) -> [f32; 4] {
+    b.map(f32::round)
 }
 
 impl Enricher for Detect {
@@ -117,7 +95,7 @@ impl Enricher for Detect {
     type Prepared = (RgbImage, Vec<Prepared>);
     type Output = Verdict;
 
-    fn prepare(&self, _record: &Value, img: RgbImage) -> Self::Prepared {
+    fn prepare(&self, _record: &GarmentRecord, img: RgbImage) -> Self::Prepared {
         let inputs = self.detectors.iter().map(|d| d.prepare(&img)).collect();
         (img, inputs)
     }
@@ -142,28 +120,28 @@ impl Enricher for Detect {
         Ok(out)
     }
 
-    fn finish(&self, record: &mut Value, v: Verdict) {
-        let all: Vec<Value> = v
-            .all
-            .iter()
-            .map(|f| {
-                json!({
-                    "class": f.det.class,
-                    "confidence": f.det.confidence,
-                    "bbox": rounded(f.det.bbox),
-                    "model": f.model,
-                    "role": match f.role { Role::Garment => "garment", Role::Person => "person", Role::Other => "other" },
+    fn finish(&self, record: &mut GarmentRecord, v: Verdict) {
+        let primary = v.primary.and_then(|i| v.all.get(i));
+        record.detection = Some(Record {
+            class: primary
+                .map_or(v.source.as_str(), |f| f.det.class.as_str())
+                .to_owned(),
+            confidence: primary.map(|f| f.det.confidence),
+            bbox: rounded(v.bbox),
+            source: v.source,
+            model: primary.map(|f| f.model.clone()),
+            all: v
+                .all
+                .iter()
+                .map(|f| DetectedObject {
+                    class: f.det.class.clone(),
+                    confidence: f.det.confidence,
+                    bbox: rounded(f.det.bbox),
+                    model: f.model.clone(),
+                    role: f.role,
                 })
-            })
-            .collect();
-        let primary = v.primary.map(|i| &v.all[i]);
-        record["detection"] = json!({
-            "class": primary.map_or(v.source.as_str(), |f| f.det.class.as_str()),
-            "confidence": primary.map(|f| f.det.confidence),
-            "bbox": rounded(v.bbox),
-            "source": v.source.as_str(),
-            "model": primary.map(|f| f.model.clone()),
-            "all": all,
+                .collect(),
+            extra: Default::default(),
         });
     }
 

@@ -12,12 +12,7 @@ use crate::detect::{
 };
 
 /// What a detected class means for a wardrobe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Garment,
-    Person,
-    Other,
-}
+pub use flashfit_schema::record::Role;
 
 pub struct Detector {
     pub name: String,

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use flashfit_models::embed::Embedder;
+use flashfit_schema::GarmentRecord;
+use flashfit_schema::record::Embedding;
 use image::RgbImage;
-use serde_json::{Value, json};
 
 use crate::enrich::{EnrichStage, Enricher, garment_crop};
 
@@ -17,41 +18,42 @@ pub struct Embed {
 
 /// A caption from the record's attributes and category, e.g. "navy solid formal dress shirt,
 /// slim fit, classic". Words a query would use; underscores become spaces.
-pub fn caption(record: &Value) -> String {
-    let a = &record["attributes"];
-    let s = |v: &Value| v.as_str().map(|x| x.replace('_', " "));
+pub fn caption(record: &GarmentRecord) -> String {
+    let words = |v: &str| v.replace('_', " ");
+    let a = record.attributes.as_ref();
     let mut head: Vec<String> = Vec::new();
-    head.extend(s(&a["color_primary"]));
-    if let Some(p) = s(&a["pattern"]).filter(|p| p != "solid") {
+    head.extend(a.and_then(|a| a.color_primary.as_deref()).map(words));
+    if let Some(p) = a
+        .map(|a| words(&a.pattern))
+        .filter(|p| p != "solid" && !p.is_empty())
+    {
         head.push(p);
     }
-    if let Some(f) = a["formality"].as_f64() {
-        head.push(if f >= 0.7 {
-            "formal".into()
+    if let Some(f) = a.map(|a| a.formality) {
+        if f >= 0.7 {
+            head.push("formal".into());
         } else if f <= 0.3 {
-            "casual".into()
-        } else {
-            String::new()
-        });
+            head.push("casual".into());
+        }
     }
     head.extend(
-        s(&record["classification"]["category"]).or_else(|| s(&record["detection"]["class"])),
+        record
+            .category()
+            .or_else(|| record.detection.as_ref().map(|d| d.class.as_str()))
+            .map(words),
     );
-    let mut parts = vec![
-        head.into_iter()
-            .filter(|w| !w.is_empty())
-            .collect::<Vec<_>>()
-            .join(" "),
-    ];
-    if let Some(c2) = s(&a["color_secondary"]) {
-        parts.push(format!("with {c2}"));
+    let mut parts = vec![head.join(" ")];
+    if let Some(c2) = a.and_then(|a| a.color_secondary.as_deref()) {
+        parts.push(format!("with {}", words(c2)));
     }
-    if let Some(f) = s(&a["fit"]).filter(|f| f != "regular") {
+    if let Some(f) = a
+        .map(|a| words(&a.fit))
+        .filter(|f| f != "regular" && !f.is_empty())
+    {
         parts.push(format!("{f} fit"));
     }
-    let tags: Vec<String> = a["style_tags"]
-        .as_array()
-        .map(|t| t.iter().filter_map(s).collect())
+    let tags: Vec<String> = a
+        .map(|a| a.style_tags.iter().map(|t| words(t)).collect())
         .unwrap_or_default();
     if !tags.is_empty() {
         parts.push(tags.join(" "));
@@ -80,7 +82,7 @@ impl Enricher for Embed {
     type Prepared = Pending;
     type Output = (String, Vec<f32>, Vec<f32>);
 
-    fn prepare(&self, record: &Value, img: RgbImage) -> Pending {
+    fn prepare(&self, record: &GarmentRecord, img: RgbImage) -> Pending {
         Pending {
             crop: garment_crop(record, img),
             caption: caption(record),
@@ -109,11 +111,12 @@ impl Enricher for Embed {
             .collect())
     }
 
-    fn finish(&self, record: &mut Value, (caption, image, text): Self::Output) {
-        record["embedding"] = json!({
-            "image_vector": compact(image),
-            "caption": caption,
-            "text_vector": compact(text),
+    fn finish(&self, record: &mut GarmentRecord, (caption, image, text): Self::Output) {
+        record.embedding = Some(Embedding {
+            image_vector: compact(image),
+            caption,
+            text_vector: compact(text),
+            extra: Default::default(),
         });
     }
 
@@ -126,19 +129,46 @@ impl Enricher for Embed {
 mod tests {
     use super::*;
 
+    fn record(v: serde_json::Value) -> GarmentRecord {
+        let mut base = serde_json::json!({"event_id": "e", "user_id": "u", "garment_id": "g",
+            "image_uri": "s3://b/k.jpg", "uploaded_at": "2026-11-22T00:00:00Z"});
+        if let (Some(b), Some(extra)) = (base.as_object_mut(), v.as_object()) {
+            b.extend(extra.clone());
+        }
+        serde_json::from_value(base).expect("record")
+    }
+
+    fn attrs(v: serde_json::Value) -> serde_json::Value {
+        let mut a = serde_json::json!({"color_primary": null, "color_secondary": null,
+            "colors": [], "pattern": "solid", "fit": "regular", "formality": 0.5, "seasons": [],
+            "style_tags": [], "background_mask": "border"});
+        if let (Some(x), Some(extra)) = (a.as_object_mut(), v.as_object()) {
+            x.extend(extra.clone());
+        }
+        a
+    }
+
+    fn classification(category: &str) -> serde_json::Value {
+        serde_json::json!({"category": category, "group": null, "confidence": 0.9, "topk": [],
+            "is_clothing": 0.9, "flagged": false})
+    }
+
     #[test]
     fn captions_use_the_words_a_query_would() {
-        let r = json!({
-            "classification": {"category": "dress_shirt"},
-            "attributes": {"color_primary": "navy", "color_secondary": "white", "pattern": "striped",
-                           "fit": "slim", "formality": 0.9, "style_tags": ["formal", "classic"]}
-        });
+        let r = record(serde_json::json!({
+            "classification": classification("dress_shirt"),
+            "attributes": attrs(serde_json::json!({"color_primary": "navy", "color_secondary": "white",
+                "pattern": "striped", "fit": "slim", "formality": 0.9, "style_tags": ["formal", "classic"]}))
+        }));
         assert_eq!(
             caption(&r),
             "navy striped formal dress shirt, with white, slim fit, formal classic"
         );
-        assert_eq!(caption(&json!({})), "garment");
-        let r = json!({"classification": {"category": "jeans"}, "attributes": {"color_primary": "blue", "pattern": "solid", "fit": "regular", "formality": 0.5}});
+        assert_eq!(caption(&record(serde_json::json!({}))), "garment");
+        let r = record(
+            serde_json::json!({"classification": classification("jeans"),
+            "attributes": attrs(serde_json::json!({"color_primary": "blue"}))}),
+        );
         assert_eq!(caption(&r), "blue jeans");
     }
 }

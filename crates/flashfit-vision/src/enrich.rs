@@ -11,11 +11,11 @@ use flashfit_config::QualityConfig;
 use flashfit_quality::Limits;
 use flashfit_quality::intake::{decode_outcome, decode_rgb_oriented, read_upload};
 use flashfit_runtime::{Emit, Message, Outcome, Stage, run_blocking};
-use flashfit_schema::{Reason, Status, StatusEvent, UploadEvent};
+use flashfit_schema::record::ModelRef;
+use flashfit_schema::{GarmentRecord, Reason, Status, StatusEvent, UploadEvent};
 use flashfit_storage::Location;
 use futures::StreamExt;
 use image::RgbImage;
-use serde_json::{Value, json};
 
 /// The model-specific half of a stage.
 pub trait Enricher: Send + Sync + 'static {
@@ -25,11 +25,11 @@ pub trait Enricher: Send + Sync + 'static {
     type Output: Send + 'static;
 
     /// Blocking, per message: the model input from the record and the decoded, oriented photo.
-    fn prepare(&self, record: &Value, img: RgbImage) -> Self::Prepared;
+    fn prepare(&self, record: &GarmentRecord, img: RgbImage) -> Self::Prepared;
     /// Blocking, per batch: one output per input, in order.
     fn infer(&self, batch: Vec<Self::Prepared>) -> Result<Vec<Self::Output>, String>;
     /// Adds the stage's object to the record.
-    fn finish(&self, record: &mut Value, out: Self::Output);
+    fn finish(&self, record: &mut GarmentRecord, out: Self::Output);
     /// `(name, version)` of every model whose output the record now carries.
     fn models(&self) -> Vec<(String, String)>;
 }
@@ -64,14 +64,12 @@ impl<E: Enricher> EnrichStage<E> {
 
 enum Item<P> {
     Done(Outcome),
-    Ready(Box<(Value, UploadEvent, P)>),
+    Ready(Box<(GarmentRecord, UploadEvent, P)>),
 }
 
 /// The record's `detection.bbox` as `[x1, y1, x2, y2]`, if it has one.
-pub fn record_bbox(record: &Value) -> Option<[f64; 4]> {
-    let b = record["detection"]["bbox"].as_array()?;
-    let v: Vec<f64> = b.iter().filter_map(Value::as_f64).collect();
-    (v.len() == 4).then(|| [v[0], v[1], v[2], v[3]])
+pub fn record_bbox(record: &GarmentRecord) -> Option<[f64; 4]> {
+    record.bbox().map(|b| b.map(f64::from))
 }
 
 /// The part of `img` inside `[x1, y1, x2, y2]` (pixels), clamped; the whole image if empty.
@@ -88,7 +86,7 @@ pub fn crop(img: &RgbImage, b: [f64; 4]) -> RgbImage {
 }
 
 /// The garment: the photo cropped to the record's detection box (the whole photo without one).
-pub fn garment_crop(record: &Value, img: RgbImage) -> RgbImage {
+pub fn garment_crop(record: &GarmentRecord, img: RgbImage) -> RgbImage {
     match record_bbox(record) {
         Some(b) => crop(&img, b),
         None => img,
@@ -102,12 +100,12 @@ impl<E: Enricher> EnrichStage<E> {
                 Ok(x) => x,
                 Err(o) => return Item::Done(o),
             };
-        let record = match serde_json::from_slice::<Value>(msg.payload()) {
-            Ok(v) if v.is_object() => v,
-            _ => {
+        let record = match GarmentRecord::from_json(msg.payload()) {
+            Ok(r) => r,
+            Err(e) => {
                 return Item::Done(Outcome::BadInput {
                     reason: Reason::InvalidEvent,
-                    message: "record is not a JSON object".into(),
+                    message: e.to_string(),
                 });
             }
         };
@@ -136,34 +134,30 @@ impl<E: Enricher> EnrichStage<E> {
         }
     }
 
-    fn emit(&self, mut record: Value, upload: &UploadEvent, out: E::Output) -> Outcome {
+    fn emit(&self, mut record: GarmentRecord, upload: &UploadEvent, out: E::Output) -> Outcome {
         self.enricher.finish(&mut record, out);
         if self.io.terminal {
             // When the garment was done: the sinks' `processed_at` (and `dt=` partition) come
             // from the record, so re-sinking the same record writes the same row.
-            record["processed_at"] =
-                json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            record.processed_at = Some(chrono::Utc::now());
         }
         for (name, version) in self.enricher.models() {
-            let entry = json!({"stage": E::STAGE, "name": name, "version": version});
-            match record.get_mut("models").and_then(Value::as_array_mut) {
-                Some(models) => models.push(entry),
-                None => record["models"] = json!([entry]),
-            }
+            record.models.push(ModelRef {
+                stage: E::STAGE.to_owned(),
+                name,
+                version,
+            });
         }
         let key = Some(upload.garment_id.clone().into_bytes());
         let mut out = vec![Emit {
             topic: self.io.output.clone(),
             key: key.clone(),
-            value: serde_json::to_vec(&record).unwrap_or_default(),
+            value: record.to_json(),
         }];
         if self.io.terminal {
             let mut s = StatusEvent::for_upload(upload, Status::Processed, E::STAGE);
-            if let Some(w) = record["quality"]["warnings"].as_array() {
-                s.warnings = w
-                    .iter()
-                    .filter_map(|v| serde_json::from_value(v.clone()).ok())
-                    .collect();
+            if let Some(q) = &record.quality {
+                s.warnings = q.warnings.clone();
             }
             out.push(Emit {
                 topic: self.io.status.clone(),

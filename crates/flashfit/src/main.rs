@@ -534,6 +534,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 nprobes: nprobes.max(1),
                 refine: refine.max(1),
                 uri,
+                dims: flashfit_pipeline::vector_dims(&config)?,
             };
             bench::lance_bench(&opts).await.map_err(Into::into)
         }

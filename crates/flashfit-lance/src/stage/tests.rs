@@ -13,19 +13,22 @@ fn record(i: usize, garment: &str, at: &str, category: &str) -> (Option<Vec<u8>>
     image[i % 1280] = 1.0;
     let mut text = vec![0f32; 384];
     text[i % 384] = 1.0;
-    let v = json!({
-        "event_id": format!("e{i}"), "garment_id": garment, "user_id": "u1",
-        "image_uri": "s3://b/x.jpg", "processed_at": at,
-        "classification": {"category": category},
-        "attributes": {"color_primary": "navy", "colors": [{"name": "navy"}], "style_tags": ["classic"]},
-        "embedding": {"caption": format!("navy {category}"), "image_vector": image, "text_vector": text},
-        "models": [{"stage": "embed", "name": "m", "version": "1"}],
-    });
+    let mut v =
+        flashfit_schema::record::testing::embedded(&format!("e{i}"), garment, "u1", at, (0, 0));
+    v["classification"]["category"] = json!(category);
+    v["embedding"] =
+        json!({"caption": format!("navy {category}"), "image_vector": image, "text_vector": text});
     (
         Some(garment.as_bytes().to_vec()),
         serde_json::to_vec(&v).expect("json"),
     )
 }
+
+/// The shipped embedder's sizes (the vectors below are one-hot in them).
+const DIMS: VectorDims = VectorDims {
+    image: 1280,
+    text: 384,
+};
 
 fn sink(dir: &std::path::Path) -> Arc<LanceSink> {
     Arc::new(LanceSink::new(
@@ -34,6 +37,7 @@ fn sink(dir: &std::path::Path) -> Arc<LanceSink> {
         &LanceConfig::default(),
         "flashfit.embedded".into(),
         "flashfit.deletes".into(),
+        DIMS,
     ))
 }
 
@@ -325,6 +329,7 @@ async fn the_worker_runs_upkeep_in_the_background_between_batches() {
         &cfg,
         "flashfit.embedded".into(),
         "flashfit.deletes".into(),
+        DIMS,
     ));
     let input: Vec<_> = (0..40)
         .map(|i| record(i, &format!("g{i:02}"), "2026-11-22T10:00:00.000Z", "jeans"))
@@ -371,7 +376,7 @@ async fn a_table_from_before_the_outfit_columns_gets_them_and_keeps_working() {
         .map(|f| f.name().clone())
         .collect();
     let old = arrow::datatypes::Schema::new(
-        crate::rows::schema()
+        crate::rows::schema(DIMS)
             .fields()
             .iter()
             .filter(|f| !added.contains(f.name()))
@@ -492,4 +497,33 @@ async fn another_users_upload_or_delete_of_a_garment_is_refused() {
             ("g2".to_string(), "tie".to_string())
         ]
     );
+}
+
+/// Issue 13: vector sizes come from the model manifest's `[embedder]`; a table made for
+/// another embedder is refused with both sizes named, and its records are held (retried),
+/// never dead-lettered.
+#[tokio::test]
+async fn a_table_of_another_embedder_is_refused_naming_both_sizes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let uri = format!("file://{}", dir.path().display());
+    let db = crate::connect(&uri, &S3Config::default(), &LanceConfig::default())
+        .await
+        .expect("db");
+    let other = VectorDims {
+        image: 512,
+        text: 384,
+    };
+    crate::garments(&db, "garments", other)
+        .await
+        .expect("a table for a 512-d embedder");
+    let err = crate::garments(&db, "garments", DIMS)
+        .await
+        .expect_err("1280-d vectors into a 512-d table");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("512 (image)") && msg.contains("image vectors of 1280"),
+        "{msg}"
+    );
+    // The sink answers a retryable error with Outcome::Retry: held, never dead-lettered.
+    assert!(err.is_retryable(), "held, not dead-lettered");
 }

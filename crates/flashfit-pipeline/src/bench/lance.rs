@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use arrow::array::{AsArray, RecordBatch};
 use flashfit_config::{LanceConfig, S3Config};
-use flashfit_lance::rows::{Garment, IMAGE_DIM, TEXT_DIM};
+use flashfit_lance::rows::{Garment, VectorDims};
 use flashfit_lance::search::Filters;
 use flashfit_lance::stage::LanceSink;
 use futures::TryStreamExt;
@@ -36,6 +36,8 @@ pub struct LanceBench {
     pub refine: u32,
     /// Where the table goes; a fresh temporary directory when `None`.
     pub uri: Option<String>,
+    /// Vector sizes (the model manifest's `[embedder]`).
+    pub dims: VectorDims,
 }
 
 /// splitmix64: a small deterministic generator, so every run uses the same data.
@@ -90,15 +92,15 @@ struct Generator {
 }
 
 impl Generator {
-    fn new() -> Self {
+    fn new(dims: VectorDims) -> Self {
         let mut rng = Rng(42);
-        let mut centres = |dim: i32| -> Vec<Vec<f32>> {
+        let mut centres = |dim: usize| -> Vec<Vec<f32>> {
             (0..CATEGORIES.len())
                 .map(|_| normalised((0..dim).map(|_| rng.unit()).collect()))
                 .collect()
         };
-        let image_centres = centres(IMAGE_DIM);
-        let text_centres = centres(TEXT_DIM);
+        let image_centres = centres(dims.image);
+        let text_centres = centres(dims.text);
         let mut g = Generator {
             rng: Rng(7),
             image_centres,
@@ -210,6 +212,7 @@ fn lance(e: impl std::fmt::Display) -> Error {
 }
 
 pub async fn lance_bench(opts: &LanceBench) -> Result<()> {
+    let dims = opts.dims;
     let dir = tempfile::tempdir()?;
     let uri = opts
         .uri
@@ -227,16 +230,17 @@ pub async fn lance_bench(opts: &LanceBench) -> Result<()> {
         &cfg,
         "flashfit.embedded".into(),
         "flashfit.deletes".into(),
+        dims,
     );
-    let mut generator = Generator::new();
+    let mut generator = Generator::new(dims);
     let batch = opts.batch.max(1);
     println!(
         "lance bench: {} garments of {} users ({} each), {}-d image + {}-d text vectors, batches of {batch}, {uri}",
         opts.rows,
         opts.users,
         opts.rows / opts.users.max(1),
-        IMAGE_DIM,
-        TEXT_DIM
+        dims.image,
+        dims.text
     );
 
     // Insert: every garment new.
@@ -322,7 +326,7 @@ pub async fn lance_bench(opts: &LanceBench) -> Result<()> {
         }
     })
     .await?;
-    let mut probes = Generator::new();
+    let mut probes = Generator::new(dims);
     let text_queries: Vec<Vec<f32>> = (0..opts.queries + 5)
         .map(|i| {
             let c = probes.text_centres[i % CATEGORIES.len()].clone();

@@ -31,7 +31,7 @@ fn input(n: usize, bad: &[usize]) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
 
 fn sink(store: Arc<dyn ObjectStore>, max_bytes: usize) -> Arc<ParquetSink> {
     Arc::new(ParquetSink::new(
-        Table::new(store, Path::from("wh/garments"), crate::table::GARMENTS),
+        Table::new(store, Path::from("wh/garments"), crate::layout::GARMENTS),
         "flashfit.embedded".into(),
         max_bytes,
     ))
@@ -131,7 +131,7 @@ fn two_days(n: usize) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
 }
 
 fn faulty_sink(store: Arc<dyn ObjectStore>, hook: crate::table::FaultHook) -> Arc<ParquetSink> {
-    let mut table = Table::new(store, Path::from("wh/garments"), crate::table::GARMENTS);
+    let mut table = Table::new(store, Path::from("wh/garments"), crate::layout::GARMENTS);
     table.faults = Some(hook);
     Arc::new(ParquetSink::new(table, "flashfit.embedded".into(), 1 << 30))
 }
@@ -207,14 +207,11 @@ async fn two_writers_of_one_first_offset_commit_one_range() {
     let table = Table::new(
         store.clone(),
         Path::from("wh/garments"),
-        crate::table::GARMENTS,
+        crate::layout::GARMENTS,
     );
     let rows: Vec<serde_json::Value> = all
         .iter()
-        .map(|m| {
-            let v: serde_json::Value = serde_json::from_slice(m.payload()).expect("json");
-            table.layout.convert(&v).expect("row")
-        })
+        .map(|m| table.layout.convert(m.payload()).expect("row"))
         .collect();
     // B stages 0..=3; before its marker, A commits 0..=9.
     let a = table.clone();
@@ -287,7 +284,7 @@ async fn delete_events_become_tombstones_once_and_bad_ones_are_dead_lettered() {
                 Table::new(
                     store.clone(),
                     Path::from("wh/garments"),
-                    crate::table::GARMENTS,
+                    crate::layout::GARMENTS,
                 ),
                 "flashfit.embedded".into(),
                 1 << 30,
@@ -297,7 +294,7 @@ async fn delete_events_become_tombstones_once_and_bad_ones_are_dead_lettered() {
                 Table::new(
                     store.clone(),
                     Path::from("wh/garment_deletes"),
-                    crate::table::GARMENT_DELETES,
+                    crate::layout::GARMENT_DELETES,
                 ),
             ),
         )

@@ -8,6 +8,8 @@ use serde_json::json;
 
 use super::*;
 use crate::garments;
+use crate::layout::GARMENTS;
+use serde_json::Value;
 
 /// An enriched record as `flashfit.embedded` carries it.
 pub(crate) fn record(id: &str, at: &str) -> Value {
@@ -30,6 +32,11 @@ pub(crate) fn record(id: &str, at: &str) -> Value {
         "models": [{"stage": "detect", "name": "ssd-mobilenetv2-oidv4", "version": "1"}],
         "processed_at": at,
     })
+}
+
+/// A record's message payload.
+pub(crate) fn bytes(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).expect("json")
 }
 
 /// The bytes of one object of the table's store.
@@ -71,7 +78,7 @@ async fn read_all(t: &Table, path: &str) -> arrow::array::RecordBatch {
 
 #[test]
 fn rows_have_the_contract_columns() {
-    let row = garments::row(&record("e1", "2026-11-22T23:59:59.5Z")).expect("row");
+    let row = garments::row(&bytes(&record("e1", "2026-11-22T23:59:59.5Z"))).expect("row");
     let b = GARMENTS.batch(&[row]).expect("batch");
     let schema = b.schema();
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
@@ -116,15 +123,18 @@ fn rows_have_the_contract_columns() {
     assert_eq!(col("colors").as_list::<i32>().value(0).len(), 2);
     assert_eq!(
         GARMENTS
-            .dt(&garments::row(&record("e1", "2026-11-22T23:59:59.5Z")).expect("row"))
+            .dt(&garments::row(&bytes(&record("e1", "2026-11-22T23:59:59.5Z"))).expect("row"))
             .expect("dt"),
         "2026-11-22"
     );
     // A record without processed_at (not from the last stage) cannot become a row.
     let mut bad = record("e2", "x");
     bad.as_object_mut().expect("obj").remove("processed_at");
-    assert!(matches!(garments::row(&bad), Err(Error::BadRecord(_))));
-    assert!(garments::row(&record("e3", "yesterday")).is_err());
+    assert!(matches!(
+        garments::row(&bytes(&bad)),
+        Err(Error::BadRecord(_))
+    ));
+    assert!(garments::row(&bytes(&record("e3", "yesterday"))).is_err());
 }
 
 #[tokio::test]
@@ -136,7 +146,7 @@ async fn a_range_is_written_once_split_by_day_and_read_back() {
         ("c", "2026-11-22T02:00:00Z"),
     ]
     .iter()
-    .map(|(id, at)| garments::row(&record(id, at)).expect("row"))
+    .map(|(id, at)| garments::row(&bytes(&record(id, at))).expect("row"))
     .collect();
     let w = t.write_range(&range(100, 104), &rows).await.expect("write");
     let Written::Files(files) = w else {
@@ -185,7 +195,7 @@ async fn a_range_is_written_once_split_by_day_and_read_back() {
 
 #[tokio::test]
 async fn the_same_rows_give_the_same_bytes() {
-    let rows = vec![garments::row(&record("a", "2026-11-22T01:00:00Z")).expect("row")];
+    let rows = vec![garments::row(&bytes(&record("a", "2026-11-22T01:00:00Z"))).expect("row")];
     assert_eq!(
         GARMENTS.parquet_bytes(&rows).expect("p1"),
         GARMENTS.parquet_bytes(&rows).expect("p2")

@@ -79,7 +79,9 @@ async fn classifies_a_batch_of_real_images_and_keeps_earlier_objects() {
         record(
             "crop",
             &format!("{root}person_suit.jpg"),
-            json!({"detection": {"bbox": [100.0, 50.0, 400.0, 350.0]}}),
+            json!({"detection": {"class": "foreground", "confidence": null,
+                "bbox": [100.0, 50.0, 400.0, 350.0], "source": "foreground", "model": null,
+                "all": []}}),
         ),
         record("broken", &format!("{root}truncated.jpg"), json!({})),
     ];

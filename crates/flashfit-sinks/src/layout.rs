@@ -1,0 +1,114 @@
+//! What each Parquet table holds: its Arrow schema, how one input message becomes a row, and
+//! the time column whose UTC day is its `dt=` partition ([`Layout`]: [`GARMENTS`],
+//! [`GARMENT_DELETES`], [`KPI_EVENTS`]), and how every FlashFit Parquet file is encoded. The
+//! replay-safe writer ([`crate::table`]) and the rollups ([`crate::compact`], [`crate::kpi`])
+//! depend on this module; it depends only on the row modules.
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use serde_json::Value;
+
+use crate::{Error, Result, deletes, garments, kpi_events};
+
+/// What a table holds: its Arrow schema, how an input record becomes a row, and the
+/// timestamp column whose UTC day is the `dt=` partition.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    pub name: &'static str,
+    pub schema: fn() -> SchemaRef,
+    pub row: fn(&[u8]) -> Result<Value>,
+    pub time_column: &'static str,
+}
+
+/// The `garments` log (records of `flashfit.embedded`).
+pub const GARMENTS: Layout = Layout {
+    name: "garments",
+    schema: garments::schema,
+    row: garments::row,
+    time_column: "processed_at",
+};
+
+/// The `garment_deletes` tombstones (events of `flashfit.deletes`).
+pub const GARMENT_DELETES: Layout = Layout {
+    name: "garment_deletes",
+    schema: deletes::schema,
+    row: deletes::row,
+    time_column: "deleted_at",
+};
+
+/// A/B KPI events (events of `flashfit.kpi`).
+pub const KPI_EVENTS: Layout = Layout {
+    name: "kpi_events",
+    schema: kpi_events::schema,
+    row: kpi_events::row,
+    time_column: "ts",
+};
+
+/// JSON rows as one Arrow batch of `schema` (no rows: an empty batch).
+pub fn decode(schema: SchemaRef, rows: &[Value]) -> Result<RecordBatch> {
+    let mut decoder = arrow::json::ReaderBuilder::new(schema.clone())
+        .build_decoder()
+        .map_err(|e| Error::BadRecord(e.to_string()))?;
+    decoder
+        .serialize(rows)
+        .map_err(|e| Error::BadRecord(e.to_string()))?;
+    Ok(decoder
+        .flush()
+        .map_err(|e| Error::BadRecord(e.to_string()))?
+        .unwrap_or_else(|| RecordBatch::new_empty(schema)))
+}
+
+/// One batch as Parquet bytes, written with [`writer_properties`].
+pub fn parquet_of(batch: &RecordBatch) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut out, batch.schema(), Some(writer_properties()))?;
+    w.write(batch)?;
+    w.close()?;
+    Ok(out)
+}
+
+impl Layout {
+    /// Rows (at least one) as one Arrow batch of this layout's schema.
+    pub fn batch(&self, rows: &[Value]) -> Result<RecordBatch> {
+        if rows.is_empty() {
+            return Err(Error::BadRecord("no rows".into()));
+        }
+        decode((self.schema)(), rows)
+    }
+
+    /// The `dt=YYYY-MM-DD` partition of a row: the UTC date of its time column.
+    pub fn dt(&self, row: &Value) -> Result<String> {
+        let t = row[self.time_column].as_str().unwrap_or_default();
+        let at = chrono::DateTime::parse_from_rfc3339(t)
+            .map_err(|e| Error::BadRecord(format!("{} `{t}`: {e}", self.time_column)))?;
+        Ok(at
+            .with_timezone(&chrono::Utc)
+            .format("%Y-%m-%d")
+            .to_string())
+    }
+
+    /// The row of one input record; it must also encode on its own, so one bad record cannot
+    /// fail a whole file.
+    pub fn convert(&self, payload: &[u8]) -> Result<Value> {
+        let row = (self.row)(payload)?;
+        self.batch(std::slice::from_ref(&row))?;
+        Ok(row)
+    }
+
+    /// Parquet bytes for `rows` (all of one `dt`).
+    pub fn parquet_bytes(&self, rows: &[Value]) -> Result<Vec<u8>> {
+        parquet_of(&self.batch(rows)?)
+    }
+}
+
+/// How every FlashFit Parquet file is written: Snappy, row groups of 64Ki rows.
+pub fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(64 * 1024))
+        .set_created_by("flashfit".into())
+        .build()
+}
