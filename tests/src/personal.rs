@@ -4,7 +4,7 @@
 //! recommendation's ranking reflects them; duplicates and replays change nothing; every
 //! response logs impressions that the kpi worker and the daily rollup count per variant.
 
-use flashfit_pipeline::serve;
+use flashfit_serve as serve;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 

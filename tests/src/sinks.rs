@@ -205,8 +205,7 @@ async fn garments_suite(warehouse_uri: String, lancedb_uri: String) -> anyhow::R
     // The same through the HTTP API.
     let token = CancellationToken::new();
     let (addr, server) =
-        flashfit_pipeline::serve::serve(&stack.config, "127.0.0.1:0".parse()?, token.clone())
-            .await?;
+        flashfit_serve::serve(&stack.config, "127.0.0.1:0".parse()?, token.clone()).await?;
     let addr = addr.to_string();
     let (code, body) =
         http_get(&addr, "/v1/users/u-test/search?like=g-person_suit.jpg&k=1").await?;

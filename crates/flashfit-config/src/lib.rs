@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -31,7 +32,7 @@ pub enum Error {
 }
 
 /// A value that is never printed in full (keys, passwords).
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Secret(String);
 
@@ -57,7 +58,7 @@ impl Serialize for Secret {
 }
 
 /// Everything a FlashFit process can be told.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub kafka: KafkaConfig,
@@ -97,7 +98,7 @@ pub struct Config {
 }
 
 /// The feedback worker.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct FeedbackConfig {
     /// An event naming garments not (yet) in the user's wardrobe is retried until this long
@@ -115,7 +116,7 @@ impl Default for FeedbackConfig {
 }
 
 /// Limits of `flashfit serve` (the app-facing API).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// A request still running after this is answered 503 (and its work dropped).
@@ -170,7 +171,7 @@ impl Default for Config {
 pub const DEFAULT_OUTFIT_RULES: &str = include_str!("outfits.toml");
 
 /// Outfit recommendations (defaults: `crates/flashfit-config/src/outfits.toml`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutfitsConfig {
     pub k: usize,
@@ -224,7 +225,7 @@ impl Default for OutfitsConfig {
 }
 
 /// How the three rule scores combine (seed: 0.35 / 0.35 / 0.3).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScoreWeights {
     pub color_harmony: f64,
@@ -232,21 +233,21 @@ pub struct ScoreWeights {
     pub category_combo: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PersonalizationConfig {
     pub min_feedback: u64,
     pub clamp: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ColorRules {
     pub neutrals: Vec<String>,
     pub complementary: BTreeMap<String, Vec<String>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ComboRules {
     pub base: f64,
@@ -256,14 +257,14 @@ pub struct ComboRules {
 
 /// One A/B experiment: a user's variant is a pure function of (salt, experiment name, user id)
 /// and the variants' weights.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Experiment {
     pub salt: String,
     pub variants: Vec<Variant>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Variant {
     pub name: String,
@@ -296,7 +297,7 @@ pub fn default_experiments() -> BTreeMap<String, Experiment> {
 
 /// `flashfit worker kpi` and `flashfit kpi-daily`: the `kpi_events` table (files roll like the
 /// garments table's) and its `kpi_daily` rollup, under `warehouse_uri`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct KpiConfig {
     pub table: String,
@@ -318,7 +319,7 @@ impl Default for KpiConfig {
 
 /// Kafka connection. Keys other than the named fields are librdkafka properties, passed through
 /// unchanged (`"security.protocol" = "SASL_SSL"`), so SASL/TLS needs no code change.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct KafkaConfig {
     /// Bootstrap list, `host:port,…`. Unset: `flashfit run` starts an embedded broker; workers
@@ -354,7 +355,7 @@ impl Default for KafkaConfig {
 }
 
 /// S3 credentials and endpoint (the standard `AWS_*` variables).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct S3Config {
     pub access_key_id: Option<Secret>,
@@ -367,7 +368,7 @@ pub struct S3Config {
 }
 
 /// How the worker runtime batches, retries, dead-letters and shuts down.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
     /// A batch closes when it holds this many messages…
@@ -433,7 +434,7 @@ impl Default for RuntimeConfig {
 }
 
 /// Quality-stage thresholds (seed: "Image Quality Check") and hostile-input caps.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct QualityConfig {
     /// Shorter side below this → `rejected` / `too_small`.
@@ -479,7 +480,7 @@ impl Default for QualityConfig {
 }
 
 /// The detect stage.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectConfig {
     /// Manifest names of the detectors to run on every photo (each needs a
@@ -508,7 +509,7 @@ impl Default for DetectConfig {
 }
 
 /// Texture thresholds that pick a pattern.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatternRules {
     pub edge_magnitude: f32,
@@ -522,7 +523,7 @@ pub struct PatternRules {
 }
 
 /// Formality table: by group, by category (wins), nudged by primary colour.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct FormalityRules {
     pub group: BTreeMap<String, f32>,
@@ -531,7 +532,7 @@ pub struct FormalityRules {
 }
 
 /// A style tag applies when every condition it sets holds.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StyleRule {
     pub tag: String,
@@ -547,7 +548,7 @@ pub struct StyleRule {
 
 /// The attributes stage: colour extraction settings and the rule tables
 /// (defaults: `crates/flashfit-config/src/attributes.toml`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AttributesConfig {
     /// Manifest name of a trained attribute tagger (`[model.tagger]`); its outputs replace
@@ -610,7 +611,7 @@ impl Default for AttributesConfig {
 /// under `warehouse_uri`. A file (one per input partition and `dt=` day) rolls at `max_rows`
 /// records, about `max_bytes` of input, or `roll_ms` after its first record, whichever comes
 /// first.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ParquetConfig {
     pub table: String,
@@ -635,7 +636,7 @@ impl Default for ParquetConfig {
 
 /// `flashfit worker lance`: the LanceDB `garments` table under `lancedb_uri`, upserted in
 /// batches of up to `batch_rows` records or every `linger_ms`, and its upkeep.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LanceConfig {
     pub table: String,
@@ -674,7 +675,7 @@ impl Default for LanceConfig {
 }
 
 /// The embed stage.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmbedConfig {
     /// ONNX Runtime intra-op threads per model.
@@ -688,7 +689,7 @@ impl Default for EmbedConfig {
 }
 
 /// The classify stage.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClassifyConfig {
     /// Manifest name of the classifier (a `[model.classifier]` entry): EfficientNet-Lite0 by
@@ -714,14 +715,14 @@ impl Default for ClassifyConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     pub format: LogFormat,
@@ -758,16 +759,6 @@ const NAMED_ENV: &[(&str, &[&str])] = &[
     ("AWS_ENDPOINT_URL", &["s3", "endpoint_url"]),
     ("AWS_ENDPOINT", &["s3", "endpoint_url"]),
     ("AWS_ALLOW_HTTP", &["s3", "allow_http"]),
-];
-
-/// Named fields of `[kafka]`; any other key there is a librdkafka property.
-const KAFKA_FIELDS: &[&str] = &[
-    "brokers",
-    "partitions",
-    "replication_factor",
-    "group_prefix",
-    "create_topics",
-    "topic_prefix",
 ];
 
 impl Config {
@@ -815,14 +806,16 @@ impl Config {
         }
         for (name, value) in &env {
             if let Some(prop) = name.strip_prefix("FLASHFIT_KAFKA__") {
+                // A named field of `[kafka]`, else a librdkafka property (`_` → `.`).
                 let lower = prop.to_ascii_lowercase();
-                let key = if KAFKA_FIELDS.contains(&lower.as_str()) {
+                let named = fields::is_named(&["kafka", lower.as_str()]);
+                let key = if named {
                     lower
                 } else {
                     lower.replace('_', ".")
                 };
                 let path = ["kafka", key.as_str()];
-                let v = if KAFKA_FIELDS.contains(&key.as_str()) {
+                let v = if named {
                     env_value(&path, value)
                 } else {
                     toml::Value::String(value.clone())
@@ -868,43 +861,132 @@ impl Config {
     }
 }
 
-/// Environment values are strings; numbers and booleans are recognised where the field is not
-/// free text, so `FLASHFIT_RUNTIME__BATCH_SIZE=64` is an integer.
+/// Environment values are strings: each becomes the type of the field it sets, read from the
+/// config types themselves ([`fields`]), so `FLASHFIT_RUNTIME__BATCH_SIZE=64` is an integer and
+/// `FLASHFIT_LANCE__TABLE=2026` stays text. A value that does not parse as its field's type is
+/// passed on as text, and deserialisation names the field.
 fn env_value(path: &[&str], raw: &str) -> toml::Value {
-    let text_fields = [
-        "brokers",
-        "uploads_uri",
-        "warehouse_uri",
-        "lancedb_uri",
-        "database_url",
-        "models_dir",
-        "admin_addr",
-        "http_addr",
-        "access_key_id",
-        "secret_access_key",
-        "region",
-        "endpoint_url",
-        "format",
-        "level",
-        "model",
-        "table",
-        "group_prefix",
-        "topic_prefix",
-        "head",
-    ];
-    if path.last().is_some_and(|f| text_fields.contains(f)) {
-        return toml::Value::String(raw.to_owned());
+    let text = || toml::Value::String(raw.to_owned());
+    let types = fields::types(path);
+    let has = |t: &str| types.iter().any(|x| x == t);
+    if types.is_empty() || has("string") {
+        return text();
     }
-    if let Ok(i) = raw.parse::<i64>() {
+    if has("integer")
+        && let Ok(i) = raw.trim().parse::<i64>()
+    {
         return toml::Value::Integer(i);
     }
-    if let Ok(f) = raw.parse::<f64>() {
+    if has("number")
+        && let Ok(f) = raw.trim().parse::<f64>()
+    {
         return toml::Value::Float(f);
     }
-    match raw.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" => toml::Value::Boolean(true),
-        "false" | "0" | "no" => toml::Value::Boolean(false),
-        _ => toml::Value::String(raw.to_owned()),
+    if has("boolean") {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => return toml::Value::Boolean(true),
+            "false" | "0" | "no" => return toml::Value::Boolean(false),
+            _ => {}
+        }
+    }
+    // A TOML inline value: `["a", "b"]`, `{ k = 1 }`.
+    if (has("array") || has("object"))
+        && let Ok(mut t) = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        && let Some(v) = t.remove("v")
+    {
+        return v;
+    }
+    text()
+}
+
+/// What each config path holds, from the JSON Schema `schemars` derives for [`Config`]: the
+/// environment layer asks it instead of keeping its own list of text fields.
+mod fields {
+    use std::sync::LazyLock;
+
+    use serde_json::Value;
+
+    static SCHEMA: LazyLock<Value> =
+        LazyLock::new(|| schemars::schema_for!(super::Config).to_value());
+
+    fn resolve<'a>(root: &'a Value, node: &'a Value) -> &'a Value {
+        match node.get("$ref").and_then(Value::as_str) {
+            Some(r) => r
+                .strip_prefix("#/$defs/")
+                .and_then(|name| root.get("$defs")?.get(name))
+                .unwrap_or(node),
+            None => node,
+        }
+    }
+
+    /// The alternatives of an `anyOf` / `oneOf` (an `Option<Struct>`), or the node itself.
+    fn variants<'a>(root: &'a Value, node: &'a Value) -> Vec<&'a Value> {
+        let node = resolve(root, node);
+        for key in ["anyOf", "oneOf", "allOf"] {
+            if let Some(a) = node.get(key).and_then(Value::as_array) {
+                return a.iter().flat_map(|v| variants(root, v)).collect();
+            }
+        }
+        vec![node]
+    }
+
+    fn node<'a>(root: &'a Value, path: &[&str]) -> Option<Vec<&'a Value>> {
+        let mut cur = vec![root];
+        for seg in path {
+            let next: Vec<&Value> = cur
+                .iter()
+                .flat_map(|n| variants(root, n))
+                .filter_map(|n| {
+                    n.get("properties")
+                        .and_then(|p| p.get(*seg))
+                        .or_else(|| n.get("additionalProperties").filter(|a| a.is_object()))
+                })
+                .collect();
+            if next.is_empty() {
+                return None;
+            }
+            cur = next;
+        }
+        Some(cur)
+    }
+
+    /// The JSON types the field at `path` accepts (`string`, `integer`, `number`, `boolean`,
+    /// `array`, `object`, `null`); empty when no field is there.
+    pub fn types(path: &[&str]) -> Vec<String> {
+        let root = &*SCHEMA;
+        let Some(nodes) = node(root, path) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for n in nodes.iter().flat_map(|n| variants(root, n)) {
+            match n.get("type") {
+                Some(Value::String(t)) => out.push(t.clone()),
+                Some(Value::Array(ts)) => {
+                    out.extend(ts.iter().filter_map(Value::as_str).map(str::to_owned))
+                }
+                _ if n.get("enum").is_some() || n.get("const").is_some() => {
+                    out.push("string".into())
+                }
+                _ if n.get("properties").is_some() => out.push("object".into()),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// True when `path` names a declared field (not an entry of a map such as `[kafka]`'s
+    /// librdkafka properties).
+    pub fn is_named(path: &[&str]) -> bool {
+        let Some((last, parent)) = path.split_last() else {
+            return false;
+        };
+        let root = &*SCHEMA;
+        node(root, parent).is_some_and(|nodes| {
+            nodes
+                .iter()
+                .flat_map(|n| variants(root, n))
+                .any(|n| n.get("properties").and_then(|p| p.get(*last)).is_some())
+        })
     }
 }
 
@@ -1012,6 +1094,51 @@ mod tests {
         let shown = c.to_masked_toml();
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    /// Issue 13: an environment value takes the type of the field it sets, read from the
+    /// config types (no list of text fields to keep): digits stay text in text fields and
+    /// secrets, numbers and booleans parse where the field is one, lists parse as TOML.
+    #[test]
+    fn environment_values_take_their_fields_types() {
+        let c = Config::from_sources(
+            None,
+            env(&[
+                ("AWS_ACCESS_KEY_ID", "12345"),
+                ("AWS_SECRET_ACCESS_KEY", "007"),
+                ("FLASHFIT_LANCE__TABLE", "2026"),
+                ("FLASHFIT_KAFKA__GROUP_PREFIX", "42"),
+                ("FLASHFIT_KAFKA__PARTITIONS", "8"),
+                ("FLASHFIT_KAFKA__CREATE_TOPICS", "no"),
+                ("FLASHFIT_KAFKA__MESSAGE_MAX_BYTES", "1000000"),
+                ("FLASHFIT_CLASSIFY__HEAD", "123"),
+                ("FLASHFIT_LOG__FORMAT", "json"),
+                ("FLASHFIT_DETECT__DETECTORS", r#"["ssd-mobilenetv2-oidv4"]"#),
+            ]),
+        )
+        .expect("config");
+        assert_eq!(
+            c.s3.access_key_id.as_ref().map(Secret::expose),
+            Some("12345")
+        );
+        assert_eq!(
+            c.s3.secret_access_key.as_ref().map(Secret::expose),
+            Some("007")
+        );
+        assert_eq!(c.lance.table, "2026");
+        assert_eq!(c.kafka.group_prefix, "42");
+        assert_eq!(c.kafka.partitions, 8);
+        assert!(!c.kafka.create_topics);
+        // Not a named field: a librdkafka property, passed as text.
+        assert_eq!(c.kafka.properties["message.max.bytes"].expose(), "1000000");
+        assert_eq!(c.classify.head.as_deref(), Some("123"));
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.detect.detectors, vec!["ssd-mobilenetv2-oidv4".to_owned()]);
+        // A value that is not its field's type is an error naming the field.
+        let err = Config::from_sources(None, env(&[("FLASHFIT_RUNTIME__BATCH_SIZE", "many")]))
+            .expect_err("not a number")
+            .to_string();
+        assert!(err.contains("batch_size"), "{err}");
     }
 
     #[test]

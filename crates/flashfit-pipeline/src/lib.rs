@@ -1,21 +1,21 @@
-//! Assembles FlashFit processes from the library crates: the pipeline definition
+//! Assembles FlashFit workers from the library crates: the pipeline definition
 //! (`pipelines/*.toml`), the stage registry, running stages under one cancellation tree with
-//! the admin server, the embedded broker for `flashfit run`, publishing upload events
-//! (`flashfit ingest`), watching statuses, and the benchmarks.
+//! the admin server, the embedded broker, publishing upload events (`flashfit ingest`),
+//! watching statuses, wardrobe search and the feedback worker's garment lookup. Above it:
+//! `flashfit-serve` (HTTP API, recommender), `flashfit-local` (`flashfit run`),
+//! `flashfit-bench`, `flashfit-train`, and the `flashfit` binary.
 //!
-//! Main items: [`Pipeline`], [`build_stage`], [`run_stages`], [`EmbeddedBroker`],
-//! [`ingest::ingest_files`], [`watch::StatusWatcher`], [`mod@bench`].
+//! Main items: [`Pipeline`], [`build_stage`], [`build_worker`], [`run_stages`],
+//! [`EmbeddedBroker`], [`ingest::ingest_files`], [`watch::StatusWatcher`],
+//! [`search::Searcher`], [`vector_dims`].
 
-pub mod bench;
 mod embedded;
 pub mod ingest;
-pub mod local;
-pub mod personal;
+pub mod lookup;
 mod pipeline;
-pub mod serve;
+pub mod search;
 mod supervise;
-pub mod train;
-mod vision;
+pub mod vision;
 pub mod watch;
 
 pub use embedded::EmbeddedBroker;

@@ -232,7 +232,7 @@ pub async fn search(
     k: usize,
     filters: &flashfit_lance::search::Filters,
 ) -> Result<Vec<flashfit_lance::search::Hit>> {
-    let searcher = crate::serve::Searcher::open(config).await?;
+    let searcher = crate::search::Searcher::open(config).await?;
     let lance = |e: flashfit_lance::Error| Error::Invalid(e.to_string());
     match query {
         SearchQuery::Like(g) => {
@@ -277,7 +277,7 @@ pub fn build_stage(
         StageName::Feedback => Ok(Arc::new(
             flashfit_prefs::stage::FeedbackStage::new(
                 config.database_url.expose(),
-                crate::personal::LanceLookup::new(config)?,
+                crate::lookup::LanceLookup::new(config)?,
                 topics.feedback(),
             )
             .with_grace(std::time::Duration::from_millis(

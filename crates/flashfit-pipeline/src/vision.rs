@@ -1,4 +1,4 @@
-//! Building the model stages from configuration.
+//! Building the model stages from configuration (also used by the per-stage benchmark).
 
 use std::sync::{Arc, Mutex};
 
@@ -39,7 +39,7 @@ fn image_model(dir: &ModelDir, name: &str, threads: usize) -> Result<Arc<ImageNe
     Ok(m)
 }
 
-pub(crate) fn io(stage: StageName, config: &Config, pipeline: &Pipeline) -> Result<StageIo> {
+pub fn io(stage: StageName, config: &Config, pipeline: &Pipeline) -> Result<StageIo> {
     let topics = Topics::new(config.kafka.topic_prefix.clone());
     let uri = config
         .uploads_uri
@@ -60,7 +60,7 @@ pub(crate) fn io(stage: StageName, config: &Config, pipeline: &Pipeline) -> Resu
 }
 
 /// Builds one of the model stages (`detect`, `classify`, `attributes`, `embed`).
-pub(crate) fn model_stage(
+pub fn model_stage(
     name: StageName,
     config: &Config,
     pipeline: &Pipeline,
@@ -76,7 +76,7 @@ pub(crate) fn model_stage(
     })
 }
 
-pub(crate) fn detector(config: &Config, dir: &ModelDir) -> Result<Detect> {
+pub fn detector(config: &Config, dir: &ModelDir) -> Result<Detect> {
     let manifest = Manifest::load(dir).map_err(models_err)?;
     let c = &config.detect;
     if c.detectors.is_empty() {
@@ -96,7 +96,7 @@ pub(crate) fn detector(config: &Config, dir: &ModelDir) -> Result<Detect> {
     })
 }
 
-pub(crate) fn attributes(config: &Config, dir: &ModelDir) -> Result<Attributes> {
+pub fn attributes(config: &Config, dir: &ModelDir) -> Result<Attributes> {
     let c = config.attributes.clone();
     let mask = if c.person_mask {
         Some(PersonMask::load(dir, c.threads).map_err(models_err)?)
@@ -114,7 +114,7 @@ pub(crate) fn attributes(config: &Config, dir: &ModelDir) -> Result<Attributes> 
     })
 }
 
-pub(crate) fn embedder(config: &Config, dir: &ModelDir) -> Result<Embed> {
+pub fn embedder(config: &Config, dir: &ModelDir) -> Result<Embed> {
     let t = config.embed.threads;
     let manifest = Manifest::load(dir).map_err(models_err)?;
     let spec = manifest.embedder().map_err(models_err)?;
@@ -129,7 +129,7 @@ pub(crate) fn embedder(config: &Config, dir: &ModelDir) -> Result<Embed> {
     })
 }
 
-pub(crate) fn classifier(config: &Config, dir: &ModelDir) -> Result<Classifier> {
+pub fn classifier(config: &Config, dir: &ModelDir) -> Result<Classifier> {
     let c = &config.classify;
     let model = image_model(dir, &c.model, c.threads)?;
     let scorer = scorer(&model, c.head.as_deref())?;
@@ -142,7 +142,7 @@ pub(crate) fn classifier(config: &Config, dir: &ModelDir) -> Result<Classifier> 
 
 /// How the classifier's outputs become taxonomy categories: a trained head, the model's own
 /// taxonomy labels, or the ImageNet label map.
-pub(crate) fn scorer(model: &ImageNetModel, head: Option<&str>) -> Result<Scorer> {
+pub fn scorer(model: &ImageNetModel, head: Option<&str>) -> Result<Scorer> {
     let taxonomy_labels = model
         .labels()
         .iter()

@@ -175,3 +175,45 @@ pub async fn wait_caught_up(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Prints each upload's status as one JSON line (with its `image_uri`) as it arrives, then a
+/// summary on stderr; an error names how many got none within `timeout` seconds.
+pub async fn print_statuses(
+    w: &StatusWatcher,
+    events: &[flashfit_schema::UploadEvent],
+    timeout: u64,
+) -> Result<()> {
+    let ids: HashSet<String> = events.iter().map(|e| e.event_id.clone()).collect();
+    let uri_of = |id: &str| {
+        events
+            .iter()
+            .find(|e| e.event_id == id)
+            .map(|e| e.image_uri.clone())
+            .unwrap_or_default()
+    };
+    let seen = w
+        .wait_for(&ids, Duration::from_secs(timeout), |s| {
+            let id = s.event_id.clone().unwrap_or_default();
+            println!(
+                "{}",
+                serde_json::json!({"image_uri": uri_of(&id), "status": s})
+            );
+        })
+        .await;
+    let count = |st: &str| seen.values().filter(|s| s.status.as_str() == st).count();
+    eprintln!(
+        "statuses: {} of {} ({} processed, {} rejected, {} failed)",
+        seen.len(),
+        ids.len(),
+        count("processed"),
+        count("rejected"),
+        count("failed")
+    );
+    if seen.len() < ids.len() {
+        return Err(crate::Error::Invalid(format!(
+            "{} uploads got no status within {timeout}s",
+            ids.len() - seen.len()
+        )));
+    }
+    Ok(())
+}

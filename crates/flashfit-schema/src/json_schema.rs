@@ -11,11 +11,11 @@ use serde_json::{Value, json};
 use crate::record::GarmentRecord;
 use crate::{DeleteEvent, FeedbackEvent, KpiEvent, Reason, StatusEvent, UploadEvent, topics};
 
-/// The headers of a dead-letter record (topics flashfit.dlq.<stage>). Key and value are the
+/// The headers of a dead-letter record (topics flashfit.dlq.STAGE). Key and value are the
 /// original message's bytes, unchanged; the reason travels in these headers (UTF-8 values).
 /// Redrive: fix the cause, then republish key and value to flashfit.source.topic.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[schemars(title = "Dead-letter record headers (topics flashfit.dlq.<stage>)")]
+#[schemars(title = "Dead-letter record headers (topics flashfit.dlq.STAGE)")]
 pub struct DeadLetterHeaders {
     /// The reason, a name from flashfit.status.
     #[serde(rename = "flashfit.error.kind")]

@@ -382,7 +382,7 @@ pub struct UploadEvent {
     pub user_id: String,
     #[schemars(length(min = 1, max = 2048))]
     pub garment_id: String,
-    /// s3://<bucket>/<key> or file:///<absolute path>, inside FLASHFIT_UPLOADS_URI; anything
+    /// s3://BUCKET/KEY or file:///ABSOLUTE/PATH, inside FLASHFIT_UPLOADS_URI; anything
     /// else is rejected with reason uri_not_allowed.
     #[schemars(length(min = 1, max = 2048))]
     pub image_uri: String,

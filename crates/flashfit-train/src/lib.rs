@@ -9,7 +9,7 @@ use flashfit_models::fashion_mnist;
 use flashfit_models::head::{LinearHead, TrainConfig};
 use flashfit_models::{ImageNetModel, ModelDir, preprocess_imagenet};
 
-use crate::{Error, Result};
+use flashfit_pipeline::{Error, Result};
 
 /// Where the labelled examples come from.
 #[derive(Debug, Clone)]
@@ -101,7 +101,7 @@ fn folder_examples(dir: &Path) -> Result<Vec<Labelled>> {
     classes.sort();
     let mut out = Vec::new();
     for c in &classes {
-        let files = crate::ingest::list_images(&dir.join(c))?;
+        let files = flashfit_pipeline::ingest::list_images(&dir.join(c))?;
         for (i, f) in files.into_iter().enumerate() {
             out.push((f, c.clone(), i % 5 == 4));
         }
@@ -109,74 +109,48 @@ fn folder_examples(dir: &Path) -> Result<Vec<Labelled>> {
     Ok(out)
 }
 
-/// Parses a CSV manifest (see [`Dataset::Csv`]). Fields may be double-quoted.
+/// Parses a CSV manifest (see [`Dataset::Csv`]) with the `csv` crate: RFC 4180 quoting,
+/// a header row naming `path` and `label` (any case, any order) and optionally `split`.
 pub fn csv_examples(path: &Path) -> Result<Vec<Labelled>> {
-    let text = std::fs::read_to_string(path)?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header = split_csv(lines.next().unwrap_or_default());
+    let bad = |what: String| Error::Invalid(format!("{}: {what}", path.display()));
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(true)
+        .from_path(path)
+        .map_err(|e| bad(e.to_string()))?;
+    let header = reader.headers().map_err(|e| bad(e.to_string()))?.clone();
     let col = |name: &str| header.iter().position(|h| h.eq_ignore_ascii_case(name));
     let (Some(pi), Some(li)) = (col("path"), col("label")) else {
-        return Err(Error::Invalid(format!(
-            "{}: the header must name `path` and `label` columns",
-            path.display()
-        )));
+        return Err(bad("the header must name `path` and `label` columns".into()));
     };
     let si = col("split");
+    let base = path.parent().unwrap_or(Path::new("."));
     let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut out = Vec::new();
-    for (n, line) in lines.enumerate() {
-        let f = split_csv(line);
-        let (Some(p), Some(label)) = (f.get(pi), f.get(li)) else {
-            return Err(Error::Invalid(format!(
-                "{}: row {} is short",
-                path.display(),
-                n + 2
-            )));
+    for row in reader.records() {
+        let row = row.map_err(|e| bad(e.to_string()))?;
+        let line = row.position().map_or(0, csv::Position::line);
+        if row.iter().all(str::is_empty) {
+            continue;
+        }
+        let (Some(p), Some(label)) = (row.get(pi), row.get(li)) else {
+            return Err(bad(format!("row {line} is short")));
         };
-        let held_out = match si.and_then(|i| f.get(i)).map(|s| s.to_ascii_lowercase()) {
+        let held_out = match si.and_then(|i| row.get(i)).map(str::to_ascii_lowercase) {
             Some(s) if s == "test" => true,
             Some(s) if s == "train" => false,
             Some(s) if !s.is_empty() => {
-                return Err(Error::Invalid(format!(
-                    "{}: row {}: split `{s}` is not train or test",
-                    path.display(),
-                    n + 2
-                )));
+                return Err(bad(format!("row {line}: split `{s}` is not train or test")));
             }
             _ => {
-                let k = seen.entry(label.clone()).or_default();
+                let k = seen.entry(label.to_owned()).or_default();
                 *k += 1;
                 k.is_multiple_of(5)
             }
         };
-        out.push((base.join(p), label.clone(), held_out));
+        out.push((base.join(p), label.to_owned(), held_out));
     }
     Ok(out)
-}
-
-fn push(fields: &mut [String], c: char) {
-    if let Some(s) = fields.last_mut() {
-        s.push(c);
-    }
-}
-
-fn split_csv(line: &str) -> Vec<String> {
-    let mut out = vec![String::new()];
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                chars.next();
-                push(&mut out, '"');
-            }
-            '"' => quoted = !quoted,
-            ',' if !quoted => out.push(String::new()),
-            c => push(&mut out, c),
-        }
-    }
-    out.into_iter().map(|s| s.trim().to_owned()).collect()
 }
 
 fn embed_examples(model: &ImageNetModel, examples: Vec<Labelled>) -> Result<Examples> {
@@ -260,6 +234,22 @@ mod tests {
         assert!(csv_examples(&p).is_err());
         std::fs::write(&p, "path,label,split\n1.jpg,tie,validate\n").expect("write");
         assert!(csv_examples(&p).is_err());
+        // RFC 4180 as spreadsheets write it: CRLF, doubled quotes, a quoted line break,
+        // blank lines; a short row is an error naming its line.
+        std::fs::write(
+            &p,
+            "Path,Label\r\n\"say \"\"hi\"\".jpg\",tie\r\n\r\n\"two\nlines.jpg\",jeans\r\n",
+        )
+        .expect("write");
+        let e = csv_examples(&p).expect("parse");
+        assert_eq!(e[0].0, dir.path().join("say \"hi\".jpg"));
+        assert_eq!(
+            (e[1].0.clone(), e[1].1.as_str()),
+            (dir.path().join("two\nlines.jpg"), "jeans")
+        );
+        std::fs::write(&p, "path,label\n1.jpg,tie\n2.jpg\n").expect("write");
+        let err = csv_examples(&p).expect_err("short row").to_string();
+        assert!(err.contains("row 3 is short"), "{err}");
     }
 
     /// `train head` from a CSV manifest on real images (needs `bash models/fetch.sh`): each

@@ -1,4 +1,5 @@
-//! `flashfit serve`: the app-facing HTTP API on `FLASHFIT_HTTP_ADDR`:
+//! `flashfit serve`: the app-facing HTTP API (this crate) and the recommendation service
+//! behind it ([`recommend`]), on `FLASHFIT_HTTP_ADDR` on `FLASHFIT_HTTP_ADDR`:
 //! - `GET /v1/users/{user_id}/search?like=<garment_id>|text=<query>&category=&color=&k=` →
 //!   `{"results": [{garment_id, score, category, color_primary, style_tags, caption}]}`;
 //! - `GET /v1/users/{user_id}/outfits?k=&occasion=&season=` →
@@ -11,106 +12,55 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::Router;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use flashfit_config::Config;
 use flashfit_lance::search::{Filters, Hit};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::personal::{RecommendError, Recommender};
-use crate::{Error, Result};
+pub mod recommend;
 
-/// What the handlers share: the vector table (opened once) and the text model (loaded on the
-/// first text query).
-pub struct Searcher {
-    table: lancedb::Table,
-    models: flashfit_models::ModelDir,
-    text_model: tokio::sync::OnceCell<Arc<flashfit_models::text::MiniLm>>,
-}
+use flashfit_pipeline::Result;
+use flashfit_pipeline::search::Searcher;
+use recommend::{RecommendError, Recommender};
 
-impl Searcher {
-    pub async fn open(config: &Config) -> Result<Self> {
-        let lance = |e: flashfit_lance::Error| Error::Invalid(e.to_string());
-        let db = flashfit_lance::connect(&config.lancedb_uri, &config.s3, &config.lance)
-            .await
-            .map_err(lance)?;
-        let table = flashfit_lance::garments(&db, &config.lance.table, crate::vector_dims(config)?)
-            .await
-            .map_err(lance)?;
-        Ok(Searcher {
-            table,
-            models: crate::model_dir(config),
-            text_model: tokio::sync::OnceCell::new(),
-        })
-    }
-
-    pub fn table(&self) -> &lancedb::Table {
-        &self.table
-    }
-
-    /// The text model's vector for `text` (the model loads on first use).
-    pub async fn text_vector(&self, text: &str) -> std::result::Result<Vec<f32>, String> {
-        let model = self
-            .text_model
-            .get_or_try_init(|| async {
-                let dir = self.models.clone();
-                tokio::task::spawn_blocking(move || {
-                    flashfit_models::text::MiniLm::load(&dir, 1).map(Arc::new)
-                })
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())
-            })
-            .await?
-            .clone();
-        let text = text.to_owned();
-        tokio::task::spawn_blocking(move || model.embed(&[text]))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())
-            .map(|v| v.into_iter().next().unwrap_or_default())
-    }
-}
-
-#[derive(Debug, Default)]
+/// `GET /v1/users/{user_id}/search` parameters; any other parameter is a 400.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SearchParams {
     like: Option<String>,
     text: Option<String>,
     category: Option<String>,
     color: Option<String>,
-    k: Option<String>,
+    k: Option<usize>,
 }
 
-impl SearchParams {
-    /// Parses an `application/x-www-form-urlencoded` query string.
-    fn parse(q: &str) -> std::result::Result<Self, String> {
-        let mut p = SearchParams::default();
-        for (k, v) in parse_query(q, &["like", "text", "category", "color", "k"])? {
-            let slot = match k.as_str() {
-                "like" => &mut p.like,
-                "text" => &mut p.text,
-                "category" => &mut p.category,
-                "color" => &mut p.color,
-                _ => &mut p.k,
-            };
-            *slot = Some(v);
-        }
-        Ok(p)
-    }
+/// `GET /v1/users/{user_id}/outfits` parameters; any other parameter is a 400.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutfitParams {
+    k: Option<usize>,
+    occasion: Option<String>,
+    season: Option<String>,
 }
 
-type Reply = (StatusCode, [(header::HeaderName, &'static str); 1], String);
+/// The parameters, or the 400 that says what is wrong with them (unknown or repeated
+/// parameter, a value of the wrong type).
+fn params<T>(q: std::result::Result<Query<T>, QueryRejection>) -> std::result::Result<T, Reply> {
+    q.map(|Query(p)| p).map_err(|e| bad(e.body_text()))
+}
+
+type Reply = (StatusCode, Json<Value>);
 
 fn reply(code: StatusCode, body: Value) -> Reply {
-    (
-        code,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
+    (code, Json(body))
 }
 
 /// A 503 that says what is unavailable, not why (the cause is logged).
@@ -125,43 +75,26 @@ fn bad(message: impl Into<String>) -> Reply {
     reply(StatusCode::BAD_REQUEST, json!({"error": message.into()}))
 }
 
-/// Parses `k=v&…` into the allowed keys (a key given twice keeps the last value).
-fn parse_query(q: &str, allowed: &[&str]) -> std::result::Result<Vec<(String, String)>, String> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
-        if !allowed.contains(&k.as_ref()) {
-            return Err(format!("unknown parameter `{k}`"));
-        }
-        out.retain(|(x, _)| x != k.as_ref());
-        out.push((k.into_owned(), v.into_owned()));
-    }
-    Ok(out)
-}
-
 async fn outfits_handler(
     State(api): State<Arc<Api>>,
     Path(user_id): Path<String>,
-    RawQuery(q): RawQuery,
+    q: std::result::Result<Query<OutfitParams>, QueryRejection>,
 ) -> Reply {
-    let params = match parse_query(
-        q.as_deref().unwrap_or_default(),
-        &["k", "occasion", "season"],
-    ) {
+    let p = match params(q) {
         Ok(p) => p,
-        Err(e) => return bad(e),
+        Err(r) => return r,
     };
-    let get = |k: &str| params.iter().find(|(x, _)| x == k).map(|(_, v)| v.clone());
     let outfits = &api.recommender.config().outfits;
     let max_k = outfits.max_k;
-    let k = match get("k").map(|k| k.parse::<usize>()) {
+    let k = match p.k {
         None => outfits.k,
-        Some(Ok(k)) if (1..=max_k).contains(&k) => k,
+        Some(k) if (1..=max_k).contains(&k) => k,
         Some(_) => return bad(format!("k must be an integer from 1 to {max_k}")),
     };
     let req = flashfit_outfits::Request {
         k,
-        occasion: get("occasion").filter(|o| !o.is_empty()),
-        season: get("season").filter(|s| !s.is_empty()),
+        occasion: p.occasion.filter(|o| !o.is_empty()),
+        season: p.season.filter(|s| !s.is_empty()),
     };
     match api
         .recommender
@@ -186,16 +119,16 @@ pub struct Api {
 async fn search_handler(
     State(api): State<Arc<Api>>,
     Path(user_id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> impl IntoResponse {
+    q: std::result::Result<Query<SearchParams>, QueryRejection>,
+) -> Reply {
     let s = &api.searcher;
-    let p = match SearchParams::parse(q.as_deref().unwrap_or_default()) {
+    let p = match params(q) {
         Ok(p) => p,
-        Err(e) => return bad(e),
+        Err(r) => return r,
     };
-    let k = match p.k.as_deref().map(str::parse::<usize>) {
+    let k = match p.k {
         None => 10,
-        Some(Ok(k)) if (1..=100).contains(&k) => k,
+        Some(k) if (1..=100).contains(&k) => k,
         Some(_) => return bad("k must be an integer from 1 to 100"),
     };
     let filters = Filters {
@@ -204,14 +137,14 @@ async fn search_handler(
     };
     let results: std::result::Result<Vec<Hit>, flashfit_lance::Error> = match (p.like, p.text) {
         (Some(g), None) if !g.is_empty() => {
-            match flashfit_lance::search::like(&s.table, &user_id, &g, k, &filters).await {
+            match flashfit_lance::search::like(s.table(), &user_id, &g, k, &filters).await {
                 // The user or the garment is unknown: nothing is like it.
                 Err(flashfit_lance::Error::BadRecord(_)) => Ok(Vec::new()),
                 r => r,
             }
         }
         (None, Some(t)) if !t.trim().is_empty() => match s.text_vector(&t).await {
-            Ok(v) => flashfit_lance::search::text(&s.table, &user_id, v, k, &filters).await,
+            Ok(v) => flashfit_lance::search::text(s.table(), &user_id, v, k, &filters).await,
             Err(e) => {
                 tracing::error!(error = %e, "text model unavailable");
                 return unavailable("search");
@@ -451,6 +384,47 @@ mod tests {
             .unwrap_or(0);
         let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned());
         (code, body.unwrap_or_default())
+    }
+
+    /// Issue 13: parameters are parsed by axum's `Query` into typed structs that deny unknown
+    /// fields; every malformed query is a JSON 400 that names the problem.
+    #[tokio::test]
+    async fn malformed_queries_are_json_400s_naming_the_problem() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let config = Config {
+            lancedb_uri: format!("file://{}", dir.path().display()),
+            ..Config::default()
+        };
+        let token = CancellationToken::new();
+        let (addr, task) = serve(&config, "127.0.0.1:0".parse().expect("addr"), token.clone())
+            .await
+            .expect("serve");
+        for (path, says) in [
+            ("/v1/users/u1/search?texts=shirt", "unknown field `texts`"),
+            ("/v1/users/u1/search?text=shirt&k=ten", "k"),
+            (
+                "/v1/users/u1/search?text=shirt&k=0",
+                "k must be an integer from 1 to 100",
+            ),
+            (
+                "/v1/users/u1/search?text=a&text=b",
+                "duplicate field `text`",
+            ),
+            ("/v1/users/u1/search", "give exactly one of"),
+            (
+                "/v1/users/u1/outfits?occasion=work&colour=red",
+                "unknown field `colour`",
+            ),
+            ("/v1/users/u1/outfits?k=-1", "k"),
+        ] {
+            let (code, body) = get(addr, path).await;
+            assert_eq!(code, 400, "{path}: {body}");
+            let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let msg = v["error"].as_str().unwrap_or_default();
+            assert!(msg.contains(says), "{path}: {msg}");
+        }
+        token.cancel();
+        task.await.expect("stopped");
     }
 
     /// Issue 12, defect 9: a request over the time limit is a 503 that says nothing internal,

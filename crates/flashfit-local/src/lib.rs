@@ -8,7 +8,7 @@
 //! range markers from an earlier run can never be mistaken for this run's offsets.
 //!
 //! With `--ingest DIR` the run publishes an upload event per photo (garment id derived from
-//! the user and the photo's bytes, see [`crate::ingest::content_garment_id`]; photos already
+//! the user and the photo's bytes, see [`flashfit_pipeline::ingest::content_garment_id`]; photos already
 //! in the tables are reported, not published again, so ingesting a folder twice adds
 //! nothing), waits for every status, for each processed photo's record, and for both sinks to
 //! commit it, then reports what each photo became.
@@ -28,9 +28,11 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::ingest::{content_garment_id, ingest_as, list_images};
-use crate::watch::{StatusWatcher, TopicTail, wait_caught_up};
-use crate::{EmbeddedBroker, Error, Pipeline, Result, Worker, build_worker, run_workers};
+use flashfit_pipeline::ingest::{content_garment_id, ingest_as, list_images};
+use flashfit_pipeline::watch::{StatusWatcher, TopicTail, wait_caught_up};
+use flashfit_pipeline::{
+    EmbeddedBroker, Error, Pipeline, Result, Worker, build_worker, run_workers,
+};
 
 /// What `flashfit run` was asked to do.
 #[derive(Debug, Clone)]
@@ -251,7 +253,7 @@ pub async fn run(
     };
     let served = match opts.serve {
         Some(addr) => {
-            let (addr, task) = crate::serve::serve(&config, addr, shutdown.clone()).await?;
+            let (addr, task) = flashfit_serve::serve(&config, addr, shutdown.clone()).await?;
             eprintln!("flashfit: serving http://{addr}/v1/users/{{user_id}}/search and /outfits");
             Some(task)
         }
@@ -532,7 +534,7 @@ fn apply_record(r: &mut PhotoResult, rec: &Value) {
 
 /// The user's rows in the Parquet `garments` table, by garment id (the latest processing).
 async fn parquet_rows(config: &Config, user: &str) -> Result<HashMap<String, PhotoResult>> {
-    let table = crate::garments_table(config)?;
+    let table = flashfit_pipeline::garments_table(config)?;
     let (_, batches) = flashfit_sinks::compact::read_log(&table)
         .await
         .map_err(|e| Error::Invalid(format!("reading the garments table: {e}")))?;
@@ -611,7 +613,7 @@ fn rows_of(b: &RecordBatch, user: &str) -> Vec<(String, PhotoResult)> {
 
 /// The user's garment ids in LanceDB (a fresh connection: what is committed now).
 async fn lance_garments(config: &Config, user: &str) -> Result<Vec<String>> {
-    let searcher = crate::serve::Searcher::open(config).await?;
+    let searcher = flashfit_pipeline::search::Searcher::open(config).await?;
     Ok(flashfit_lance::search::garments_of(searcher.table(), user)
         .await
         .map_err(|e| Error::Invalid(format!("LanceDB: {e}")))?

@@ -1,63 +1,14 @@
-//! Wiring for personalisation: the feedback worker's garment lookup (LanceDB), and the
-//! recommendation service behind `GET /v1/users/{user_id}/outfits` (wardrobe from LanceDB,
+//! The recommendation service behind `GET /v1/users/{user_id}/outfits` (wardrobe from LanceDB,
 //! preferences from the SQL store, the A/B variant's scorer, impressions to `flashfit.kpi`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use flashfit_config::{Config, ScoreWeights};
 use flashfit_outfits::{Item, Outfit, Request, RuleScorer, Scorer, experiments};
-use flashfit_prefs::stage::GarmentLookup;
 use flashfit_schema::{KpiEvent, KpiType};
 
-use crate::{Error, Result};
-
-/// Garment records from the LanceDB garments table (opened on first use).
-pub struct LanceLookup {
-    uri: String,
-    s3: flashfit_config::S3Config,
-    lance: flashfit_config::LanceConfig,
-    table_name: String,
-    dims: flashfit_lance::rows::VectorDims,
-    table: tokio::sync::OnceCell<lancedb::Table>,
-}
-
-impl LanceLookup {
-    pub fn new(config: &Config) -> crate::Result<Self> {
-        Ok(LanceLookup {
-            uri: config.lancedb_uri.clone(),
-            s3: config.s3.clone(),
-            lance: config.lance.clone(),
-            table_name: config.lance.table.clone(),
-            dims: crate::vector_dims(config)?,
-            table: tokio::sync::OnceCell::new(),
-        })
-    }
-
-    async fn table(&self) -> flashfit_lance::Result<&lancedb::Table> {
-        self.table
-            .get_or_try_init(|| async {
-                let db = flashfit_lance::connect(&self.uri, &self.s3, &self.lance).await?;
-                flashfit_lance::garments(&db, &self.table_name, self.dims).await
-            })
-            .await
-    }
-}
-
-#[async_trait]
-impl GarmentLookup for LanceLookup {
-    async fn garments(
-        &self,
-        user_id: &str,
-        ids: &[String],
-    ) -> std::result::Result<Vec<Item>, String> {
-        let t = self.table().await.map_err(|e| e.to_string())?;
-        flashfit_lance::wardrobe::items(t, user_id, Some(ids), false)
-            .await
-            .map_err(|e| e.to_string())
-    }
-}
+use flashfit_pipeline::{Error, Result};
 
 /// A learned compatibility model (`[model.compatibility]` in the manifest) as a re-ranker.
 pub struct OnnxReranker {
@@ -166,8 +117,12 @@ impl Recommender {
             return Ok(OnnxReranker { model: m.clone() });
         }
         let m = Arc::new(
-            flashfit_models::compat::CompatModel::load(&crate::model_dir(&self.config), name, 1)
-                .map_err(|e| Error::Invalid(format!("compatibility model {name}: {e}")))?,
+            flashfit_models::compat::CompatModel::load(
+                &flashfit_pipeline::model_dir(&self.config),
+                name,
+                1,
+            )
+            .map_err(|e| Error::Invalid(format!("compatibility model {name}: {e}")))?,
         );
         models.insert(name.to_owned(), m.clone());
         Ok(OnnxReranker { model: m })

@@ -16,7 +16,7 @@ use futures::TryStreamExt;
 use lancedb::DistanceType;
 use lancedb::query::{ExecutableQuery, QueryBase};
 
-use crate::{Error, Result};
+use flashfit_pipeline::{Error, Result};
 
 /// Options of `flashfit bench lance`.
 #[derive(Debug, Clone)]
@@ -154,14 +154,6 @@ impl Generator {
     }
 }
 
-fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
-    if sorted_ms.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted_ms.len() as f64 - 1.0) * p).round() as usize;
-    sorted_ms[i.min(sorted_ms.len() - 1)]
-}
-
 /// Runs `f` `n` times after a few warm-up calls; prints and returns (p50, p99) in ms.
 async fn latency<F, Fut>(label: &str, n: usize, mut f: F) -> Result<(f64, f64)>
 where
@@ -171,18 +163,17 @@ where
     for i in 0..5 {
         f(i).await?;
     }
-    let mut ms = Vec::with_capacity(n);
+    let mut lat = crate::Latencies::new();
     let mut hits = 0usize;
     for i in 0..n {
         let t = Instant::now();
         hits += f(i + 5).await?;
-        ms.push(t.elapsed().as_secs_f64() * 1e3);
+        lat.record(t.elapsed());
     }
-    ms.sort_by(f64::total_cmp);
-    let (p50, p99) = (percentile(&ms, 0.5), percentile(&ms, 0.99));
+    let (p50, p99) = (lat.ms(0.5), lat.ms(0.99));
     println!(
         "  {label}: p50 {p50:.2} ms, p99 {p99:.2} ms, max {:.2} ms ({n} queries, {:.1} results each)",
-        ms.last().copied().unwrap_or(0.0),
+        lat.max_ms(),
         hits as f64 / n.max(1) as f64
     );
     Ok((p50, p99))

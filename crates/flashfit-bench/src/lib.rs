@@ -11,6 +11,52 @@
 mod lance;
 pub use lance::{LanceBench, lance_bench};
 
+/// Latencies recorded in an HDR histogram (microseconds, 3 significant digits, up to an
+/// hour): quantiles without keeping or sorting the samples.
+pub struct Latencies(hdrhistogram::Histogram<u64>);
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Latencies {
+    pub fn new() -> Self {
+        // 1 µs .. 1 h at 3 significant figures: constant, valid bounds.
+        Latencies(
+            hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .expect("constant histogram bounds are valid"),
+        )
+    }
+
+    /// Records one latency (saturating at the histogram's bounds).
+    pub fn record(&mut self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
+        self.0.saturating_record(us);
+    }
+
+    pub fn len(&self) -> u64 {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The latency at quantile `q` (0..=1) in milliseconds; NaN with no samples.
+    pub fn ms(&self, q: f64) -> f64 {
+        if self.0.is_empty() {
+            return f64::NAN;
+        }
+        self.0.value_at_quantile(q) as f64 / 1000.0
+    }
+
+    pub fn max_ms(&self) -> f64 {
+        self.0.max() as f64 / 1000.0
+    }
+}
+
 use flashfit_schema::StageName;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,8 +71,8 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
-use crate::watch::TopicTail;
-use crate::{EmbeddedBroker, Error, Result};
+use flashfit_pipeline::watch::TopicTail;
+use flashfit_pipeline::{EmbeddedBroker, Error, Result};
 
 /// Options of `flashfit bench quality`.
 #[derive(Debug, Clone)]
@@ -57,7 +103,7 @@ pub async fn quality(opts: &QualityBench) -> Result<()> {
             String::from_utf8_lossy(&out.stderr)
         )));
     }
-    let files = crate::ingest::list_images(&dir)?;
+    let files = flashfit_pipeline::ingest::list_images(&dir)?;
     let (w, h) = dims(&files[0])?;
     println!(
         "quality bench: {} JPEGs, first is {w}x{h}, one thread each side",
@@ -382,16 +428,16 @@ async fn measure(
             }
         })
     };
-    let mut lat_ms = Vec::with_capacity(opts.latency_messages);
+    let mut lat = Latencies::new();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while lat_ms.len() < opts.latency_messages && Instant::now() < deadline {
+    while lat.len() < opts.latency_messages as u64 && Instant::now() < deadline {
         let Some(m) = tail.recv(Duration::from_secs(10)).await else {
             continue;
         };
         if let Some((seq, sent)) = m.payload().and_then(parse_payload)
             && seq >= base
         {
-            lat_ms.push((now_us().saturating_sub(sent)) as f64 / 1000.0);
+            lat.record(Duration::from_micros(now_us().saturating_sub(sent)));
         }
     }
     let _ = sender.await;
@@ -401,17 +447,10 @@ async fn measure(
         Ok(Err(e)) => return Err(e),
         Err(e) => return Err(Error::Invalid(e.to_string())),
     }
-    lat_ms.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        lat_ms
-            .get(((lat_ms.len() as f64 - 1.0) * p).round() as usize)
-            .copied()
-            .unwrap_or(f64::NAN)
-    };
     Ok(Figures {
         throughput,
-        p50_ms: pct(0.5),
-        p99_ms: pct(0.99),
+        p50_ms: lat.ms(0.5),
+        p99_ms: lat.ms(0.99),
     })
 }
 
@@ -635,8 +674,8 @@ pub async fn stages(config: &Config, opts: &StagesBench) -> Result<()> {
     }
     let mut config = config.clone();
     config.uploads_uri = Some(root);
-    let pipeline = crate::Pipeline::default_pipeline();
-    let dir = crate::model_dir(&config);
+    let pipeline = flashfit_pipeline::Pipeline::default_pipeline();
+    let dir = flashfit_pipeline::model_dir(&config);
     println!(
         "stage       bare img/s  stage img/s  overhead  ({} images, batch {}, median of {} rounds)",
         opts.images, opts.batch, opts.rounds
@@ -647,10 +686,10 @@ pub async fn stages(config: &Config, opts: &StagesBench) -> Result<()> {
             (1.0 - staged / bare) * 100.0
         );
     };
-    let io = |s: StageName| crate::vision::io(s, &config, &pipeline);
+    let io = |s: StageName| flashfit_pipeline::vision::io(s, &config, &pipeline);
     let (b, s, next) = bench_stage(
         io(StageName::Detect)?,
-        crate::vision::detector(&config, &dir)?,
+        flashfit_pipeline::vision::detector(&config, &dir)?,
         &input,
         &files,
         opts,
@@ -659,7 +698,7 @@ pub async fn stages(config: &Config, opts: &StagesBench) -> Result<()> {
     report("detect", (b, s));
     let (b, s, next) = bench_stage(
         io(StageName::Classify)?,
-        crate::vision::classifier(&config, &dir)?,
+        flashfit_pipeline::vision::classifier(&config, &dir)?,
         &next,
         &files,
         opts,
@@ -668,7 +707,7 @@ pub async fn stages(config: &Config, opts: &StagesBench) -> Result<()> {
     report("classify", (b, s));
     let (b, s, next) = bench_stage(
         io(StageName::Attributes)?,
-        crate::vision::attributes(&config, &dir)?,
+        flashfit_pipeline::vision::attributes(&config, &dir)?,
         &next,
         &files,
         opts,
@@ -677,7 +716,7 @@ pub async fn stages(config: &Config, opts: &StagesBench) -> Result<()> {
     report("attributes", (b, s));
     let (b, s, _) = bench_stage(
         io(StageName::Embed)?,
-        crate::vision::embedder(&config, &dir)?,
+        flashfit_pipeline::vision::embedder(&config, &dir)?,
         &next,
         &files,
         opts,
@@ -805,4 +844,30 @@ fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Latencies;
+
+    /// Quantiles within the histogram's 3 significant figures of the exact order statistics.
+    #[test]
+    fn latency_quantiles_match_the_samples() {
+        let mut l = Latencies::new();
+        assert!(l.ms(0.5).is_nan());
+        for us in 1..=10_000u64 {
+            l.record(Duration::from_micros(us * 10));
+        }
+        assert_eq!(l.len(), 10_000);
+        for (q, exact_ms) in [(0.5, 50.0), (0.99, 99.0), (1.0, 100.0)] {
+            let got = l.ms(q);
+            assert!(
+                (got - exact_ms).abs() <= exact_ms * 1e-3,
+                "q {q}: {got} vs {exact_ms}"
+            );
+        }
+        assert!((l.max_ms() - 100.0).abs() <= 0.1);
+    }
 }

@@ -1,0 +1,220 @@
+//! The command line: every subcommand, its flags and their help. `main` dispatches each to
+//! the library crate that does the work.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "flashfit",
+    version,
+    about = "Turns clothing photos into searchable wardrobe data"
+)]
+pub struct Cli {
+    /// TOML config file (also FLASHFIT_CONFIG); environment variables override it.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Pipeline definition (default: the built-in pipelines/default.toml).
+    #[arg(long, global = true)]
+    pub pipeline: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run one stage as its own process: a pipeline stage (quality, detect, classify,
+    /// attributes, embed) or a worker (parquet, lance, feedback, kpi).
+    Worker {
+        #[arg(value_enum)]
+        stage: flashfit_pipeline::StageName,
+    },
+    /// Rebuild the kpi_daily rollup (per experiment, variant and day) from kpi_events under
+    /// FLASHFIT_WAREHOUSE_URI.
+    KpiDaily,
+    /// Print a user's A/B variant in every configured experiment, as JSON.
+    Variants {
+        #[arg(long)]
+        user: String,
+    },
+    /// Run the whole system in one process: every stage of the pipeline, both sinks (Parquet
+    /// under FLASHFIT_WAREHOUSE_URI, LanceDB under FLASHFIT_LANCEDB_URI), the feedback and kpi
+    /// workers, and the HTTP API with --serve. Without FLASHFIT_KAFKA_BROKERS an embedded broker
+    /// is started; without FLASHFIT_UPLOADS_URI the --ingest folder (or ./uploads) is the
+    /// uploads location.
+    Run {
+        /// Publish an upload event for each photo in this folder (photos already in the tables
+        /// are reported, not published again) and report what each became.
+        #[arg(long)]
+        ingest: Option<PathBuf>,
+        /// user_id for ingested photos.
+        #[arg(long, default_value = "local-user")]
+        user: String,
+        /// Exit once every ingested photo is reported and in both tables (exit 0), or the
+        /// timeout passes (1).
+        #[arg(long)]
+        exit_when_done: bool,
+        /// Seconds to wait for statuses and the sinks.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        /// Also serve the HTTP API (search, outfits) on this address, e.g. 127.0.0.1:8080.
+        #[arg(long)]
+        serve: Option<std::net::SocketAddr>,
+        /// One JSON object per photo on stdout (the summary goes to stderr) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Publish an upload event for each photo in a folder (copying photos into the uploads
+    /// location when they are outside it).
+    Ingest {
+        dir: PathBuf,
+        #[arg(long, default_value = "local-user")]
+        user: String,
+        /// Wait for and print each photo's status.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Print the effective configuration (secrets masked).
+    Config,
+    /// The app-facing HTTP API on FLASHFIT_HTTP_ADDR (`GET /v1/users/{user_id}/search`).
+    Serve,
+    /// A user's garments like one of theirs (`--like GARMENT_ID`) or near a text (`--text`),
+    /// from LanceDB; one JSON line per result, best first.
+    Search {
+        #[arg(long)]
+        user: String,
+        #[arg(long, conflicts_with = "text", required_unless_present = "text")]
+        like: Option<String>,
+        #[arg(long)]
+        text: Option<String>,
+        #[arg(long)]
+        category: Option<String>,
+        #[arg(long)]
+        color: Option<String>,
+        #[arg(short, long, default_value_t = 10)]
+        k: usize,
+    },
+    /// Rebuild `garments_current` (one row per garment, latest processing wins, deleted
+    /// garments left out) from the tables under FLASHFIT_WAREHOUSE_URI, then run LanceDB upkeep
+    /// (compaction, old versions, indices) at FLASHFIT_LANCEDB_URI.
+    Compact,
+    /// Train models on labelled data.
+    Train {
+        #[command(subcommand)]
+        which: TrainCommand,
+    },
+    /// Benchmarks that print figures.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TrainCommand {
+    /// Train a linear taxonomy head on EfficientNet-Lite0 embeddings; prints held-out accuracy
+    /// and writes the head as JSON.
+    Head {
+        /// Train on Debian's Fashion-MNIST train split, evaluate on its test split.
+        #[arg(long, conflicts_with_all = ["data", "manifest"])]
+        fashion_mnist: bool,
+        /// Fashion-MNIST directory.
+        #[arg(long, default_value = "/usr/share/datasets/fashion-mnist")]
+        fashion_mnist_dir: PathBuf,
+        /// Use at most this many training images.
+        #[arg(long, default_value_t = 60_000)]
+        limit: usize,
+        /// A folder of class folders named after taxonomy categories (every fifth image held out).
+        #[arg(long, conflicts_with = "manifest")]
+        data: Option<PathBuf>,
+        /// A CSV manifest: header naming `path`, `label` and optionally `split` (train|test).
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// Where to write the head.
+        #[arg(long, default_value = "taxonomy-head.json")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 30)]
+        epochs: usize,
+        /// ONNX Runtime intra-op threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Quality-stage images/s vs the seed's Python/OpenCV checker on the same ~1024 px JPEGs.
+    Quality {
+        #[arg(long, default_value_t = 24)]
+        images: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Python with opencv-python-headless (default: $FLASHFIT_VENV/bin/python).
+        #[arg(long)]
+        python: Option<PathBuf>,
+        /// Repository root (for tests/fixtures and benches/).
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+    },
+    /// Pass-through stage on the runtime vs a bare rdkafka loop, same broker.
+    Runtime {
+        #[arg(long, default_value_t = 20_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 2_000)]
+        latency_messages: usize,
+        #[arg(long, default_value_t = 1_000)]
+        rate: u32,
+        #[arg(long, default_value_t = 256)]
+        payload_bytes: usize,
+        /// Alternating rounds of both loops (medians reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+    /// The garments Parquet sink on synthetic embedded records: rows/s, MB/s, bytes per row.
+    Parquet {
+        #[arg(long, default_value_t = 20_000)]
+        records: usize,
+        #[arg(long, default_value_t = 10_000)]
+        file_rows: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+    /// LanceDB: upsert rows/s (insert, update), the upkeep pass that builds the indices, and
+    /// query latency p50/p99 (per-user exact search; whole-table IVF-PQ with its recall) on
+    /// synthetic garments.
+    Lance {
+        #[arg(long, default_value_t = 100_000)]
+        rows: usize,
+        #[arg(long, default_value_t = 200)]
+        users: usize,
+        #[arg(long, default_value_t = 1_000)]
+        batch: usize,
+        #[arg(long, default_value_t = 1_000)]
+        queries: usize,
+        #[arg(short, long, default_value_t = 10)]
+        k: usize,
+        #[arg(long, default_value_t = 20)]
+        nprobes: usize,
+        #[arg(long, default_value_t = 4)]
+        refine: u32,
+        /// LanceDB URI (default: a fresh temporary directory).
+        #[arg(long)]
+        uri: Option<String>,
+    },
+    /// Each model stage (detect, classify, attributes, embed): images/s through the runtime vs
+    /// bare (decode + the same model calls, no runtime), same photos and batches.
+    Stages {
+        #[arg(long, default_value_t = 48)]
+        images: usize,
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Repository root (for tests/fixtures).
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+    },
+}
