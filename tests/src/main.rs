@@ -13,3 +13,4 @@ mod pipeline;
 mod process;
 mod relay;
 mod sinks;
+mod tools;

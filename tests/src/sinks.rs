@@ -451,3 +451,103 @@ async fn the_sink_killed_mid_write_and_restarted_writes_every_row_once() -> anyh
     eprintln!("sink kill test: killed after {killed_at} of {n} rows, 0 duplicates, 0 lost");
     Ok(())
 }
+
+/// Issue 14: the funnel tables. Real statuses and dead letters from the quality worker (a photo
+/// too small → `rejected`, a value that is not JSON → dead-lettered `invalid_event` and
+/// `failed`) and a feedback event, written by the parquet worker's funnel sinks (each its own
+/// consumer group) and read back by DuckDB with the README's queries; a replay from a fresh
+/// group adds no row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn funnel_tables_record_statuses_dead_letters_and_feedback() -> anyhow::Result<()> {
+    let mut stack = Stack::new()?;
+    let dir = std::env::temp_dir().join(format!("flashfit-funnel-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir)?;
+    let warehouse = format!("file://{}", dir.display());
+    stack.config.warehouse_uri = warehouse.clone();
+    stack.config.parquet.roll_ms = 500;
+    stack.ensure_topics(&["quality", "parquet"]).await?;
+    flashfit_runtime::kafka::ensure_topics(&stack.config.kafka, &[stack.topics.feedback()]).await?;
+    let small = stack
+        .put_upload("cat_small.jpg", photo("cat_small.jpg"))
+        .await?;
+    let p = stack.producer()?;
+    stack
+        .publish(&p, &[upload_event("small.jpg", &small)])
+        .await?;
+    stack
+        .publish_raw(&p, &[(b"g-x".to_vec(), b"not json at all".to_vec())])
+        .await?;
+    let feedback = serde_json::json!({"event_id": "f1", "user_id": "u-test", "signal": "like",
+        "garment_ids": ["g-small.jpg"], "ts": "2026-12-03T10:00:00Z"});
+    stack
+        .publish_to(
+            &p,
+            &stack.topics.feedback(),
+            &[(b"u-test".to_vec(), serde_json::to_vec(&feedback)?)],
+        )
+        .await?;
+    run_worker_until(&stack.config, "quality", 2).await?;
+
+    let counts = [("statuses", 2), ("dead_letters", 1), ("feedback_events", 1)];
+    run_funnel_until(&stack.config, &counts).await?;
+    let v = python_check(&stack, "check_funnel.py", &warehouse).await?;
+    assert_eq!(
+        v["funnel"],
+        serde_json::json!([["failed", "invalid_event", 0], ["rejected", "too_small", 1]]),
+        "{v}"
+    );
+    assert_eq!(v["status_days"], 1, "{v}");
+    let dead = &v["dead_letters"][0];
+    assert_eq!(
+        (&dead[0], &dead[1], &dead[3], &dead[4]),
+        (
+            &serde_json::json!("quality"),
+            &serde_json::json!("invalid_event"),
+            &serde_json::json!(1),
+            &serde_json::json!(15)
+        ),
+        "{v}"
+    );
+    assert_eq!(v["feedback"], serde_json::json!([["like", 1]]), "{v}");
+
+    // A replay of every input from fresh consumer groups writes nothing new.
+    let mut again = stack.config.clone();
+    again.kafka.group_prefix = format!("{}-replay", again.kafka.group_prefix);
+    run_funnel_until(&again, &counts).await?;
+    let after = python_check(&stack, "check_funnel.py", &warehouse).await?;
+    assert_eq!(after, v);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Runs the parquet worker's funnel sinks until each named sink has received its count.
+async fn run_funnel_until(config: &Config, counts: &[(&str, u64)]) -> anyhow::Result<()> {
+    let workers: Vec<_> = flashfit_pipeline::build_workers(
+        flashfit_schema::StageName::Parquet,
+        config,
+        &Pipeline::default_pipeline(),
+    )?
+    .into_iter()
+    .filter(|w| counts.iter().any(|(n, _)| *n == w.stage.name()))
+    .collect();
+    anyhow::ensure!(workers.len() == counts.len(), "funnel sinks missing");
+    let metrics = Metrics::new();
+    let token = CancellationToken::new();
+    let (c, m, t) = (config.clone(), metrics.clone(), token.clone());
+    let task = tokio::spawn(async move { flashfit_pipeline::run_workers(&c, workers, m, t).await });
+    let done = || {
+        counts
+            .iter()
+            .all(|(n, k)| metrics.stage(n).count("received", None) >= *k)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while tokio::time::Instant::now() < deadline && !done() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The sinks roll files on time (`[parquet] roll_ms`) and flush at shutdown.
+    tokio::time::sleep(Duration::from_millis(config.parquet.roll_ms + 1_000)).await;
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(30), task).await???;
+    anyhow::ensure!(done(), "the funnel sinks did not receive {counts:?}");
+    Ok(())
+}

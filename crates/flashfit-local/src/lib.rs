@@ -1,6 +1,6 @@
 //! `flashfit run`: the whole system in one process — the enrichment stages, both sinks
 //! (Parquet under `warehouse_uri`, LanceDB under `lancedb_uri`), the feedback and kpi workers,
-//! and `serve` when asked — each built by [`build_worker`], the function `flashfit worker`
+//! and `serve` when asked — each built by [`build_workers`], the function `flashfit worker`
 //! uses, so one process runs exactly what the separate workers run.
 //!
 //! With no broker configured, an embedded one (librdkafka's mock cluster) carries the topics.
@@ -30,9 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use flashfit_pipeline::ingest::{content_garment_id, ingest_as, list_images};
 use flashfit_pipeline::watch::{StatusWatcher, TopicTail, wait_caught_up};
-use flashfit_pipeline::{
-    EmbeddedBroker, Error, Pipeline, Result, Worker, build_worker, run_workers,
-};
+use flashfit_pipeline::{EmbeddedBroker, Error, Pipeline, Result, build_workers, run_workers};
 
 /// What `flashfit run` was asked to do.
 #[derive(Debug, Clone)]
@@ -229,10 +227,10 @@ pub async fn run(
         config.lance.linger_ms = config.lance.linger_ms.min(1_000);
     }
     let names = system_workers(pipeline);
-    let mut workers = names
-        .iter()
-        .map(|n| build_worker(*n, &config, pipeline))
-        .collect::<Result<Vec<Worker>>>()?;
+    let mut workers = Vec::new();
+    for n in &names {
+        workers.extend(build_workers(*n, &config, pipeline)?);
+    }
     let _broker = if embedded {
         let topics = Topics::new(config.kafka.topic_prefix.clone());
         let mut all: Vec<String> = vec![topics.status()];

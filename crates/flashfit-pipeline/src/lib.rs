@@ -9,6 +9,7 @@
 //! [`EmbeddedBroker`], [`ingest::ingest_files`], [`watch::StatusWatcher`],
 //! [`search::Searcher`], [`vector_dims`].
 
+pub mod dlq;
 mod embedded;
 pub mod ingest;
 pub mod lookup;
@@ -20,8 +21,8 @@ pub mod watch;
 
 pub use embedded::EmbeddedBroker;
 pub use pipeline::{
-    Pipeline, SearchQuery, StageName, Worker, build_stage, build_worker, compact, deletes_table,
-    garments_table, kpi_daily, kpi_table, lance_upkeep, search, worker_config,
+    Pipeline, SearchQuery, StageName, Worker, build_stage, build_worker, build_workers, compact,
+    deletes_table, garments_table, kpi_daily, kpi_table, lance_upkeep, search, worker_config,
 };
 pub use supervise::{run_stages, run_workers, shutdown_on_signals};
 

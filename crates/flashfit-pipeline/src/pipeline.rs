@@ -102,6 +102,58 @@ pub fn build_worker(name: StageName, config: &Config, pipeline: &Pipeline) -> Re
     Ok(Worker { config, stage })
 }
 
+/// The workers a `flashfit worker <name>` process runs: the stage's own and, for `parquet`,
+/// the funnel tables' sinks too (`statuses`, `dead_letters`, `feedback_events`: issue 14), each
+/// with its own consumer group (`<group_prefix>-<table>`) and dead-letter topic.
+pub fn build_workers(name: StageName, config: &Config, pipeline: &Pipeline) -> Result<Vec<Worker>> {
+    let mut out = vec![build_worker(name, config, pipeline)?];
+    if name == StageName::Parquet {
+        let c = worker_config(StageName::Parquet, config);
+        for stage in funnel_sinks(&c)? {
+            out.push(Worker {
+                config: c.clone(),
+                stage,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The sinks of the funnel tables: `flashfit.status` → `statuses`, every stage's dead-letter
+/// topic → `dead_letters`, `flashfit.feedback` → `feedback_events`.
+fn funnel_sinks(config: &Config) -> Result<Vec<Arc<dyn Stage>>> {
+    use flashfit_sinks::layout::{DEAD_LETTERS, FEEDBACK_EVENTS, STATUSES};
+    use flashfit_sinks::stage::ParquetSink;
+    let topics = flashfit_schema::Topics::new(config.kafka.topic_prefix.clone());
+    let max = config.parquet.max_bytes;
+    let sink = |layout: flashfit_sinks::layout::Layout, input: String| {
+        Ok::<_, Error>(
+            ParquetSink::new(warehouse_table(config, layout.name, layout)?, input, max)
+                .named(layout.name),
+        )
+    };
+    let dead_letters = warehouse_table(config, DEAD_LETTERS.name, DEAD_LETTERS)?;
+    // Every stage's dead letters, and those of the other funnel sinks (not its own: a dead
+    // letter that cannot become a row must not come back to it).
+    let mut dlq = StageName::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .chain([STATUSES.name, FEEDBACK_EVENTS.name])
+        .map(|s| topics.dlq(s));
+    let first = dlq
+        .next()
+        .ok_or_else(|| Error::Invalid("no stages".into()))?;
+    let mut dl = ParquetSink::new(dead_letters.clone(), first, max).named(DEAD_LETTERS.name);
+    for t in dlq {
+        dl = dl.with_route(t, dead_letters.clone());
+    }
+    Ok(vec![
+        Arc::new(sink(STATUSES, topics.status())?),
+        Arc::new(dl),
+        Arc::new(sink(FEEDBACK_EVENTS, topics.feedback())?),
+    ])
+}
+
 /// The configuration a worker for `name` runs with: a sink's runtime batch is its file roll
 /// (rows, time), with room in flight for a whole file.
 pub fn worker_config(name: StageName, config: &Config) -> Config {

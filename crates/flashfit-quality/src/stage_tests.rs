@@ -293,6 +293,7 @@ async fn an_unreachable_store_is_retried_not_dead_lettered() {
         offset: 41,
         key: None,
         value: Some(value.into()),
+        ..Default::default()
     };
     let token = tokio_util::sync::CancellationToken::new();
     let t2 = token.clone();

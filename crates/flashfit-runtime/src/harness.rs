@@ -52,6 +52,7 @@ pub fn messages(
             offset: i as i64,
             key: k.map(Bytes::from),
             value: Some(Bytes::from(v)),
+            ..Default::default()
         })
         .collect()
 }

@@ -72,6 +72,7 @@ fn msgs(values: &[&str]) -> Vec<Message> {
             offset: 100 + i as i64,
             key: Some(Bytes::from(format!("k{i}"))),
             value: Some(Bytes::from(v.to_string())),
+            ..Default::default()
         })
         .collect()
 }

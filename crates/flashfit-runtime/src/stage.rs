@@ -3,7 +3,7 @@ use bytes::Bytes;
 use flashfit_schema::Reason;
 
 /// One consumed message, detached from the Kafka client.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Message {
     /// Shared: every message of a partition names the same topic, and messages are cloned for
     /// retries.
@@ -12,12 +12,24 @@ pub struct Message {
     pub offset: i64,
     pub key: Option<Bytes>,
     pub value: Option<Bytes>,
+    /// Headers in order, `(name, value)` (a dead letter's reason travels here).
+    pub headers: Vec<(String, Bytes)>,
+    /// The record's timestamp (milliseconds since the epoch), when the broker gave one.
+    pub timestamp_ms: Option<i64>,
 }
 
 impl Message {
     /// The value bytes, or empty for a tombstone.
     pub fn payload(&self) -> &[u8] {
         self.value.as_deref().unwrap_or_default()
+    }
+
+    /// The first header called `name`, as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
     }
 }
 

@@ -560,12 +560,28 @@ fn detach(m: &rdkafka::message::BorrowedMessage<'_>, topic: &mut Option<Arc<str>
             t
         }
     };
+    use rdkafka::message::Headers as _;
+    let headers = m
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|x| {
+                    (
+                        x.key.to_owned(),
+                        bytes::Bytes::copy_from_slice(x.value.unwrap_or_default()),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Message {
         topic: t,
         partition: m.partition(),
         offset: m.offset(),
         key: m.key().map(bytes::Bytes::copy_from_slice),
         value: m.payload().map(bytes::Bytes::copy_from_slice),
+        headers,
+        timestamp_ms: m.timestamp().to_millis(),
     }
 }
 

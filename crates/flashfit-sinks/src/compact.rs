@@ -215,10 +215,15 @@ mod tests {
         // The owner deletes g1: it leaves the current view, even though its rows stay in the
         // log and one of them is newer than the delete.
         let tombstone = GARMENT_DELETES
-            .convert(
-                br#"{"event_id": "d1", "user_id": "u1", "garment_id": "g1",
-                "deleted_at": "2026-11-21T00:00:00Z"}"#,
-            )
+            .convert(&flashfit_runtime::Message {
+                value: Some(
+                    br#"{"event_id": "d1", "user_id": "u1", "garment_id": "g1",
+                "deleted_at": "2026-11-21T00:00:00Z"}"#
+                        .as_slice()
+                        .into(),
+                ),
+                ..Default::default()
+            })
             .expect("tombstone");
         deletes
             .write_range(

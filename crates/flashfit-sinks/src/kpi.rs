@@ -148,6 +148,13 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
+
+    fn message(v: &Value) -> flashfit_runtime::Message {
+        flashfit_runtime::Message {
+            value: Some(serde_json::to_vec(v).expect("json").into()),
+            ..Default::default()
+        }
+    }
     use crate::layout::KPI_EVENTS;
     use crate::table::Range;
 
@@ -197,11 +204,7 @@ mod tests {
         ];
         let rows: Vec<Value> = records
             .iter()
-            .map(|r| {
-                KPI_EVENTS
-                    .convert(&serde_json::to_vec(r).expect("json"))
-                    .expect("row")
-            })
+            .map(|r| KPI_EVENTS.convert(&message(r)).expect("row"))
             .collect();
         let range = Range {
             topic: "flashfit.kpi".into(),
@@ -213,18 +216,12 @@ mod tests {
         // Bad events are refused: no duration on session_end, no value on rating.
         assert!(
             KPI_EVENTS
-                .convert(
-                    &serde_json::to_vec(&ev("x", "u", "session_end", day1, "c", json!({})))
-                        .expect("json")
-                )
+                .convert(&message(&ev("x", "u", "session_end", day1, "c", json!({}))))
                 .is_err()
         );
         assert!(
             KPI_EVENTS
-                .convert(
-                    &serde_json::to_vec(&ev("x", "u", "rating", day1, "c", json!({})))
-                        .expect("json")
-                )
+                .convert(&message(&ev("x", "u", "rating", day1, "c", json!({}))))
                 .is_err()
         );
 

@@ -11,7 +11,9 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use serde_json::Value;
 
-use crate::{Error, Result, deletes, garments, kpi_events};
+use flashfit_runtime::Message;
+
+use crate::{Error, Result, deletes, funnel, garments, kpi_events};
 
 /// What a table holds: its Arrow schema, how an input record becomes a row, and the
 /// timestamp column whose UTC day is the `dt=` partition.
@@ -19,7 +21,8 @@ use crate::{Error, Result, deletes, garments, kpi_events};
 pub struct Layout {
     pub name: &'static str,
     pub schema: fn() -> SchemaRef,
-    pub row: fn(&[u8]) -> Result<Value>,
+    /// The row of one consumed message (most tables read only its value).
+    pub row: fn(&Message) -> Result<Value>,
     pub time_column: &'static str,
 }
 
@@ -27,7 +30,7 @@ pub struct Layout {
 pub const GARMENTS: Layout = Layout {
     name: "garments",
     schema: garments::schema,
-    row: garments::row,
+    row: |m| garments::row(m.payload()),
     time_column: "processed_at",
 };
 
@@ -35,7 +38,7 @@ pub const GARMENTS: Layout = Layout {
 pub const GARMENT_DELETES: Layout = Layout {
     name: "garment_deletes",
     schema: deletes::schema,
-    row: deletes::row,
+    row: |m| deletes::row(m.payload()),
     time_column: "deleted_at",
 };
 
@@ -43,7 +46,31 @@ pub const GARMENT_DELETES: Layout = Layout {
 pub const KPI_EVENTS: Layout = Layout {
     name: "kpi_events",
     schema: kpi_events::schema,
-    row: kpi_events::row,
+    row: |m| kpi_events::row(m.payload()),
+    time_column: "ts",
+};
+
+/// Every status of `flashfit.status` (the upload funnel).
+pub const STATUSES: Layout = Layout {
+    name: "statuses",
+    schema: funnel::statuses_schema,
+    row: funnel::status_row,
+    time_column: "ts",
+};
+
+/// Every dead letter of every `flashfit.dlq.<stage>`, its reason from the headers.
+pub const DEAD_LETTERS: Layout = Layout {
+    name: "dead_letters",
+    schema: funnel::dead_letters_schema,
+    row: funnel::dead_letter_row,
+    time_column: "time",
+};
+
+/// Every feedback event of `flashfit.feedback`.
+pub const FEEDBACK_EVENTS: Layout = Layout {
+    name: "feedback_events",
+    schema: funnel::feedback_schema,
+    row: funnel::feedback_row,
     time_column: "ts",
 };
 
@@ -92,8 +119,8 @@ impl Layout {
 
     /// The row of one input record; it must also encode on its own, so one bad record cannot
     /// fail a whole file.
-    pub fn convert(&self, payload: &[u8]) -> Result<Value> {
-        let row = (self.row)(payload)?;
+    pub fn convert(&self, msg: &Message) -> Result<Value> {
+        let row = (self.row)(msg)?;
         self.batch(std::slice::from_ref(&row))?;
         Ok(row)
     }

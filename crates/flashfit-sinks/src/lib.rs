@@ -7,6 +7,7 @@
 
 pub mod compact;
 pub mod deletes;
+pub mod funnel;
 pub mod garments;
 pub mod kpi;
 pub mod kpi_events;

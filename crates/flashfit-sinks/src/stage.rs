@@ -82,10 +82,7 @@ fn failed(why: String, e: &crate::Error) -> Outcome {
 
 /// The row of one message, or why it cannot have one.
 fn convert(table: &Table, msg: &Message) -> Result<Value, String> {
-    table
-        .layout
-        .convert(msg.payload())
-        .map_err(|e| e.to_string())
+    table.layout.convert(msg).map_err(|e| e.to_string())
 }
 
 #[async_trait]

@@ -106,10 +106,49 @@ pub enum Command {
         #[command(subcommand)]
         which: TrainCommand,
     },
+    /// Dead letters: count them, or republish them to their source topics.
+    Dlq {
+        #[command(subcommand)]
+        which: DlqCommand,
+    },
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
         which: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DlqCommand {
+    /// Counts by stage and reason, and the last dead letters with their headers (one JSON
+    /// object on stdout).
+    List {
+        /// A stage (or funnel sink) name; every stage's dead letters when absent.
+        #[arg(long)]
+        stage: Option<String>,
+        /// A reason name, e.g. not_found.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Only dead letters written at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// How many of the last matching dead letters to show.
+        #[arg(long, default_value_t = 10)]
+        last: usize,
+    },
+    /// Republish each matching dead letter's key and value to the topic in its
+    /// flashfit.source.topic header (with a flashfit.redrive header). The redrive keeps its own
+    /// position: running it again republishes nothing.
+    Redrive {
+        #[arg(long)]
+        stage: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        since: Option<String>,
+        /// Count what would be republished; publish and commit nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

@@ -10,13 +10,13 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use flashfit_bench as bench;
 use flashfit_config::{Config, LogFormat};
-use flashfit_pipeline::{Pipeline, build_worker, ingest, run_workers, shutdown_on_signals, watch};
+use flashfit_pipeline::{Pipeline, build_workers, ingest, run_workers, shutdown_on_signals, watch};
 use flashfit_runtime::Metrics;
 use flashfit_schema::Topics;
 use tokio_util::sync::CancellationToken;
 
 mod cli;
-use cli::{BenchCommand, Cli, Command, TrainCommand};
+use cli::{BenchCommand, Cli, Command, DlqCommand, TrainCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -169,11 +169,52 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&v)?);
             Ok(())
         }
+        Command::Dlq {
+            which:
+                DlqCommand::List {
+                    stage,
+                    reason,
+                    since,
+                    last,
+                },
+        } => {
+            let filter = flashfit_pipeline::dlq::DlqFilter::new(stage, reason, since.as_deref())?;
+            let l = flashfit_pipeline::dlq::list(&config.kafka, &filter, last).await?;
+            println!("{}", serde_json::to_string_pretty(&l)?);
+            Ok(())
+        }
+        Command::Dlq {
+            which:
+                DlqCommand::Redrive {
+                    stage,
+                    reason,
+                    since,
+                    dry_run,
+                },
+        } => {
+            let filter =
+                flashfit_pipeline::dlq::DlqFilter::new(Some(stage), reason, since.as_deref())?;
+            let r = flashfit_pipeline::dlq::redrive(&config.kafka, &filter, dry_run).await?;
+            eprintln!(
+                "{} {} of {} dead letters read (group {}; {} passed over): {}",
+                if r.dry_run {
+                    "would republish"
+                } else {
+                    "republished"
+                },
+                r.republished,
+                r.read,
+                r.group,
+                r.skipped,
+                serde_json::to_string(&r.targets)?
+            );
+            Ok(())
+        }
         Command::Worker { stage } => {
-            let worker = build_worker(stage, &config, &pipeline)?;
+            let workers = build_workers(stage, &config, &pipeline)?;
             let shutdown = CancellationToken::new();
             shutdown_on_signals(shutdown.clone());
-            run_workers(&config, vec![worker], Metrics::new(), shutdown).await?;
+            run_workers(&config, workers, Metrics::new(), shutdown).await?;
             Ok(())
         }
         Command::Ingest {

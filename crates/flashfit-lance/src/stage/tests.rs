@@ -206,6 +206,7 @@ fn delete(i: usize, garment: &str) -> flashfit_runtime::Message {
         offset: i as i64,
         key: Some(garment.as_bytes().to_vec().into()),
         value: Some(serde_json::to_vec(&v).expect("json").into()),
+        ..Default::default()
     }
 }
 

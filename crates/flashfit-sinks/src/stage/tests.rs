@@ -211,7 +211,7 @@ async fn two_writers_of_one_first_offset_commit_one_range() {
     );
     let rows: Vec<serde_json::Value> = all
         .iter()
-        .map(|m| table.layout.convert(m.payload()).expect("row"))
+        .map(|m| table.layout.convert(m).expect("row"))
         .collect();
     // B stages 0..=3; before its marker, A commits 0..=9.
     let a = table.clone();
