@@ -61,8 +61,12 @@ async fn a_dead_letter_is_listed_then_redriven_once_after_the_cause_is_fixed() -
         serde_json::from_slice(out.first().and_then(|m| m.payload()).unwrap_or_default())?;
     assert_eq!(rec.upload.event_id, "late");
 
-    // The redrive keeps its position: nothing to republish the second time.
+    // The redrive keeps its position: nothing to republish the second time, nor by a redrive
+    // of that reason alone (the same group).
     let again = dlq::redrive(k, &quality, false).await?;
+    assert_eq!((again.read, again.republished), (0, 0), "{again:?}");
+    let not_found = DlqFilter::new(Some("quality".into()), Some("not_found".into()), None)?;
+    let again = dlq::redrive(k, &not_found, false).await?;
     assert_eq!((again.read, again.republished), (0, 0), "{again:?}");
     Ok(())
 }

@@ -1,9 +1,10 @@
 //! Data engineers' dead-letter tools (issue 14): `flashfit dlq list` (counts by stage and
 //! reason, and the last dead letters with their headers) and `flashfit dlq redrive` (republish
 //! each dead letter's key and value to its `flashfit.source.topic`, with a header naming the
-//! redrive). A redrive keeps its own committed position on the dead-letter topic (consumer
-//! group `<group_prefix>-redrive-<stage>[-<reason>]`), so running the same redrive again
-//! republishes nothing.
+//! redrive). A redrive keeps its own committed position on the dead-letter topic, one
+//! consumer group per stage and reason (`<group_prefix>-redrive-<stage>-<reason>`), so running
+//! a redrive again republishes nothing and no dead letter is republished twice, whatever mix
+//! of `--reason` filters is used.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -64,8 +65,12 @@ pub struct Redrive {
     pub group: String,
     pub read: u64,
     pub republished: u64,
-    /// Read but not matching the filter (or without a source topic): passed over.
+    /// Of the filter's reason(s) but not matching it otherwise (before `--since`, no source
+    /// topic): passed over for good by that reason's group.
     pub skipped: u64,
+    /// Matching, but the original value was not kept (over `runtime.max_record_bytes`): see
+    /// the dead letter's message for where the original is.
+    pub unredrivable: u64,
     /// Target topic → records republished there.
     pub targets: BTreeMap<String, u64>,
     pub dry_run: bool,
@@ -241,25 +246,28 @@ pub async fn list(k: &KafkaConfig, filter: &DlqFilter, last_n: usize) -> Result<
 }
 
 /// Republishes the dead letters of `filter.stage` that match the filter to their source
-/// topics, committing its position after each acknowledged record (a crash mid-redrive
-/// republishes at most the record in flight again). `dry_run` reads and counts without
-/// publishing or committing.
+/// topics. Each reason has its own consumer group (`<group_prefix>-redrive-<stage>-<reason>`;
+/// without `--reason`, every reason's group in turn), so whatever mix of redrives runs, each
+/// dead letter is republished at most once. A pass reads only up to the end offsets it found
+/// at start: a redriven record that fails again and comes back is left for the next redrive,
+/// never looped on. Dead letters whose original value was not kept (over
+/// `runtime.max_record_bytes`) are reported, not republished. The position is committed after
+/// each acknowledged record (a crash republishes at most the record in flight again);
+/// `dry_run` reads and counts without publishing or committing.
 pub async fn redrive(k: &KafkaConfig, filter: &DlqFilter, dry_run: bool) -> Result<Redrive> {
     let stage = filter
         .stage
         .as_deref()
         .ok_or_else(|| Error::Invalid("a redrive needs --stage".into()))?;
-    let group = format!(
-        "{}-redrive-{stage}{}",
-        k.group_prefix,
-        filter
-            .reason
-            .as_deref()
-            .map(|r| format!("-{r}"))
-            .unwrap_or_default()
-    );
+    let reasons: Vec<String> = match &filter.reason {
+        Some(r) => vec![r.clone()],
+        None => flashfit_schema::Reason::ALL
+            .iter()
+            .map(|r| r.as_str().to_owned())
+            .collect(),
+    };
     let mut out = Redrive {
-        group: group.clone(),
+        group: format!("{}-redrive-{stage}", k.group_prefix),
         dry_run,
         ..Redrive::default()
     };
@@ -267,29 +275,84 @@ pub async fn redrive(k: &KafkaConfig, filter: &DlqFilter, dry_run: bool) -> Resu
     if topics.is_empty() {
         return Ok(out);
     }
-    let consumer: StreamConsumer = kafka::consumer_config(k, &group, 0)?.create()?;
-    assign(&consumer, &topics, true)?;
     let producer = kafka::producer(k)?;
-    let id = format!("{group}@{}", flashfit_schema::format_ts(Utc::now()));
-    let mut wait = Duration::from_secs(5);
+    let id = format!("{}@{}", out.group, flashfit_schema::format_ts(Utc::now()));
+    for reason in reasons {
+        let group = format!("{}-{reason}", out.group);
+        let only = DlqFilter {
+            reason: Some(reason),
+            ..filter.clone()
+        };
+        pass(k, &group, &topics, &only, dry_run, &producer, &id, &mut out).await?;
+    }
+    Ok(out)
+}
+
+/// One reason's redrive: from its group's committed offsets to the end offsets at start.
+#[allow(clippy::too_many_arguments)]
+async fn pass(
+    k: &KafkaConfig,
+    group: &str,
+    topics: &[String],
+    filter: &DlqFilter,
+    dry_run: bool,
+    producer: &rdkafka::producer::FutureProducer,
+    id: &str,
+    out: &mut Redrive,
+) -> Result<()> {
+    let consumer: StreamConsumer = kafka::consumer_config(k, group, 0)?.create()?;
+    assign(&consumer, topics, true)?;
+    // Where each partition ends now, and where this group starts.
+    let mut left: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    let timeout = Duration::from_secs(10);
+    for e in consumer.assignment()?.elements() {
+        let (_, high) = consumer.fetch_watermarks(e.topic(), e.partition(), timeout)?;
+        let start = match e.offset() {
+            rdkafka::Offset::Offset(n) => n,
+            _ => 0,
+        };
+        if high > start {
+            left.insert((e.topic().to_owned(), e.partition()), high);
+        }
+    }
     let started = Instant::now();
-    loop {
-        let m = match tokio::time::timeout(wait, consumer.recv()).await {
+    while !left.is_empty() {
+        let m = match tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await {
+            // Nothing more although the watermark said so (Tansu can report a wrong one).
             Err(_) => break,
             Ok(Err(e)) => return Err(e.into()),
             Ok(Ok(m)) => m,
         };
-        wait = Duration::from_secs(2);
-        out.read += 1;
+        let key = (m.topic().to_owned(), m.partition());
+        let Some(&end) = left.get(&key) else {
+            continue;
+        };
+        if m.offset() >= end {
+            left.remove(&key);
+            continue;
+        }
+        if m.offset() + 1 >= end {
+            left.remove(&key);
+        }
         let h = header_map(&m);
+        if h.get(headers::ERROR_KIND).map(String::as_str) != filter.reason.as_deref() {
+            // Another reason's: its own group redrives it.
+            if !dry_run {
+                consumer.commit_message(&m, CommitMode::Sync)?;
+            }
+            continue;
+        }
+        out.read += 1;
         let target = h.get(headers::SOURCE_TOPIC).cloned();
+        let kept = m.payload().is_some_and(|v| !v.is_empty());
         match target.filter(|_| filter.matches(&h, time_of(&m))) {
+            Some(_) if !kept => out.unredrivable += 1,
             Some(target) if !dry_run => {
                 let from = format!("{}/{}/{}", m.topic(), m.partition(), m.offset());
                 let hs = OwnedHeaders::new()
                     .insert(Header {
                         key: REDRIVE_HEADER,
-                        value: Some(id.as_str()),
+                        value: Some(id),
                     })
                     .insert(Header {
                         key: REDRIVE_FROM_HEADER,
@@ -320,6 +383,7 @@ pub async fn redrive(k: &KafkaConfig, filter: &DlqFilter, dry_run: bool) -> Resu
         }
         if out.read.is_multiple_of(1000) {
             tracing::info!(
+                group,
                 read = out.read,
                 republished = out.republished,
                 seconds = started.elapsed().as_secs(),
@@ -327,5 +391,5 @@ pub async fn redrive(k: &KafkaConfig, filter: &DlqFilter, dry_run: bool) -> Resu
             );
         }
     }
-    Ok(out)
+    Ok(())
 }

@@ -70,6 +70,8 @@ pub fn all() -> Vec<(String, Value)> {
         out.push((format!("{topic}.json"), v));
     };
     put(topics::UPLOADS, schema_of::<UploadEvent>(), None, &[]);
+    // Each topic requires what its stage adds (and the quality object every record has):
+    // a pipeline may skip stages (`pipelines/*.toml`), so earlier objects are optional.
     let stages: [(&str, &str, &[&str]); 5] = [
         (topics::QUALITY, "quality", &["quality"]),
         (
@@ -80,30 +82,17 @@ pub fn all() -> Vec<(String, Value)> {
         (
             "flashfit.classified",
             "classify",
-            &["quality", "detection", "classification", "models"],
+            &["quality", "classification", "models"],
         ),
         (
             "flashfit.tagged",
             "attributes",
-            &[
-                "quality",
-                "detection",
-                "classification",
-                "attributes",
-                "models",
-            ],
+            &["quality", "attributes", "models"],
         ),
         (
             "flashfit.embedded",
             "embed",
-            &[
-                "quality",
-                "detection",
-                "classification",
-                "attributes",
-                "embedding",
-                "models",
-            ],
+            &["quality", "embedding", "models"],
         ),
     ];
     for (topic, stage, required) in stages {

@@ -196,7 +196,8 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 flashfit_pipeline::dlq::DlqFilter::new(Some(stage), reason, since.as_deref())?;
             let r = flashfit_pipeline::dlq::redrive(&config.kafka, &filter, dry_run).await?;
             eprintln!(
-                "{} {} of {} dead letters read (group {}; {} passed over): {}",
+                "{} {} of {} dead letters read (groups {}-<reason>; {} passed over, {} without \
+                 their original value): {}",
                 if r.dry_run {
                     "would republish"
                 } else {
@@ -206,6 +207,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 r.read,
                 r.group,
                 r.skipped,
+                r.unredrivable,
                 serde_json::to_string(&r.targets)?
             );
             Ok(())
