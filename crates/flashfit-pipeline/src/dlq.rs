@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use flashfit_config::KafkaConfig;
 use flashfit_runtime::kafka;
-use flashfit_schema::{StageName, Topics, headers};
+use flashfit_schema::{Topics, headers};
 use rdkafka::Message as _;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
@@ -134,12 +134,7 @@ impl DlqFilter {
         let topics = Topics::new(k.topic_prefix.clone());
         match &self.stage {
             Some(s) => vec![topics.dlq(s)],
-            None => StageName::ALL
-                .iter()
-                .map(|s| s.as_str())
-                .chain(["statuses", "dead_letters", "feedback_events"])
-                .map(|s| topics.dlq(s))
-                .collect(),
+            None => crate::dlq_topics(&topics),
         }
     }
 }

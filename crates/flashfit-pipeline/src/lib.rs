@@ -22,7 +22,8 @@ pub mod watch;
 pub use embedded::EmbeddedBroker;
 pub use pipeline::{
     Pipeline, SearchQuery, StageName, Worker, build_stage, build_worker, build_workers, compact,
-    deletes_table, garments_table, kpi_daily, kpi_table, lance_upkeep, search, worker_config,
+    deletes_table, dlq_topics, garments_table, kpi_daily, kpi_table, lance_upkeep, search,
+    worker_config,
 };
 pub use supervise::{run_stages, run_workers, shutdown_on_signals};
 

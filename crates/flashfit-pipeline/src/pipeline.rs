@@ -119,6 +119,17 @@ pub fn build_workers(name: StageName, config: &Config, pipeline: &Pipeline) -> R
     Ok(out)
 }
 
+/// Every dead-letter topic the system writes: each stage's and each funnel sink's.
+pub fn dlq_topics(topics: &flashfit_schema::Topics) -> Vec<String> {
+    use flashfit_sinks::layout::{DEAD_LETTERS, FEEDBACK_EVENTS, STATUSES};
+    StageName::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .chain([STATUSES.name, DEAD_LETTERS.name, FEEDBACK_EVENTS.name])
+        .map(|s| topics.dlq(s))
+        .collect()
+}
+
 /// The sinks of the funnel tables: `flashfit.status` → `statuses`, every stage's dead-letter
 /// topic → `dead_letters`, `flashfit.feedback` → `feedback_events`.
 fn funnel_sinks(config: &Config) -> Result<Vec<Arc<dyn Stage>>> {
@@ -135,11 +146,8 @@ fn funnel_sinks(config: &Config) -> Result<Vec<Arc<dyn Stage>>> {
     let dead_letters = warehouse_table(config, DEAD_LETTERS.name, DEAD_LETTERS)?;
     // Every stage's dead letters, and those of the other funnel sinks (not its own: a dead
     // letter that cannot become a row must not come back to it).
-    let mut dlq = StageName::ALL
-        .iter()
-        .map(|s| s.as_str())
-        .chain([STATUSES.name, FEEDBACK_EVENTS.name])
-        .map(|s| topics.dlq(s));
+    let own = topics.dlq(DEAD_LETTERS.name);
+    let mut dlq = dlq_topics(&topics).into_iter().filter(|t| *t != own);
     let first = dlq
         .next()
         .ok_or_else(|| Error::Invalid("no stages".into()))?;

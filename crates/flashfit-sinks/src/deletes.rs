@@ -4,10 +4,11 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use flashfit_schema::{DeleteEvent, format_ts};
 use serde_json::{Value, json};
 
+use crate::columns::utc_time;
 use crate::{Error, Result};
 
 /// The Arrow schema of the `garment_deletes` table.
@@ -16,11 +17,7 @@ pub fn schema() -> SchemaRef {
         Field::new("event_id", DataType::Utf8, false),
         Field::new("garment_id", DataType::Utf8, false),
         Field::new("user_id", DataType::Utf8, false),
-        Field::new(
-            "deleted_at",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
-            false,
-        ),
+        utc_time("deleted_at", false),
     ]))
 }
 

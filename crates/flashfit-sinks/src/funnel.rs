@@ -6,35 +6,16 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use flashfit_runtime::Message;
 use flashfit_schema::{FeedbackEvent, StatusEvent, format_ts, headers};
 use serde_json::{Value, json};
 
+use crate::columns::{list_of, utc_time, utf8};
 use crate::{Error, Result};
 
 /// How much of a dead letter's value the table keeps, as text.
 pub const VALUE_HEAD_BYTES: usize = 1024;
-
-fn utf8(name: &str, nullable: bool) -> Field {
-    Field::new(name, DataType::Utf8, nullable)
-}
-
-fn list(name: &str) -> Field {
-    Field::new(
-        name,
-        DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
-        true,
-    )
-}
-
-fn time(name: &str) -> Field {
-    Field::new(
-        name,
-        DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
-        false,
-    )
-}
 
 /// The Arrow schema of `statuses`.
 pub fn statuses_schema() -> SchemaRef {
@@ -44,10 +25,10 @@ pub fn statuses_schema() -> SchemaRef {
         utf8("user_id", true),
         utf8("status", false),
         utf8("stage", false),
-        list("reasons"),
-        list("warnings"),
+        list_of("reasons", DataType::Utf8),
+        list_of("warnings", DataType::Utf8),
         utf8("message", true),
-        time("ts"),
+        utc_time("ts", false),
     ]))
 }
 
@@ -69,9 +50,9 @@ pub fn feedback_schema() -> SchemaRef {
         utf8("event_id", false),
         utf8("user_id", false),
         utf8("signal", false),
-        list("garment_ids"),
+        list_of("garment_ids", DataType::Utf8),
         utf8("outfit_id", true),
-        time("ts"),
+        utc_time("ts", false),
     ]))
 }
 
@@ -100,7 +81,7 @@ pub fn dead_letters_schema() -> SchemaRef {
         utf8("key", true),
         utf8("value_head", true),
         Field::new("value_bytes", DataType::Int64, false),
-        time("time"),
+        utc_time("time", false),
     ]))
 }
 
@@ -222,12 +203,7 @@ mod tests {
                 .split("\n## `")
                 .find(|s| s.starts_with(&format!("{}`", layout.name)))
                 .unwrap_or_else(|| panic!("no section for {}", layout.name));
-            let documented: Vec<String> = section
-                .lines()
-                .filter_map(|l| l.strip_prefix("| `"))
-                .filter_map(|l| l.split('`').next())
-                .map(str::to_owned)
-                .collect();
+            let documented = crate::table::tests::documented_columns(section);
             let actual: Vec<String> = (layout.schema)()
                 .fields()
                 .iter()

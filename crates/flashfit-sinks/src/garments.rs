@@ -3,25 +3,14 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use flashfit_schema::record::{DetectionSource, ModelRef, Role};
 use flashfit_schema::{GarmentRecord, Warning, format_ts};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::columns::{list_of, utc_time, utf8};
 use crate::{Error, Result};
-
-fn utf8(name: &str, nullable: bool) -> Field {
-    Field::new(name, DataType::Utf8, nullable)
-}
-
-fn list_of(name: &str, item: DataType) -> Field {
-    Field::new(
-        name,
-        DataType::List(Arc::new(Field::new("item", item, true))),
-        true,
-    )
-}
 
 fn bbox_type() -> DataType {
     DataType::Struct(Fields::from(vec![
@@ -93,11 +82,7 @@ pub fn schema() -> SchemaRef {
         list_of("style_tags", DataType::Utf8),
         utf8("caption", true),
         list_of("models", model),
-        Field::new(
-            "processed_at",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
-            false,
-        ),
+        utc_time("processed_at", false),
     ]))
 }
 

@@ -3,19 +3,12 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use flashfit_schema::{KpiEvent, format_ts};
 use serde_json::{Value, json};
 
+use crate::columns::{list_of, utc_time};
 use crate::{Error, Result};
-
-fn list(name: &str, item: DataType) -> Field {
-    Field::new(
-        name,
-        DataType::List(Arc::new(Field::new("item", item, true))),
-        true,
-    )
-}
 
 /// The Arrow schema of `kpi_events`.
 pub fn schema() -> SchemaRef {
@@ -27,16 +20,12 @@ pub fn schema() -> SchemaRef {
         Field::new("event_id", DataType::Utf8, false),
         Field::new("user_id", DataType::Utf8, false),
         Field::new("type", DataType::Utf8, false),
-        Field::new(
-            "ts",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
-            false,
-        ),
-        list("variants", variant),
+        utc_time("ts", false),
+        list_of("variants", variant),
         Field::new("duration_s", DataType::Float64, true),
         Field::new("value", DataType::Float64, true),
         Field::new("outfit_id", DataType::Utf8, true),
-        list("garment_ids", DataType::Utf8),
+        list_of("garment_ids", DataType::Utf8),
     ]))
 }
 

@@ -5,6 +5,7 @@
 //! table's schema and row function are named in [`layout`], which the writer and the rollups
 //! depend on.
 
+mod columns;
 pub mod compact;
 pub mod deletes;
 pub mod funnel;

@@ -204,18 +204,22 @@ async fn the_same_rows_give_the_same_bytes() {
 
 /// `schemas/garments.md` is what analysts read: its column table must list the schema's
 /// columns in order.
+/// The column names of a markdown table in `schemas/` (rows starting ``| `name` ``), in order.
+pub(crate) fn documented_columns(doc: &str) -> Vec<String> {
+    doc.lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .map(str::to_owned)
+        .collect()
+}
+
 #[test]
 fn the_documented_schema_matches_the_arrow_schema() {
     let doc = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/garments.md"),
     )
     .expect("doc");
-    let documented: Vec<String> = doc
-        .lines()
-        .filter_map(|l| l.strip_prefix("| `"))
-        .filter_map(|l| l.split('`').next())
-        .map(str::to_owned)
-        .collect();
+    let documented = documented_columns(&doc);
     let actual: Vec<String> = garments::schema()
         .fields()
         .iter()
