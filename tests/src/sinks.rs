@@ -305,6 +305,134 @@ async fn garments_suite(warehouse_uri: String, lancedb_uri: String) -> anyhow::R
     .await?;
     assert_eq!(v["validated"]["flashfit.embedded"], passed, "{v}");
     assert_eq!(v["errors"], serde_json::json!([]), "{v}");
+
+    // Issue 14: `flashfit reprocess` by a predicate on the model version. A garment an older
+    // model version made (its record as that worker wrote it: the boot's, with every model at
+    // version "0") is in both tables; reprocessing where a model is at version 0 publishes a
+    // new upload for it alone; after the chain and the sinks its current row has today's
+    // models, no other garment gained a row, and LanceDB keeps one vector each.
+    reprocess_by_model_version(&stack).await?;
+    Ok(())
+}
+
+async fn reprocess_by_model_version(stack: &Stack) -> anyhow::Result<()> {
+    use flashfit_pipeline::progress::Progress;
+    use flashfit_pipeline::reprocess::reprocess;
+    use rdkafka::Message as _;
+    let embedded = read_all(
+        stack,
+        &stack
+            .topics
+            .output_of(flashfit_schema::StageName::Embed)
+            .unwrap_or_default(),
+    )
+    .await?;
+    let boot = embedded
+        .iter()
+        .filter_map(|m| serde_json::from_slice::<serde_json::Value>(m.payload()?).ok())
+        .find(|v| v["garment_id"] == "g-fmnist_ankle_boot.png")
+        .ok_or_else(|| anyhow::anyhow!("no embedded boot record"))?;
+    let mut old = boot.clone();
+    old["event_id"] = "old-boot-upload".into();
+    old["garment_id"] = "g-old-boot".into();
+    old["processed_at"] = "2026-10-01T00:00:00Z".into();
+    for m in old["models"].as_array_mut().into_iter().flatten() {
+        m["version"] = "0".into();
+    }
+    let model = old["models"][0]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let embedded_topic = stack
+        .topics
+        .output_of(flashfit_schema::StageName::Embed)
+        .unwrap_or_default();
+    // The sink catches up first (the last round above ran the chain without it).
+    run_sink(&stack.config, 3, |_| true).await?;
+    let before = flashfit_pipeline::compact(&stack.config).await?;
+    stack
+        .publish_to(
+            &stack.producer()?,
+            &embedded_topic,
+            &[(b"g-old-boot".to_vec(), serde_json::to_vec(&old)?)],
+        )
+        .await?;
+    run_sink(&stack.config, 1, |_| true).await?;
+    assert_eq!(run_lance(&stack.config, 1).await?, 3);
+    let after_old = flashfit_pipeline::compact(&stack.config).await?;
+    assert_eq!(after_old.rows_read, before.rows_read + 1);
+
+    let predicate = format!("list_contains(model_versions, '{model}@0')");
+    let dry = reprocess(&stack.config, &predicate, true, &mut Progress::quiet()).await?;
+    assert_eq!((dry.selected, dry.published), (1, 0), "{dry}");
+    assert_eq!(dry.sample, vec!["u-test/g-old-boot"], "{dry}");
+    // Deleted garments are never selected: everything current is the two left and the old boot.
+    let everything = reprocess(&stack.config, "true", true, &mut Progress::quiet()).await?;
+    assert_eq!(everything.selected, 3, "{everything}");
+    assert!(
+        !everything.sample.iter().any(|g| g.contains("coffee")),
+        "{everything}"
+    );
+
+    let watcher = stack.status_watcher()?;
+    let tail = stack.tail(&stack.topics.uploads())?;
+    let r = reprocess(&stack.config, &predicate, false, &mut Progress::quiet()).await?;
+    assert_eq!((r.selected, r.published), (1, 1), "{r}");
+    assert!(r.to_string().contains("published 1 upload events"), "{r}");
+    let uploads = tail
+        .collect_until(Duration::from_secs(30), |v| {
+            v.iter().any(|m| {
+                flashfit_pipeline::watch::header(m, flashfit_pipeline::reprocess::REPROCESS_HEADER)
+                    .is_some()
+            })
+        })
+        .await;
+    let event: flashfit_schema::UploadEvent = uploads
+        .iter()
+        .filter(|m| {
+            flashfit_pipeline::watch::header(m, flashfit_pipeline::reprocess::REPROCESS_HEADER)
+                .as_deref()
+                == Some(r.run.as_str())
+        })
+        .filter_map(|m| serde_json::from_slice(m.payload()?).ok())
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no reprocess upload"))?;
+    assert_eq!(
+        (event.garment_id.as_str(), event.user_id.as_str()),
+        ("g-old-boot", "u-test")
+    );
+    assert_eq!(
+        event.image_uri,
+        boot["image_uri"].as_str().unwrap_or_default()
+    );
+    assert_ne!(event.event_id, "old-boot-upload");
+    run_stages_until(stack, &HashSet::from([event.event_id.clone()]), &watcher).await?;
+    run_sink(&stack.config, 1, |_| true).await?;
+    assert_eq!(
+        run_lance(&stack.config, 1).await?,
+        3,
+        "one vector per garment"
+    );
+    let after = flashfit_pipeline::compact(&stack.config).await?;
+    assert_eq!(
+        after.rows_read,
+        after_old.rows_read + 1,
+        "only that garment has a new row"
+    );
+    // Its current row is today's; nothing is at version 0 any more.
+    let again = reprocess(&stack.config, &predicate, true, &mut Progress::quiet()).await?;
+    assert_eq!(again.selected, 0, "{again}");
+    let now = reprocess(
+        &stack.config,
+        &format!(
+            "garment_id = 'g-old-boot' and event_id = '{}'",
+            event.event_id
+        ),
+        true,
+        &mut Progress::quiet(),
+    )
+    .await?;
+    assert_eq!(now.selected, 1, "{now}");
     Ok(())
 }
 

@@ -321,7 +321,6 @@ pub async fn run_chain_round(
     stack: &Stack,
     round: Option<&str>,
 ) -> anyhow::Result<std::collections::HashMap<String, StatusEvent>> {
-    let pipeline = flashfit_pipeline::Pipeline::default_pipeline();
     let watcher = stack.status_watcher()?;
     let mut events = Vec::new();
     for name in CHAIN_PHOTOS {
@@ -333,6 +332,19 @@ pub async fn run_chain_round(
         events.push(e);
     }
     stack.publish(&stack.producer()?, &events).await?;
+    let ids: std::collections::HashSet<String> =
+        events.iter().map(|e| e.event_id.clone()).collect();
+    run_stages_until(stack, &ids, &watcher).await
+}
+
+/// Runs every stage of the default pipeline in this process until each of `ids` has a status
+/// (`watcher` started before the events were published), then stops the stages.
+pub async fn run_stages_until(
+    stack: &Stack,
+    ids: &HashSet<String>,
+    watcher: &StatusWatcher,
+) -> anyhow::Result<std::collections::HashMap<String, StatusEvent>> {
+    let pipeline = flashfit_pipeline::Pipeline::default_pipeline();
     let config = stack.config.clone();
     let token = tokio_util::sync::CancellationToken::new();
     let t = token.clone();
@@ -344,12 +356,25 @@ pub async fn run_chain_round(
             .collect::<flashfit_pipeline::Result<Vec<_>>>()?;
         flashfit_pipeline::run_stages(&config, stages, flashfit_runtime::Metrics::new(), t).await
     });
-    let ids: std::collections::HashSet<String> =
-        events.iter().map(|e| e.event_id.clone()).collect();
-    let seen = await_statuses(&watcher, &ids, std::time::Duration::from_secs(240)).await;
+    let seen = await_statuses(watcher, ids, std::time::Duration::from_secs(240)).await;
     token.cancel();
     tokio::time::timeout(std::time::Duration::from_secs(30), task).await???;
     seen
+}
+
+/// Every message of `topic`, read by a fresh group until 3 s pass without one.
+pub async fn read_all(
+    stack: &Stack,
+    topic: &str,
+) -> anyhow::Result<Vec<rdkafka::message::OwnedMessage>> {
+    let tail = stack.tail(topic)?;
+    let mut out = Vec::new();
+    let mut wait = Duration::from_secs(30);
+    while let Some(m) = tail.recv(wait).await {
+        out.push(m);
+        wait = Duration::from_secs(3);
+    }
+    Ok(out)
 }
 
 /// Runs the worker `name` in this process until it has received `records` messages (or 90 s

@@ -7,7 +7,7 @@
 //! of `--reason` filters is used.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use flashfit_config::KafkaConfig;
@@ -19,6 +19,7 @@ use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use serde::Serialize;
 
+use crate::progress::Progress;
 use crate::{Error, Result};
 
 /// Header a redriven record carries: which redrive sent it (`<group>@<RFC 3339 time>`).
@@ -74,6 +75,30 @@ pub struct Redrive {
     /// Target topic → records republished there.
     pub targets: BTreeMap<String, u64>,
     pub dry_run: bool,
+}
+
+impl std::fmt::Display for Redrive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} {} of {} dead letters read (groups {}-<reason>; {} passed over, {} without \
+             their original value)",
+            if self.dry_run {
+                "would republish"
+            } else {
+                "republished"
+            },
+            self.republished,
+            self.read,
+            self.group,
+            self.skipped,
+            self.unredrivable,
+        )?;
+        for (topic, n) in &self.targets {
+            writeln!(f, "  {n} to {topic}")?;
+        }
+        Ok(())
+    }
 }
 
 fn header_map(m: &rdkafka::message::BorrowedMessage<'_>) -> BTreeMap<String, String> {
@@ -249,7 +274,12 @@ pub async fn list(k: &KafkaConfig, filter: &DlqFilter, last_n: usize) -> Result<
 /// `runtime.max_record_bytes`) are reported, not republished. The position is committed after
 /// each acknowledged record (a crash republishes at most the record in flight again);
 /// `dry_run` reads and counts without publishing or committing.
-pub async fn redrive(k: &KafkaConfig, filter: &DlqFilter, dry_run: bool) -> Result<Redrive> {
+pub async fn redrive(
+    k: &KafkaConfig,
+    filter: &DlqFilter,
+    dry_run: bool,
+    progress: &mut Progress,
+) -> Result<Redrive> {
     let stage = filter
         .stage
         .as_deref()
@@ -278,8 +308,12 @@ pub async fn redrive(k: &KafkaConfig, filter: &DlqFilter, dry_run: bool) -> Resu
             reason: Some(reason),
             ..filter.clone()
         };
-        pass(k, &group, &topics, &only, dry_run, &producer, &id, &mut out).await?;
+        pass(
+            k, &group, &topics, &only, dry_run, &producer, &id, &mut out, progress,
+        )
+        .await?;
     }
+    progress.finish();
     Ok(out)
 }
 
@@ -294,6 +328,7 @@ async fn pass(
     producer: &rdkafka::producer::FutureProducer,
     id: &str,
     out: &mut Redrive,
+    progress: &mut Progress,
 ) -> Result<()> {
     let consumer: StreamConsumer = kafka::consumer_config(k, group, 0)?.create()?;
     assign(&consumer, topics, true)?;
@@ -310,7 +345,6 @@ async fn pass(
             left.insert((e.topic().to_owned(), e.partition()), high);
         }
     }
-    let started = Instant::now();
     while !left.is_empty() {
         let m = match tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await {
             // Nothing more although the watermark said so (Tansu can report a wrong one).
@@ -376,15 +410,7 @@ async fn pass(
         if !dry_run {
             consumer.commit_message(&m, CommitMode::Sync)?;
         }
-        if out.read.is_multiple_of(1000) {
-            tracing::info!(
-                group,
-                read = out.read,
-                republished = out.republished,
-                seconds = started.elapsed().as_secs(),
-                "redriving"
-            );
-        }
+        progress.inc(1);
     }
     Ok(())
 }

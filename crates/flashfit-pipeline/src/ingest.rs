@@ -98,13 +98,33 @@ pub async fn publish(
     topic: &str,
     events: &[UploadEvent],
 ) -> Result<()> {
+    publish_with(producer, topic, events, &[]).await
+}
+
+/// [`publish`] with headers on every record.
+pub async fn publish_with(
+    producer: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    events: &[UploadEvent],
+    headers: &[(&str, &str)],
+) -> Result<()> {
+    use rdkafka::message::{Header, OwnedHeaders};
     let sends = events.iter().map(|e| async move {
         let value = serde_json::to_vec(e).map_err(|x| Error::Invalid(x.to_string()))?;
+        let hs = headers
+            .iter()
+            .fold(OwnedHeaders::new(), |hs, (key, value)| {
+                hs.insert(Header {
+                    key,
+                    value: Some(*value),
+                })
+            });
         producer
             .send(
                 FutureRecord::to(topic)
                     .key(e.garment_id.as_bytes())
-                    .payload(&value),
+                    .payload(&value)
+                    .headers(hs),
                 Timeout::After(Duration::from_secs(30)),
             )
             .await

@@ -119,6 +119,40 @@ pub fn build_workers(name: StageName, config: &Config, pipeline: &Pipeline) -> R
     Ok(out)
 }
 
+/// Every consumer group the system runs and the topics it reads, without building a stage
+/// (no models loaded): each pipeline stage (`<group_prefix>-<stage>`), the sinks, the feedback
+/// and kpi workers and the funnel sinks. `flashfit lag` reports these.
+pub fn consumer_groups(config: &Config, pipeline: &Pipeline) -> Vec<(String, Vec<String>)> {
+    use flashfit_sinks::layout::{DEAD_LETTERS, FEEDBACK_EVENTS, STATUSES};
+    let topics = flashfit_schema::Topics::new(config.kafka.topic_prefix.clone());
+    let group = |name: &str| format!("{}-{name}", config.kafka.group_prefix);
+    let mut out: Vec<(String, Vec<String>)> = pipeline
+        .stages
+        .iter()
+        .filter_map(|s| Some((group(s.as_str()), vec![pipeline.input_of(*s, &topics)?])))
+        .collect();
+    let sunk: Vec<String> = topics
+        .output_of(pipeline.last())
+        .into_iter()
+        .chain([topics.deletes()])
+        .collect();
+    out.push((group(StageName::Parquet.as_str()), sunk.clone()));
+    out.push((group(StageName::Lance.as_str()), sunk));
+    out.push((group(StageName::Feedback.as_str()), vec![topics.feedback()]));
+    out.push((group(StageName::Kpi.as_str()), vec![topics.kpi()]));
+    out.push((group(STATUSES.name), vec![topics.status()]));
+    let own = topics.dlq(DEAD_LETTERS.name);
+    out.push((
+        group(DEAD_LETTERS.name),
+        dlq_topics(&topics)
+            .into_iter()
+            .filter(|t| *t != own)
+            .collect(),
+    ));
+    out.push((group(FEEDBACK_EVENTS.name), vec![topics.feedback()]));
+    out
+}
+
 /// Every dead-letter topic the system writes: each stage's and each funnel sink's.
 pub fn dlq_topics(topics: &flashfit_schema::Topics) -> Vec<String> {
     use flashfit_sinks::layout::{DEAD_LETTERS, FEEDBACK_EVENTS, STATUSES};
@@ -404,6 +438,30 @@ mod worker_tests {
             let s = build_stage(name, &config, &p).expect("builds");
             assert_eq!((s.name(), s.input_topic()), (name.as_str(), input));
         }
+        // `flashfit lag` names the same groups and topics as the workers it reports on.
+        let groups = consumer_groups(&config, &p);
+        let mut workers: Vec<Worker> = Vec::new();
+        for name in [
+            StageName::Parquet,
+            StageName::Lance,
+            StageName::Feedback,
+            StageName::Kpi,
+        ] {
+            workers.extend(build_workers(name, &config, &p).expect("builds"));
+        }
+        for w in &workers {
+            let group = format!("flashfit-{}", w.stage.name());
+            let (_, topics) = groups
+                .iter()
+                .find(|(g, _)| *g == group)
+                .unwrap_or_else(|| panic!("lag knows {group}"));
+            let mut want = w.stage.input_topics();
+            want.sort();
+            let mut got = topics.clone();
+            got.sort();
+            assert_eq!(got, want, "{group}");
+        }
+        assert_eq!(groups.len(), workers.len() + p.stages.len());
     }
 }
 

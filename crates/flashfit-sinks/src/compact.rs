@@ -9,7 +9,6 @@ use std::collections::{HashMap, HashSet};
 use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use arrow::datatypes::TimestampMicrosecondType;
 use bytes::Bytes;
-use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -33,13 +32,7 @@ pub struct Compacted {
 
 /// Every row of a table, as batches of its schema.
 pub async fn read_log(table: &Table) -> Result<(usize, Vec<RecordBatch>)> {
-    let metas: Vec<_> = table.store.list(Some(&table.root)).try_collect().await?;
-    let mut files: Vec<Path> = metas
-        .into_iter()
-        .map(|m| m.location)
-        .filter(|p| p.as_ref().ends_with(".parquet") && !p.as_ref().contains("/_ranges/"))
-        .collect();
-    files.sort();
+    let files = crate::sql::data_files(table).await?;
     let mut batches = Vec::new();
     for f in &files {
         let bytes: Bytes = table.store.get(f).await?.bytes().await?;
@@ -214,29 +207,7 @@ mod tests {
 
         // The owner deletes g1: it leaves the current view, even though its rows stay in the
         // log and one of them is newer than the delete.
-        let tombstone = GARMENT_DELETES
-            .convert(&flashfit_runtime::Message {
-                value: Some(
-                    br#"{"event_id": "d1", "user_id": "u1", "garment_id": "g1",
-                "deleted_at": "2026-11-21T00:00:00Z"}"#
-                        .as_slice()
-                        .into(),
-                ),
-                ..Default::default()
-            })
-            .expect("tombstone");
-        deletes
-            .write_range(
-                &Range {
-                    topic: "flashfit.deletes".into(),
-                    partition: 0,
-                    first: 0,
-                    last: 0,
-                },
-                &[tombstone],
-            )
-            .await
-            .expect("write tombstone");
+        crate::table::tests::tombstone(&deletes, "u1", "g1", 0).await;
         let c = compact_current(&t, &deletes, &out).await.expect("compact");
         assert_eq!((c.rows_read, c.rows_written, c.deleted), (3, 1, 1));
     }

@@ -3,7 +3,7 @@
 //! ([`table`]) by `flashfit worker parquet` ([`stage`]); `garments_current` ([`compact`]);
 //! the A/B `kpi_events` table ([`kpi_events`]) and its `kpi_daily` rollup ([`kpi`]). Each
 //! table's schema and row function are named in [`layout`], which the writer and the rollups
-//! depend on.
+//! depend on. [`sql`] runs DataFusion SQL over the tables, out of core.
 
 mod columns;
 pub mod compact;
@@ -13,6 +13,7 @@ pub mod garments;
 pub mod kpi;
 pub mod kpi_events;
 pub mod layout;
+pub mod sql;
 pub mod stage;
 pub mod table;
 
@@ -33,6 +34,9 @@ pub enum Error {
     /// must look; retrying cannot help.
     #[error("corrupt table state: {0}")]
     Corrupt(String),
+    /// A SQL query over the tables failed (a bad predicate, an unknown column).
+    #[error("query: {0}")]
+    Query(String),
 }
 
 impl Error {

@@ -111,6 +111,60 @@ pub enum Command {
         #[command(subcommand)]
         which: DlqCommand,
     },
+    /// Replay a range of a topic, by offset or time, into a consumer group (its committed
+    /// offsets set to the range's start; refused while the group has live members) or into
+    /// another topic (keys, values, headers and timestamps copied).
+    Replay {
+        #[arg(long)]
+        topic: String,
+        /// One partition (default: all).
+        #[arg(long)]
+        partition: Option<i32>,
+        /// earliest, an offset, or an RFC 3339 time (resolved per partition).
+        #[arg(long)]
+        from: String,
+        /// End of the range, exclusive: latest, an offset, or an RFC 3339 time (--into only).
+        #[arg(long, default_value = "latest")]
+        to: String,
+        /// Set this group's committed offsets to the start of the range.
+        #[arg(long, conflicts_with = "into", required_unless_present = "into")]
+        group: Option<String>,
+        /// Copy the range into this topic.
+        #[arg(long)]
+        into: Option<String>,
+        /// Resolve times by searching message timestamps only (do not ask the broker).
+        #[arg(long)]
+        search_times: bool,
+        /// Resolve and print the ranges; commit and copy nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The summary as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Publish a new upload event (new event_id; same garment_id, user_id, image_uri) for each
+    /// garment of garments_current matching a SQL predicate, so the chain processes it again.
+    /// Columns: those of garments_current, plus model_versions (list of name@version).
+    Reprocess {
+        /// e.g. "list_contains(model_versions, 'efficientnet-lite0@1')" or
+        /// "category = 'shirt' and processed_at < '2026-12-01'".
+        #[arg(long = "where")]
+        predicate: String,
+        /// Count and show the selection; publish nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per stage and sink group and partition: committed offset, end offset, lag and the age
+    /// of the oldest unprocessed message.
+    Lag {
+        /// Only this group.
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -149,6 +203,8 @@ pub enum DlqCommand {
         /// Count what would be republished; publish and commit nothing.
         #[arg(long)]
         dry_run: bool,
+        #[arg(long)]
+        json: bool,
     },
 }
 

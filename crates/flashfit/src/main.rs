@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use flashfit_bench as bench;
 use flashfit_config::{Config, LogFormat};
+use flashfit_pipeline::progress::Progress;
 use flashfit_pipeline::{Pipeline, build_workers, ingest, run_workers, shutdown_on_signals, watch};
 use flashfit_runtime::Metrics;
 use flashfit_schema::Topics;
@@ -190,27 +191,76 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                     reason,
                     since,
                     dry_run,
+                    json,
                 },
         } => {
             let filter =
                 flashfit_pipeline::dlq::DlqFilter::new(Some(stage), reason, since.as_deref())?;
-            let r = flashfit_pipeline::dlq::redrive(&config.kafka, &filter, dry_run).await?;
-            eprintln!(
-                "{} {} of {} dead letters read (groups {}-<reason>; {} passed over, {} without \
-                 their original value): {}",
-                if r.dry_run {
-                    "would republish"
+            let mut progress = Progress::new("redrive", None);
+            let r = flashfit_pipeline::dlq::redrive(&config.kafka, &filter, dry_run, &mut progress)
+                .await?;
+            summary(&r, json)
+        }
+        Command::Replay {
+            topic,
+            partition,
+            from,
+            to,
+            group,
+            into,
+            search_times,
+            dry_run,
+            json,
+        } => {
+            use flashfit_pipeline::replay::{ReplayOptions, Target};
+            let target = match (group, into) {
+                (Some(g), _) => Target::Group(g),
+                (None, Some(t)) => Target::Topic(t),
+                (None, None) => bail!("--group or --into"),
+            };
+            let options = ReplayOptions {
+                topic,
+                partition,
+                from: from.parse()?,
+                to: to.parse()?,
+                target,
+                dry_run,
+                lookup: if search_times {
+                    flashfit_pipeline::offsets::Lookup::Search
                 } else {
-                    "republished"
+                    flashfit_pipeline::offsets::Lookup::Auto
                 },
-                r.republished,
-                r.read,
-                r.group,
-                r.skipped,
-                r.unredrivable,
-                serde_json::to_string(&r.targets)?
-            );
-            Ok(())
+            };
+            let mut progress = Progress::new("replay", None);
+            let r =
+                flashfit_pipeline::replay::replay(&config.kafka, &options, &mut progress).await?;
+            summary(&r, json)
+        }
+        Command::Reprocess {
+            predicate,
+            dry_run,
+            json,
+        } => {
+            let mut progress = Progress::new("reprocess", None);
+            let r = flashfit_pipeline::reprocess::reprocess(
+                &config,
+                &predicate,
+                dry_run,
+                &mut progress,
+            )
+            .await?;
+            summary(&r, json)
+        }
+        Command::Lag { group, json } => {
+            let mut groups = flashfit_pipeline::consumer_groups(&config, &pipeline);
+            if let Some(g) = &group {
+                groups.retain(|(name, _)| name == g);
+                if groups.is_empty() {
+                    bail!("no worker group is named {g}");
+                }
+            }
+            let l = flashfit_pipeline::lag::lag(&config.kafka, &groups).await?;
+            summary(&l, json)
         }
         Command::Worker { stage } => {
             let workers = build_workers(stage, &config, &pipeline)?;
@@ -385,4 +435,14 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             bench::stages(&config, &opts).await.map_err(Into::into)
         }
     }
+}
+
+/// A command's final summary on stdout: text, or one JSON object with `--json`.
+fn summary<T: std::fmt::Display + serde::Serialize>(r: &T, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(r)?);
+    } else {
+        print!("{r}");
+    }
+    Ok(())
 }

@@ -40,6 +40,30 @@ pub(crate) fn bytes(v: &Value) -> Vec<u8> {
 }
 
 /// The bytes of one object of the table's store.
+/// Writes one tombstone of `user`'s `garment` to the `garment_deletes` table at `offset`.
+pub(crate) async fn tombstone(deletes: &Table, user: &str, garment: &str, offset: i64) {
+    let value = json!({"event_id": format!("d-{garment}"), "user_id": user,
+        "garment_id": garment, "deleted_at": "2026-11-21T00:00:00Z"});
+    let row = crate::layout::GARMENT_DELETES
+        .convert(&flashfit_runtime::Message {
+            value: Some(bytes(&value).into()),
+            ..Default::default()
+        })
+        .expect("tombstone");
+    deletes
+        .write_range(
+            &Range {
+                topic: "flashfit.deletes".into(),
+                partition: 0,
+                first: offset,
+                last: offset,
+            },
+            &[row],
+        )
+        .await
+        .expect("write tombstone");
+}
+
 pub(crate) async fn object(t: &Table, path: &str) -> Bytes {
     t.store
         .get(&Path::from(path))
