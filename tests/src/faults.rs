@@ -463,6 +463,23 @@ async fn a_random_worker_killed_ten_times_loses_and_duplicates_nothing() -> anyh
     );
     stored.assert_each_once(&ids, &garments);
     assert_exited_zero(&exits);
+    // The funnel's `statuses` sink runs in the parquet worker's process and was killed with
+    // it: every upload's status is in the table, and no input offset is in it twice.
+    let funnel = poll_until(Duration::from_secs(60), || async {
+        let rows = parquet_event_ids(&stack, &warehouse, "statuses").await?;
+        let have: HashSet<String> = rows.into_iter().collect();
+        Ok(ids.iter().all(|i| have.contains(i)))
+    })
+    .await?;
+    assert!(
+        funnel.is_some(),
+        "an upload's status missing from the statuses table"
+    );
+    let overlaps = overlapping_ranges(&stack, &warehouse, "statuses").await?;
+    assert!(
+        overlaps.is_empty(),
+        "status offsets written twice: {overlaps:?}"
+    );
     eprintln!(
         "fault-suite: kill-9: {n} uploads through quality and the Parquet sink and {} garments through the LanceDB sink, a random worker SIGKILLed and restarted 10 times ({}): all processed ({} duplicate statuses), 0 dead letters, no input offset twice, {} log rows, garments_current and LanceDB each garment once; {:.1} s from the last kill to everything stored",
         garments.len(),
@@ -470,6 +487,100 @@ async fn a_random_worker_killed_ten_times_loses_and_duplicates_nothing() -> anyh
         statuses.duplicates,
         rows.len(),
         settled.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// A redrive SIGKILLed mid-run and run again republishes every dead letter (at most the one
+/// in flight twice: each is acknowledged before its position is committed), and a third run
+/// republishes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redrive_killed_mid_run_republishes_each_dead_letter_once() -> anyhow::Result<()> {
+    use flashfit_schema::headers;
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::FutureRecord;
+    let stack = Stack::new()?;
+    let dlq = ensure_topic(&stack, stack.topics.dlq("quality")).await?;
+    let target = ensure_topic(&stack, format!("{}redrive.target", stack.prefix)).await?;
+    let n = 600;
+    let producer = stack.producer()?;
+    let mut acks = Vec::new();
+    for i in 0..n {
+        let key = format!("k{i:04}");
+        let hs = [
+            (headers::STAGE, "quality"),
+            (headers::ERROR_KIND, "not_found"),
+            (headers::SOURCE_TOPIC, target.as_str()),
+        ]
+        .into_iter()
+        .fold(OwnedHeaders::new(), |h, (key, value)| {
+            h.insert(Header {
+                key,
+                value: Some(value),
+            })
+        });
+        let rec = FutureRecord::to(&dlq)
+            .key(key.as_bytes())
+            .payload(key.as_bytes())
+            .headers(hs);
+        acks.push(producer.send_result(rec).map_err(|(e, _)| e)?);
+    }
+    for a in acks {
+        a.await?.map_err(|(e, _)| e)?;
+    }
+    let redrive = ["dlq", "redrive", "--stage", "quality", "--json"];
+    let tail = stack.tail(&target)?;
+    let mut first = spawn_cmd(&stack, &redrive, &[])?;
+    let mut seen = Vec::new();
+    while seen.len() < n / 5 {
+        match tail.recv(Duration::from_secs(60)).await {
+            Some(m) => seen.push(m),
+            None => anyhow::bail!("the redrive republished nothing within 60 s"),
+        }
+    }
+    first.start_kill()?;
+    let killed = first.wait().await?;
+    assert!(!killed.success(), "killed: {killed:?}");
+    let out = tokio::process::Command::new(flashfit_bin())
+        .args(redrive)
+        .envs(stack.child_env())
+        .output()
+        .await?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let second: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    while let Some(m) = tail.recv(Duration::from_secs(5)).await {
+        seen.push(m);
+    }
+    let keys: Vec<String> = seen
+        .iter()
+        .filter_map(|m| {
+            use rdkafka::Message as _;
+            m.key().map(|k| String::from_utf8_lossy(k).into_owned())
+        })
+        .collect();
+    let distinct: HashSet<&String> = keys.iter().collect();
+    assert_eq!(distinct.len(), n, "every dead letter republished: {second}");
+    assert!(
+        keys.len() <= n + 1,
+        "{} republished for {n} dead letters: more than the one in flight twice ({second})",
+        keys.len()
+    );
+    let again = tokio::process::Command::new(flashfit_bin())
+        .args(redrive)
+        .envs(stack.child_env())
+        .output()
+        .await?;
+    let third: serde_json::Value = serde_json::from_slice(&again.stdout)?;
+    assert_eq!(third["republished"], 0, "{third}");
+    eprintln!(
+        "fault-suite: redrive: {n} dead letters, the redrive SIGKILLed after {} republished, run again: {} republished in all ({} twice), a third run republished 0",
+        n / 5,
+        keys.len(),
+        keys.len() - n
     );
     Ok(())
 }

@@ -7,9 +7,12 @@
 //! - [`stages`]: each model stage through the runtime vs bare model calls.
 //! - [`parquet`]: the Parquet sink's rows/s and MB/s.
 //! - [`lance_bench`]: LanceDB upsert rows/s, upkeep, and query latency p50/p99.
+//! - [`rollups`]: `compact` and `kpi-daily` out of core: time and peak RSS.
 
 mod lance;
+mod rollups;
 pub use lance::{LanceBench, lance_bench};
+pub use rollups::{RollupsBench, rollups};
 
 /// Latencies recorded in an HDR histogram (microseconds, 3 significant digits, up to an
 /// hour): quantiles without keeping or sorting the samples.
@@ -735,7 +738,7 @@ pub struct ParquetBench {
     pub rounds: usize,
 }
 
-fn synthetic_embedded(i: usize) -> serde_json::Value {
+pub(crate) fn synthetic_embedded(i: usize) -> serde_json::Value {
     let v = |n: usize, seed: usize| -> Vec<f32> {
         (0..n)
             .map(|k| ((k * 7919 + seed * 104_729) % 2000) as f32 / 1000.0 - 1.0)

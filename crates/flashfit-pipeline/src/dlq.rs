@@ -302,6 +302,17 @@ pub async fn redrive(
     }
     let producer = kafka::producer(k)?;
     let id = format!("{}@{}", out.group, flashfit_schema::format_ts(Utc::now()));
+    // Where each partition ends now, checked against the messages (the broker's high
+    // watermark can be wrong: Tansu after a produce batch).
+    let mut tps = Vec::new();
+    for t in &topics {
+        tps.extend(
+            crate::offsets::partitions(k, t)?
+                .into_iter()
+                .map(|p| (t.clone(), p)),
+        );
+    }
+    let ends = crate::offsets::ends(k, &tps).await?;
     for reason in reasons {
         let group = format!("{}-{reason}", out.group);
         let only = DlqFilter {
@@ -309,7 +320,7 @@ pub async fn redrive(
             ..filter.clone()
         };
         pass(
-            k, &group, &topics, &only, dry_run, &producer, &id, &mut out, progress,
+            k, &group, &topics, &ends, &only, dry_run, &producer, &id, &mut out, progress,
         )
         .await?;
     }
@@ -323,6 +334,7 @@ async fn pass(
     k: &KafkaConfig,
     group: &str,
     topics: &[String],
+    ends: &BTreeMap<crate::offsets::Tp, crate::offsets::End>,
     filter: &DlqFilter,
     dry_run: bool,
     producer: &rdkafka::producer::FutureProducer,
@@ -332,11 +344,12 @@ async fn pass(
 ) -> Result<()> {
     let consumer: StreamConsumer = kafka::consumer_config(k, group, 0)?.create()?;
     assign(&consumer, topics, true)?;
-    // Where each partition ends now, and where this group starts.
+    // Where this group starts, and where each partition ended when the redrive started.
     let mut left: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    let timeout = Duration::from_secs(10);
     for e in consumer.assignment()?.elements() {
-        let (_, high) = consumer.fetch_watermarks(e.topic(), e.partition(), timeout)?;
+        let high = ends
+            .get(&(e.topic().to_owned(), e.partition()))
+            .map_or(0, |end| end.offset);
         let start = match e.offset() {
             rdkafka::Offset::Offset(n) => n,
             _ => 0,
@@ -365,9 +378,10 @@ async fn pass(
         }
         let h = header_map(&m);
         if h.get(headers::ERROR_KIND).map(String::as_str) != filter.reason.as_deref() {
-            // Another reason's: its own group redrives it.
+            // Another reason's: its own group redrives it. Passed over with an asynchronous
+            // commit (a crash before it lands only means reading it again).
             if !dry_run {
-                consumer.commit_message(&m, CommitMode::Sync)?;
+                consumer.commit_message(&m, CommitMode::Async)?;
             }
             continue;
         }
@@ -408,9 +422,17 @@ async fn pass(
             None => out.skipped += 1,
         }
         if !dry_run {
+            // After the acknowledgement, before the next: a crash republishes at most this one
+            // again.
             consumer.commit_message(&m, CommitMode::Sync)?;
         }
         progress.inc(1);
+    }
+    if !dry_run && out.read + out.skipped > 0 {
+        // The asynchronous commits of passed-over dead letters, made durable.
+        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(error = %e, "final redrive commit");
+        }
     }
     Ok(())
 }

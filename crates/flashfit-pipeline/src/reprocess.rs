@@ -64,9 +64,13 @@ pub async fn select(config: &Config, predicate: &str) -> Result<Vec<(String, Str
     let garments = crate::garments_table(config)?;
     let deletes = crate::deletes_table(config)?;
     let sink = |e: flashfit_sinks::Error| Error::Invalid(e.to_string());
-    let ctx = flashfit_sinks::sql::garments_session(&garments, &deletes)
-        .await
-        .map_err(sink)?;
+    let ctx = flashfit_sinks::sql::garments_session(
+        &garments,
+        &deletes,
+        &flashfit_sinks::sql::Limits::default(),
+    )
+    .await
+    .map_err(sink)?;
     let query = format!(
         "select garment_id, user_id, image_uri from garments_current where ({predicate}) \
          order by user_id, garment_id"

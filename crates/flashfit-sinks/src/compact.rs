@@ -1,19 +1,21 @@
 //! `flashfit compact`: the `garments_current` table — one row per garment, the latest
 //! processing wins, deleted garments (any tombstone in `garment_deletes`) left out — rebuilt
-//! from the `garments` log. Rows are sorted by user and garment, so
-//! the same log always gives the same bytes; the file is replaced in one put (atomic on S3 and
-//! on a local directory), so readers see the old or the new view, never half of one.
+//! from the `garments` log, out of core (DataFusion for the winners, then one streamed pass).
+//! The same log always gives the same bytes; the file is uploaded in parts and appears in one
+//! step (atomic on S3 and on a local directory), so readers see the old or the new view,
+//! never half of one.
 
 use std::collections::{HashMap, HashSet};
 
-use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::datatypes::TimestampMicrosecondType;
 use bytes::Bytes;
+use object_store::ObjectStoreExt;
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::layout::parquet_of;
+use crate::layout::ParquetUpload;
+use crate::sql::{self, Limits};
 use crate::table::Table;
 use crate::{Error, Result};
 
@@ -64,80 +66,156 @@ pub async fn deleted_garments(deletes: &Table) -> Result<HashSet<(String, String
 /// Rebuilds `<out>/garments_current.parquet` from `table`, leaving out the garments
 /// `deletes` has tombstones for. A garment belongs to the user whose upload of it was processed
 /// first: rows of the same garment id from any other user (an upload naming someone else's
-/// garment) are left out, and only the owner's delete counts.
+/// garment) are left out, and only the owner's delete counts. Out of core, with
+/// [`Limits::default`].
 pub async fn compact_current(table: &Table, deletes: &Table, out: &Path) -> Result<Compacted> {
-    let deleted = deleted_garments(deletes).await?;
-    let (files_read, batches) = read_log(table).await?;
-    let schema = (table.layout.schema)();
-    let all = arrow::compute::concat_batches(&schema, &batches)
-        .map_err(|e| Error::Parquet(e.to_string()))?;
-    let col = |name: &str| -> Result<&dyn Array> {
-        let i = schema
-            .index_of(name)
-            .map_err(|e| Error::Parquet(e.to_string()))?;
-        Ok(all.column(i).as_ref())
-    };
-    let garment = col("garment_id")?.as_string::<i32>();
-    let user = col("user_id")?.as_string::<i32>();
-    let event = col("event_id")?.as_string::<i32>();
-    let at = col("processed_at")?.as_primitive::<TimestampMicrosecondType>();
-    // The owner of each garment: the user of its first processing.
-    let mut first: HashMap<&str, usize> = HashMap::new();
-    for i in 0..all.num_rows() {
-        let g = garment.value(i);
-        let earlier = first
-            .get(g)
-            .is_none_or(|&j| (at.value(i), event.value(i)) < (at.value(j), event.value(j)));
-        if earlier {
-            first.insert(g, i);
-        }
+    compact_current_with(table, deletes, out, &Limits::default()).await
+}
+
+/// The winning row of one garment, from the first pass.
+struct Winner {
+    owner: String,
+    event: u64,
+    at: i64,
+    deleted: bool,
+    written: bool,
+}
+
+fn event_hash(event_id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    event_id.hash(&mut h);
+    h.finish()
+}
+
+/// Text columns of `b`, as UTF-8 arrays whatever string type DataFusion produced.
+fn utf8_columns<const N: usize>(
+    b: &RecordBatch,
+    names: [&str; N],
+) -> Result<[arrow::array::ArrayRef; N]> {
+    let mut out = Vec::with_capacity(N);
+    for name in names {
+        let c = b
+            .column_by_name(name)
+            .ok_or_else(|| Error::Parquet(format!("no column `{name}`")))?;
+        out.push(
+            arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8)
+                .map_err(|e| Error::Parquet(e.to_string()))?,
+        );
     }
-    // Latest processing per garment; ties (same instant) go to the larger event id.
-    let mut best: HashMap<&str, usize> = HashMap::new();
-    let mut left_out: HashSet<&str> = HashSet::new();
-    let mut not_owner = 0usize;
-    for i in 0..all.num_rows() {
-        let g = garment.value(i);
-        let owner = first.get(g).map(|&j| user.value(j)).unwrap_or_default();
-        if user.value(i) != owner {
-            not_owner += 1;
-            continue;
+    out.try_into()
+        .map_err(|_| Error::Parquet("column count".into()))
+}
+
+fn processed_at(b: &RecordBatch) -> Result<&arrow::array::TimestampMicrosecondArray> {
+    Ok(b.column_by_name("processed_at")
+        .ok_or_else(|| Error::Parquet("no processed_at".into()))?
+        .as_primitive::<TimestampMicrosecondType>())
+}
+
+/// [`compact_current`] within `limits`, in two passes. First DataFusion computes each
+/// garment's winner from the key columns ([`sql::WINNERS`]: window functions over a sort that
+/// spills past the memory limit); then the log is streamed again one file at a time and each
+/// winning row goes to the output, uploaded in parts and switched in at the end in one step.
+/// Rows keep the log's order (files by path), so the same log gives the same bytes.
+pub async fn compact_current_with(
+    table: &Table,
+    deletes: &Table,
+    out: &Path,
+    limits: &Limits,
+) -> Result<Compacted> {
+    let ctx = sql::session(limits)?;
+    sql::register(&ctx, "garments", table).await?;
+    sql::register(&ctx, "garment_deletes", deletes).await?;
+    let mut winners: HashMap<String, Winner> = HashMap::new();
+    sql::for_each_batch(&ctx, sql::WINNERS, async |b| {
+        let [g, o, e] = utf8_columns(&b, ["garment_id", "owner", "event_id"])?;
+        let [g, o, e] = [&g, &o, &e].map(|c| c.as_string::<i32>());
+        let at = processed_at(&b)?;
+        let deleted = b
+            .column_by_name("deleted")
+            .ok_or_else(|| Error::Parquet("no deleted".into()))?
+            .as_boolean();
+        for i in 0..b.num_rows() {
+            winners.insert(
+                g.value(i).to_owned(),
+                Winner {
+                    owner: o.value(i).to_owned(),
+                    event: event_hash(e.value(i)),
+                    at: at.value(i),
+                    deleted: deleted.value(i),
+                    written: false,
+                },
+            );
         }
-        if deleted.contains(&(g.to_owned(), owner.to_owned())) {
-            left_out.insert(g);
-            continue;
-        }
-        let newer = best
-            .get(g)
-            .is_none_or(|&j| (at.value(i), event.value(i)) > (at.value(j), event.value(j)));
-        if newer {
-            best.insert(g, i);
-        }
-    }
-    let mut rows: Vec<usize> = best.into_values().collect();
-    rows.sort_by(|a, b| {
-        (user.value(*a), garment.value(*a)).cmp(&(user.value(*b), garment.value(*b)))
-    });
-    let indices = UInt32Array::from(rows.iter().map(|&i| i as u32).collect::<Vec<_>>());
-    let columns = all
-        .columns()
-        .iter()
-        .map(|c| arrow::compute::take(c.as_ref(), &indices, None))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Parquet(e.to_string()))?;
-    let current =
-        RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::Parquet(e.to_string()))?;
-    let buf = parquet_of(&current)?;
+        Ok(())
+    })
+    .await?;
+    drop(ctx);
+
+    let files = sql::data_files(table).await?;
     let path = out.clone().join("garments_current.parquet");
-    table.store.put(&path, PutPayload::from(buf)).await?;
+    let mut upload = ParquetUpload::start(&*table.store, &path, (table.layout.schema)()).await?;
+    let mut counts = (0usize, 0usize);
+    let streamed = stream_winners(table, &files, &mut winners, &mut upload, &mut counts).await;
+    if let Err(e) = streamed {
+        upload.abort().await;
+        return Err(e);
+    }
+    let rows_written = upload.finish().await?;
     Ok(Compacted {
-        files_read,
-        rows_read: all.num_rows(),
-        rows_written: current.num_rows(),
-        deleted: left_out.len(),
-        not_owner,
+        files_read: files.len(),
+        rows_read: counts.0,
+        rows_written,
+        deleted: winners.values().filter(|w| w.deleted).count(),
+        not_owner: counts.1,
         path: path.to_string(),
     })
+}
+
+/// The second pass: each file's winning rows into the upload; counts (rows read, rows of a
+/// user who does not own the garment).
+async fn stream_winners(
+    table: &Table,
+    files: &[Path],
+    winners: &mut HashMap<String, Winner>,
+    upload: &mut ParquetUpload,
+    counts: &mut (usize, usize),
+) -> Result<()> {
+    for f in files {
+        let bytes: Bytes = table.store.get(f).await?.bytes().await?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
+        for b in reader {
+            let b = b.map_err(|e| Error::Parquet(format!("{f}: {e}")))?;
+            let [g, u, e] = utf8_columns(&b, ["garment_id", "user_id", "event_id"])?;
+            let [g, u, e] = [&g, &u, &e].map(|c| c.as_string::<i32>());
+            let at = processed_at(&b)?;
+            let mut keep = Vec::with_capacity(b.num_rows());
+            for i in 0..b.num_rows() {
+                counts.0 += 1;
+                let w = winners.get_mut(g.value(i));
+                let k = match w {
+                    Some(w) if w.owner != u.value(i) => {
+                        counts.1 += 1;
+                        false
+                    }
+                    Some(w) if !w.deleted && !w.written => {
+                        let wins = w.at == at.value(i) && w.event == event_hash(e.value(i));
+                        w.written |= wins;
+                        wins
+                    }
+                    _ => false,
+                };
+                keep.push(k);
+            }
+            let kept = arrow::compute::filter_record_batch(&b, &BooleanArray::from(keep))
+                .map_err(|e| Error::Parquet(e.to_string()))?;
+            if kept.num_rows() > 0 {
+                upload.write(&kept).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -198,8 +276,9 @@ mod tests {
         let cats = b
             .column(b.schema().index_of("category").expect("col"))
             .as_string::<i32>();
-        assert_eq!((ids.value(0), cats.value(0)), ("e3", "sneakers"));
-        assert_eq!(ids.value(1), "e2");
+        // In the log's order: g2's only row (first file), then g1's reprocessing.
+        assert_eq!(ids.value(0), "e2");
+        assert_eq!((ids.value(1), cats.value(1)), ("e3", "sneakers"));
         // Again: the same bytes.
         compact_current(&t, &deletes, &out).await.expect("again");
         let again = object(&t, c.path.as_str()).await;

@@ -1,17 +1,14 @@
 //! The `kpi_daily` rollup of the `kpi_events` table ([`crate::kpi_events`]) (`flashfit kpi-daily`): per experiment, variant and day —
 //! impressions, clicks, CTR, conversions, conversion rate, mean session duration, users.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
-use bytes::Bytes;
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload};
-use serde_json::json;
 
-use crate::layout::{decode, parquet_of};
+use crate::layout::ParquetUpload;
+use crate::sql::{self, Limits};
 use crate::table::Table;
 use crate::{Error, Result};
 
@@ -38,14 +35,6 @@ pub fn daily_schema() -> SchemaRef {
     ]))
 }
 
-#[derive(Default)]
-struct Acc {
-    counts: BTreeMap<String, i64>,
-    session_s: f64,
-    rating_sum: f64,
-    users: BTreeSet<String>,
-}
-
 /// What a rollup read and wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rollup {
@@ -57,95 +46,71 @@ pub struct Rollup {
 }
 
 /// Rebuilds `<out>/kpi_daily.parquet` from the `kpi_events` table: one row per experiment,
-/// variant and UTC day. Events are counted once per `event_id`; events without variants are
-/// in `kpi_events` but in no experiment's rollup. Replaced in one put.
+/// variant and UTC day ([`sql::KPI_DAILY`]). Events are counted once per `event_id`; events
+/// without variants are in `kpi_events` but in no experiment's rollup. Out of core with
+/// [`Limits::default`]; the file is uploaded in parts and appears in one step.
 pub async fn rollup_daily(events: &Table, out: &Path) -> Result<Rollup> {
-    let (_, batches) = crate::compact::read_log(events).await?;
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut duplicates = 0usize;
-    let mut total = 0usize;
-    let mut acc: BTreeMap<(String, String, i32), Acc> = BTreeMap::new();
-    for b in &batches {
-        let col = |n: &str| {
-            b.column_by_name(n)
-                .ok_or_else(|| Error::Parquet(format!("kpi_events has no `{n}`")))
-        };
-        let ids = col("event_id")?.as_string::<i32>();
-        let users = col("user_id")?.as_string::<i32>();
-        let kinds = col("type")?.as_string::<i32>();
-        let ts = col("ts")?.as_primitive::<TimestampMicrosecondType>();
-        let variants = col("variants")?.as_list::<i32>();
-        let duration = col("duration_s")?.as_primitive::<arrow::datatypes::Float64Type>();
-        let value = col("value")?.as_primitive::<arrow::datatypes::Float64Type>();
-        for i in 0..b.num_rows() {
-            if !seen.insert(ids.value(i).to_owned()) {
-                duplicates += 1;
-                continue;
-            }
-            total += 1;
-            let day = ts.value(i).div_euclid(86_400_000_000) as i32;
-            if variants.is_null(i) {
-                continue;
-            }
-            let vs = variants.value(i);
-            let vs = vs.as_struct();
-            let (exps, names) = (
-                vs.column(0).as_string::<i32>(),
-                vs.column(1).as_string::<i32>(),
-            );
-            for k in 0..vs.len() {
-                let key = (exps.value(k).to_owned(), names.value(k).to_owned(), day);
-                let a = acc.entry(key).or_default();
-                let kind = kinds.value(i);
-                *a.counts.entry(kind.to_owned()).or_default() += 1;
-                a.users.insert(users.value(i).to_owned());
-                if kind == "session_end" && !duration.is_null(i) {
-                    a.session_s += duration.value(i);
-                }
-                if kind == "rating" && !value.is_null(i) {
-                    a.rating_sum += value.value(i);
-                }
-            }
-        }
-    }
-    let n = |a: &Acc, k: &str| a.counts.get(k).copied().unwrap_or(0);
-    let ratio = |num: f64, den: i64| (den > 0).then(|| num / den as f64);
-    let mut rows = Vec::new();
-    for ((exp, variant, day), a) in &acc {
-        let impressions = n(a, "impression");
-        let sessions = n(a, "session_end");
-        let ratings = n(a, "rating");
-        rows.push(json!({
-            "experiment": exp, "variant": variant, "day": day,
-            "impressions": impressions, "clicks": n(a, "click"),
-            "ctr": ratio(n(a, "click") as f64, impressions),
-            "saves": n(a, "save"), "wears": n(a, "wear"), "conversions": n(a, "conversion"),
-            "conversion_rate": ratio(n(a, "conversion") as f64, impressions),
-            "sessions": sessions, "mean_session_duration_s": ratio(a.session_s, sessions),
-            "ratings": ratings, "mean_rating": ratio(a.rating_sum, ratings),
-            "users": a.users.len(),
-        }));
-    }
-    let batch = decode(daily_schema(), &rows)?;
-    let buf = parquet_of(&batch)?;
+    rollup_daily_with(events, out, &Limits::default()).await
+}
+
+/// [`rollup_daily`] within `limits` (the event-id deduplication and the grouping spill).
+pub async fn rollup_daily_with(events: &Table, out: &Path, limits: &Limits) -> Result<Rollup> {
+    let ctx = sql::session(limits)?;
+    sql::register(&ctx, "kpi_events", events).await?;
+    let counts = sql::strings(
+        &ctx,
+        "select (select count(*) from kpi_events) as total, \
+         (select count(*) from (select event_id from kpi_events group by event_id)) as distinct_ids",
+        &["total", "distinct_ids"],
+    )
+    .await?;
+    let count = |i: usize| -> usize {
+        counts
+            .first()
+            .and_then(|r| r.get(i))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let (total, distinct) = (count(0), count(1));
+    let schema = daily_schema();
     let path = out.clone().join("kpi_daily.parquet");
-    events
-        .store
-        .put(&path, PutPayload::from(Bytes::from(buf)))
-        .await?;
+    let mut upload = ParquetUpload::start(&*events.store, &path, schema.clone()).await?;
+    let written = sql::for_each_batch(&ctx, sql::KPI_DAILY, async |b| {
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let c = b
+                    .column_by_name(f.name())
+                    .ok_or_else(|| Error::Query(format!("kpi_daily has no `{}`", f.name())))?;
+                arrow::compute::cast(c, f.data_type()).map_err(|e| Error::Query(e.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let batch = RecordBatch::try_new(schema.clone(), columns)
+            .map_err(|e| Error::Query(e.to_string()))?;
+        upload.write(&batch).await
+    })
+    .await;
+    if let Err(e) = written {
+        upload.abort().await;
+        return Err(e);
+    }
+    let rows = upload.finish().await?;
     Ok(Rollup {
-        events: total,
-        duplicates,
-        rows: batch.num_rows(),
+        events: distinct,
+        duplicates: total - distinct,
+        rows,
         path: path.to_string(),
     })
 }
 
 #[cfg(test)]
 mod tests {
+    use arrow::array::AsArray;
+    use object_store::ObjectStoreExt;
     use object_store::memory::InMemory;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    use serde_json::Value;
+    use serde_json::{Value, json};
 
     use super::*;
 

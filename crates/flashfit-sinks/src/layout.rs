@@ -139,3 +139,65 @@ pub fn writer_properties() -> WriterProperties {
         .set_created_by("flashfit".into())
         .build()
 }
+
+/// One Parquet object written as batches arrive: row groups are uploaded in parts while the
+/// rest is computed (memory holds one row group, not the file), and the object appears in
+/// one atomic step when the upload completes (S3: the multipart upload's completion; a local
+/// directory: a rename). Until then readers see the previous object.
+pub struct ParquetUpload {
+    writer: ArrowWriter<Vec<u8>>,
+    upload: object_store::WriteMultipart,
+    rows: usize,
+}
+
+impl std::fmt::Debug for ParquetUpload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParquetUpload")
+            .field("rows", &self.rows)
+            .finish()
+    }
+}
+
+/// Parts of at least this size are uploaded (S3's minimum part is 5 MiB).
+const PART_BYTES: usize = 8 * 1024 * 1024;
+
+impl ParquetUpload {
+    pub async fn start(
+        store: &dyn object_store::ObjectStore,
+        path: &object_store::path::Path,
+        schema: arrow::datatypes::SchemaRef,
+    ) -> Result<Self> {
+        use object_store::ObjectStoreExt;
+        let upload = store.put_multipart(path).await?;
+        Ok(ParquetUpload {
+            writer: ArrowWriter::try_new(Vec::new(), schema, Some(writer_properties()))?,
+            upload: object_store::WriteMultipart::new_with_chunk_size(upload, PART_BYTES),
+            rows: 0,
+        })
+    }
+
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.writer.write(batch)?;
+        self.rows += batch.num_rows();
+        if self.writer.inner_mut().len() >= PART_BYTES {
+            let bytes = std::mem::take(self.writer.inner_mut());
+            self.upload.wait_for_capacity(2).await?;
+            self.upload.write(&bytes);
+        }
+        Ok(())
+    }
+
+    /// Completes the object; returns its row count.
+    pub async fn finish(mut self) -> Result<usize> {
+        self.writer.finish()?;
+        let bytes = std::mem::take(self.writer.inner_mut());
+        self.upload.write(&bytes);
+        self.upload.finish().await?;
+        Ok(self.rows)
+    }
+
+    /// Abandons the upload: the previous object stays.
+    pub async fn abort(self) {
+        let _ = self.upload.abort().await;
+    }
+}

@@ -38,6 +38,111 @@ where rank__ = 1
   and not exists (select 1 from garment_deletes d
                   where d.garment_id = r.garment_id and d.user_id = r.user_id)";
 
+/// Per garment: its owner, the event and time of the owner's latest processing, and whether
+/// the owner deleted it — the rule of [`CURRENT_VIEW`] with the keys only, so `flashfit
+/// compact` sorts four columns, not every column, when it spills.
+pub const WINNERS: &str = "
+with owned as (
+  select garment_id, user_id, event_id, processed_at,
+         first_value(user_id) over (partition by garment_id order by processed_at, event_id) as owner
+  from garments),
+ranked as (
+  select garment_id, owner, event_id, processed_at,
+         row_number() over (partition by garment_id order by processed_at desc, event_id desc) as rank__
+  from owned where user_id = owner)
+select r.garment_id, r.owner, r.event_id, r.processed_at, d.garment_id is not null as deleted
+from ranked r
+left join (select distinct garment_id, user_id from garment_deletes) d
+  on d.garment_id = r.garment_id and d.user_id = r.owner
+where r.rank__ = 1";
+
+/// `kpi_daily` from `kpi_events`: per experiment, variant and UTC day; an event id seen
+/// twice counts once; events without variants are in no experiment's rows.
+pub const KPI_DAILY: &str = "
+with exposed as (
+  select event_id, user_id, type, ts, duration_s, value, unnest(variants) as v
+  from kpi_events where variants is not null),
+events as (
+  select event_id, coalesce(v['experiment'], '') as experiment, coalesce(v['variant'], '') as variant,
+         min(user_id) as user_id, min(type) as type, min(ts) as ts,
+         min(duration_s) as duration_s, min(value) as value
+  from exposed group by 1, 2, 3),
+counts as (
+  select experiment, variant, cast(ts as date) as day,
+         count(*) filter (where type = 'impression') as impressions,
+         count(*) filter (where type = 'click') as clicks,
+         count(*) filter (where type = 'save') as saves,
+         count(*) filter (where type = 'wear') as wears,
+         count(*) filter (where type = 'conversion') as conversions,
+         count(*) filter (where type = 'session_end') as sessions,
+         coalesce(sum(duration_s) filter (where type = 'session_end'), 0) as session_s,
+         count(*) filter (where type = 'rating') as ratings,
+         coalesce(sum(value) filter (where type = 'rating'), 0) as rating_sum
+  from events group by 1, 2, 3),
+-- Distinct users need no event deduplication (a repeated event has the same user and day);
+-- grouping (not count(distinct)) lets the grouping spill.
+users as (
+  select experiment, variant, day, count(*) as users
+  from (select coalesce(v['experiment'], '') as experiment, coalesce(v['variant'], '') as variant,
+               cast(ts as date) as day, user_id
+        from exposed group by 1, 2, 3, 4)
+  group by 1, 2, 3)
+select c.experiment, c.variant, c.day, impressions, clicks,
+       case when impressions > 0 then cast(clicks as double) / impressions end as ctr,
+       saves, wears, conversions,
+       case when impressions > 0 then cast(conversions as double) / impressions end as conversion_rate,
+       sessions,
+       case when sessions > 0 then session_s / sessions end as mean_session_duration_s,
+       ratings,
+       case when ratings > 0 then rating_sum / ratings end as mean_rating,
+       u.users
+from counts c join users u on c.experiment = u.experiment and c.variant = u.variant and c.day = u.day
+order by c.experiment, c.variant, c.day";
+
+/// How much memory a query may hold before its sorts and aggregations spill, and where.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub memory_bytes: usize,
+    /// Partitions a query runs in (each spilling operator gets its share of the memory).
+    pub partitions: usize,
+    /// Spill files go here (default: the OS temporary directory).
+    pub spill_dir: Option<std::path::PathBuf>,
+}
+
+impl Default for Limits {
+    /// 256 MiB for the operators, two partitions (the process also holds one input file per
+    /// partition and one output row group): `compact` of 1,000,000 garments and `kpi-daily`
+    /// of 10,000,000 events stay under 1 GiB of RSS (`flashfit bench rollups`; one partition
+    /// measured slower and larger).
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 256 * 1024 * 1024,
+            partitions: 2,
+            spill_dir: None,
+        }
+    }
+}
+
+/// A DataFusion session bounded by `limits`: two partitions, spilling to disk.
+pub fn session(limits: &Limits) -> Result<SessionContext> {
+    use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+    use datafusion::execution::memory_pool::FairSpillPool;
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    let mode = match &limits.spill_dir {
+        Some(d) => DiskManagerMode::Directories(vec![d.clone()]),
+        None => DiskManagerMode::OsTmpDirectory,
+    };
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(FairSpillPool::new(limits.memory_bytes)))
+        .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(mode))
+        .build_arc()
+        .map_err(|e| Error::Query(e.to_string()))?;
+    let config = datafusion::prelude::SessionConfig::new()
+        .with_target_partitions(limits.partitions.max(1))
+        .with_batch_size(8192);
+    Ok(SessionContext::new_with_config_rt(config, runtime))
+}
+
 /// A derived column the `garments` table gets in SQL: every model of the row as
 /// `name@version` (for predicates like `list_contains(model_versions, 'efficientnet-lite0@1')`).
 pub const MODEL_VERSIONS: &str = "model_versions";
@@ -164,8 +269,12 @@ pub async fn register(ctx: &SessionContext, name: &str, table: &Table) -> Result
 
 /// A session with `garments` (plus [`MODEL_VERSIONS`]), `garment_deletes` and the
 /// `garments_current` view registered.
-pub async fn garments_session(garments: &Table, deletes: &Table) -> Result<SessionContext> {
-    let ctx = SessionContext::new();
+pub async fn garments_session(
+    garments: &Table,
+    deletes: &Table,
+    limits: &Limits,
+) -> Result<SessionContext> {
+    let ctx = session(limits)?;
     register(&ctx, "garments", garments).await?;
     register(&ctx, "garment_deletes", deletes).await?;
     let view = ctx
@@ -178,12 +287,12 @@ pub async fn garments_session(garments: &Table, deletes: &Table) -> Result<Sessi
     Ok(ctx)
 }
 
-/// The text columns `columns` of the rows of `query`, in order.
-pub async fn strings(
+/// Runs `query` and hands each result batch to `each`, as they come.
+pub async fn for_each_batch(
     ctx: &SessionContext,
     query: &str,
-    columns: &[&str],
-) -> Result<Vec<Vec<String>>> {
+    mut each: impl AsyncFnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
     let df = ctx
         .sql(query)
         .await
@@ -192,18 +301,27 @@ pub async fn strings(
         .execute_stream()
         .await
         .map_err(|e| Error::Query(e.to_string()))?;
-    let mut out = Vec::new();
     while let Some(b) = stream.next().await {
-        let b = b.map_err(|e| Error::Query(e.to_string()))?;
+        each(b.map_err(|e| Error::Query(e.to_string()))?).await?;
+    }
+    Ok(())
+}
+
+/// The text columns `columns` of the rows of `query`, in order.
+pub async fn strings(
+    ctx: &SessionContext,
+    query: &str,
+    columns: &[&str],
+) -> Result<Vec<Vec<String>>> {
+    let mut out = Vec::new();
+    for_each_batch(ctx, query, async |b| {
         let cols = columns
             .iter()
             .map(|c| {
                 let col = b
                     .column_by_name(c)
                     .ok_or_else(|| Error::Query(format!("the query has no column `{c}`")))?;
-                let col = arrow::compute::cast(col, &DataType::Utf8)
-                    .map_err(|e| Error::Query(e.to_string()))?;
-                Ok(col)
+                arrow::compute::cast(col, &DataType::Utf8).map_err(|e| Error::Query(e.to_string()))
             })
             .collect::<Result<Vec<_>>>()?;
         for i in 0..b.num_rows() {
@@ -220,7 +338,9 @@ pub async fn strings(
                     .collect(),
             );
         }
-    }
+        Ok(())
+    })
+    .await?;
     Ok(out)
 }
 
@@ -279,7 +399,9 @@ mod tests {
             .expect("write");
         crate::table::tests::tombstone(&deletes, "u2", "g3", 0).await;
 
-        let ctx = garments_session(&t, &deletes).await.expect("session");
+        let ctx = garments_session(&t, &deletes, &Limits::default())
+            .await
+            .expect("session");
         let q = |pred: &str| {
             format!(
                 "select event_id, garment_id from garments_current where {pred} \
@@ -290,6 +412,34 @@ mod tests {
             .await
             .expect("query");
         assert_eq!(all, vec![vec!["e3", "g1"], vec!["e2", "g2"]]);
+        // `flashfit compact` (two passes, under a small memory limit) writes
+        // the same rows as the view.
+        let tiny = Limits {
+            memory_bytes: 32 * 1024 * 1024,
+            partitions: 2,
+            spill_dir: None,
+        };
+        let out = Path::from("wh/garments_current");
+        let c = crate::compact::compact_current_with(&t, &deletes, &out, &tiny)
+            .await
+            .expect("compact");
+        assert_eq!(
+            (c.rows_read, c.rows_written, c.deleted, c.not_owner),
+            (5, 2, 1, 1)
+        );
+        let bytes = crate::table::tests::object(&t, c.path.as_str()).await;
+        let mut ids: Vec<String> = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .expect("reader")
+            .build()
+            .expect("reader")
+            .flat_map(|b| {
+                let b = b.expect("batch");
+                let e = b.column(0).as_string::<i32>().clone();
+                (0..e.len()).map(move |i| e.value(i).to_owned())
+            })
+            .collect();
+        ids.sort();
+        assert_eq!(ids, vec!["e2", "e3"]);
         let old = strings(
             &ctx,
             &q("list_contains(model_versions, 'efficientnet-lite0@1')"),

@@ -20,7 +20,9 @@
 //! committed offset, a replay) rolls it forward from the staged copies before moving on.
 //! Offsets are committed only after step 3, so committed offsets are range boundaries.
 //! Markers written before staging existed hold just `<last>`; they read as ranges whose files
-//! are in place.
+//! are in place. Right after its marker, a writer puts an empty index entry
+//! `<first>.<last>` beside it, so [`Table::ranges`] costs one LIST; the entry is only ever
+//! derived from a committed marker, never a commit itself.
 
 use bytes::Bytes;
 use object_store::path::Path;
@@ -146,35 +148,75 @@ impl Table {
     }
 
     fn marker(&self, topic: &str, partition: i32, first: i64) -> Path {
+        self.marker_dir(topic, partition)
+            .join(format!("{first:020}").as_str())
+    }
+
+    /// The index entry of a committed range: `<first>.<last>` beside its marker, so one LIST
+    /// tells every range's extent. Written only from a committed marker (by its writer, or
+    /// by [`Table::ranges`] for a marker without one), so it always agrees with it; the
+    /// marker alone stays the commit (create-only on the first offset).
+    fn index_entry(&self, topic: &str, partition: i32, first: i64, last: i64) -> Path {
+        self.marker_dir(topic, partition)
+            .join(format!("{first:020}.{last:020}").as_str())
+    }
+
+    fn marker_dir(&self, topic: &str, partition: i32) -> Path {
         self.root
             .clone()
             .join("_ranges")
             .join(file_topic(topic).as_str())
             .join(partition.to_string().as_str())
-            .join(format!("{first:020}").as_str())
+    }
+
+    /// Best effort: without the entry, [`Table::ranges`] reads the marker instead.
+    async fn put_index(&self, topic: &str, partition: i32, first: i64, last: i64) {
+        let path = self.index_entry(topic, partition, first, last);
+        if let Err(e) = self.store.put(&path, PutPayload::new()).await {
+            tracing::debug!(%path, error = %e, "range index entry not written");
+        }
     }
 
     /// Every range of `topic`/`partition` already in the table: first offset → last offset.
+    /// One LIST: each committed marker's extent comes from its index entry; a marker without
+    /// one (written before index entries existed, or its writer stopped in between) is read
+    /// and gets its entry.
     pub async fn ranges(
         &self,
         topic: &str,
         partition: i32,
     ) -> Result<std::collections::BTreeMap<i64, i64>> {
         use futures::TryStreamExt;
-        let dir = self
-            .root
-            .clone()
-            .join("_ranges")
-            .join(file_topic(topic).as_str())
-            .join(partition.to_string().as_str());
-        let metas: Vec<object_store::ObjectMeta> =
-            self.store.list(Some(&dir)).try_collect().await?;
-        let mut out = std::collections::BTreeMap::new();
-        for m in metas {
-            let Some(first) = m.location.filename().and_then(|f| f.parse::<i64>().ok()) else {
+        let metas: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&self.marker_dir(topic, partition)))
+            .try_collect()
+            .await?;
+        let mut markers = Vec::new();
+        let mut index = std::collections::HashMap::new();
+        for m in &metas {
+            let Some(name) = m.location.filename() else {
                 continue;
             };
-            if let Some(last) = self.existing(topic, partition, first).await? {
+            match name.split_once('.') {
+                Some((a, b)) => {
+                    if let (Ok(first), Ok(last)) = (a.parse::<i64>(), b.parse::<i64>()) {
+                        index.insert(first, last);
+                    }
+                }
+                None => {
+                    if let Ok(first) = name.parse::<i64>() {
+                        markers.push(first);
+                    }
+                }
+            }
+        }
+        let mut out = std::collections::BTreeMap::new();
+        for first in markers {
+            if let Some(&last) = index.get(&first) {
+                out.insert(first, last);
+            } else if let Some(last) = self.existing(topic, partition, first).await? {
+                self.put_index(topic, partition, first, last).await;
                 out.insert(first, last);
             }
         }
@@ -314,6 +356,8 @@ impl Table {
             return Ok(Written::AlreadyThere { last: theirs });
         }
         self.fault("marker")?;
+        self.put_index(&range.topic, range.partition, range.first, range.last)
+            .await;
         for (file, bytes) in marker.files.iter().zip(contents) {
             put_once(self.store.as_ref(), &Path::from(file.as_str()), bytes).await?;
             self.fault("file")?;

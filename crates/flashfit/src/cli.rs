@@ -299,6 +299,19 @@ pub enum BenchCommand {
         #[arg(long)]
         uri: Option<String>,
     },
+    /// `compact` and `kpi-daily` out of core on generated tables: time and peak RSS of each.
+    Rollups {
+        #[arg(long, default_value_t = 1_000_000)]
+        garments: usize,
+        #[arg(long, default_value_t = 10_000_000)]
+        events: usize,
+        /// DataFusion's memory limit (sorts and aggregations spill beyond it).
+        #[arg(long, default_value_t = 256)]
+        memory_mb: usize,
+        /// Where the generated tables go (default: a temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Each model stage (detect, classify, attributes, embed): images/s through the runtime vs
     /// bare (decode + the same model calls, no runtime), same photos and batches.
     Stages {

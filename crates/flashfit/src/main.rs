@@ -419,6 +419,23 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         }
         Command::Bench {
             which:
+                BenchCommand::Rollups {
+                    garments,
+                    events,
+                    memory_mb,
+                    dir,
+                },
+        } => {
+            let opts = bench::RollupsBench {
+                garments: garments.max(1),
+                events: events.max(1),
+                memory_mb: memory_mb.max(16),
+                dir,
+            };
+            bench::rollups(&opts).await.map_err(Into::into)
+        }
+        Command::Bench {
+            which:
                 BenchCommand::Stages {
                     images,
                     batch,

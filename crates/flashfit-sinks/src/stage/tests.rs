@@ -100,10 +100,10 @@ async fn replays_with_other_batches_or_from_a_fresh_process_add_nothing() {
     assert!(run.result.unfinished.is_empty());
     let (first, ids) = snapshot(&store).await;
     assert_eq!(ids.len(), 9, "every good record once");
-    // Three batches of 4, 4, 2: three files and three markers.
+    // Three batches of 4, 4, 2: three files, three markers and their index entries.
     assert_eq!(
         first.len(),
-        6,
+        9,
         "{:?}",
         first.iter().map(|o| &o.0).collect::<Vec<_>>()
     );
@@ -249,7 +249,11 @@ async fn two_writers_of_one_first_offset_commit_one_range() {
         .await
         .expect("list");
     assert!(staged.is_empty(), "{staged:?}");
-    assert_eq!(objects.len(), 3, "two files and one marker");
+    assert_eq!(
+        objects.len(),
+        4,
+        "two files, one marker and its index entry"
+    );
 }
 
 #[tokio::test]

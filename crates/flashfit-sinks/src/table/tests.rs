@@ -217,6 +217,64 @@ async fn a_range_is_written_once_split_by_day_and_read_back() {
     );
 }
 
+/// A partition's ranges come from one LIST: their extents are in the index entries' names,
+/// so markers are not read (here they are made unreadable and the answer is unchanged); a
+/// marker without an entry (an older table) is read once and gets its entry.
+#[tokio::test]
+async fn ranges_are_known_from_one_listing() {
+    let t = table();
+    let row = |id: &str| garments::row(&bytes(&record(id, "2026-11-22T01:00:00Z"))).expect("row");
+    for (first, last) in [(0, 9), (10, 24), (25, 25)] {
+        t.write_range(&range(first, last), &[row(&format!("r{first}"))])
+            .await
+            .expect("write");
+    }
+    let want = std::collections::BTreeMap::from([(0, 9), (10, 24), (25, 25)]);
+    assert_eq!(
+        t.ranges("flashfit.embedded", 2).await.expect("ranges"),
+        want
+    );
+    for first in [0i64, 10, 25] {
+        t.store
+            .put(
+                &t.marker("flashfit.embedded", 2, first),
+                PutPayload::from("not json"),
+            )
+            .await
+            .expect("put");
+    }
+    assert_eq!(
+        t.ranges("flashfit.embedded", 2).await.expect("one LIST"),
+        want
+    );
+    // Entries gone (a table from before them): the markers are read again.
+    let healthy = table();
+    for (first, last) in [(0, 9), (10, 24)] {
+        healthy
+            .write_range(&range(first, last), &[row(&format!("r{first}"))])
+            .await
+            .expect("write");
+        healthy
+            .store
+            .delete(&healthy.index_entry("flashfit.embedded", 2, first, last))
+            .await
+            .expect("delete");
+    }
+    let want = std::collections::BTreeMap::from([(0, 9), (10, 24)]);
+    assert_eq!(
+        healthy.ranges("flashfit.embedded", 2).await.expect("read"),
+        want
+    );
+    // … and get their entries back.
+    for (first, last) in [(0, 9), (10, 24)] {
+        healthy
+            .store
+            .head(&healthy.index_entry("flashfit.embedded", 2, first, last))
+            .await
+            .expect("entry written back");
+    }
+}
+
 #[tokio::test]
 async fn the_same_rows_give_the_same_bytes() {
     let rows = vec![garments::row(&bytes(&record("a", "2026-11-22T01:00:00Z"))).expect("row")];
