@@ -42,18 +42,12 @@ try:
 except (FileNotFoundError, OSError):
     deletes = pa.table({"garment_id": pa.array([], pa.string()), "user_id": pa.array([], pa.string())})
 con.register("garment_deletes", deletes)
-# The README's current view without the compaction table: latest row per garment, deleted
-# garments left out.
-current_query = con.execute("""
-    with owned as (
-      select *, first_value(user_id) over (partition by garment_id order by processed_at, event_id) as owner
-      from garments)
-    select garment_id from owned o
-    where user_id = owner
-      and not exists (select 1 from garment_deletes d
-                      where d.garment_id = o.garment_id and d.user_id = o.user_id)
-    qualify row_number() over (partition by garment_id order by processed_at desc, event_id desc) = 1
-    order by garment_id""").fetchall()
+# The README's current view without the compaction table: schemas/garments_current.sql, the
+# same file `flashfit reprocess` runs.
+import os
+sql_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "schemas", "garments_current.sql")
+view = open(sql_path).read().strip().rstrip(";")
+current_query = con.execute(f"select garment_id from ({view}) order by garment_id").fetchall()
 current_path = warehouse + "/garments_current/garments_current.parquet"
 try:
     current = pq.read_table(current_path, filesystem=fs)

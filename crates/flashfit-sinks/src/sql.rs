@@ -26,17 +26,7 @@ use crate::{Error, Result};
 /// the latest row per garment from its owner (the user of its first processing; ties to the
 /// larger `event_id`), garments the owner deleted left out. The same rule as `flashfit
 /// compact` and the DuckDB query in the README.
-pub const CURRENT_VIEW: &str = "
-with owned as (
-  select *, first_value(user_id) over (partition by garment_id order by processed_at, event_id) as owner__
-  from garments),
-ranked as (
-  select *, row_number() over (partition by garment_id order by processed_at desc, event_id desc) as rank__
-  from owned where user_id = owner__)
-select * exclude (owner__, rank__) from ranked r
-where rank__ = 1
-  and not exists (select 1 from garment_deletes d
-                  where d.garment_id = r.garment_id and d.user_id = r.user_id)";
+pub const CURRENT_VIEW: &str = include_str!("../../../schemas/garments_current.sql");
 
 /// Per garment: its owner, the event and time of the owner's latest processing, and whether
 /// the owner deleted it — the rule of [`CURRENT_VIEW`] with the keys only, so `flashfit
@@ -346,6 +336,15 @@ pub async fn strings(
 
 #[cfg(test)]
 mod tests {
+    /// The README shows analysts the view's SQL as it is in `schemas/garments_current.sql`.
+    #[test]
+    fn the_readme_shows_the_current_view_sql() {
+        let readme = include_str!("../../../README.md");
+        for line in super::CURRENT_VIEW.lines().filter(|l| !l.starts_with("--")) {
+            assert!(readme.contains(line), "README lacks `{line}`");
+        }
+    }
+
     use std::sync::Arc;
 
     use object_store::memory::InMemory;
