@@ -312,6 +312,41 @@ async fn garments_suite(warehouse_uri: String, lancedb_uri: String) -> anyhow::R
     // new upload for it alone; after the chain and the sinks its current row has today's
     // models, no other garment gained a row, and LanceDB keeps one vector each.
     reprocess_by_model_version(&stack).await?;
+
+    // Range markers folded into summaries (as `flashfit compact` does past the topics'
+    // retention): the sink over its whole input as a new consumer group still rewrites and
+    // adds nothing.
+    let mut fold = stack.config.clone();
+    fold.parquet.fold_markers_after_ms = 0;
+    let folded = flashfit_pipeline::fold_markers(&fold).await?;
+    assert!(
+        folded
+            .iter()
+            .any(|(t, n)| t.rsplit('/').next() == Some("garments") && *n > 0),
+        "{folded:?}"
+    );
+    let before = objects(&stack.config).await?;
+    assert!(
+        !before.iter().any(|(p, _)| {
+            p.contains("/_ranges/")
+                && p.rsplit('/')
+                    .next()
+                    .is_some_and(|f| f.parse::<i64>().is_ok())
+        }),
+        "markers left after folding"
+    );
+    let embedded = stack
+        .topics
+        .output_of(flashfit_schema::StageName::Embed)
+        .unwrap_or_default();
+    let input = read_all(&stack, &embedded).await?.len() + 1;
+    let mut again = stack.config.clone();
+    again.kafka.group_prefix = format!("{}-after-fold", again.kafka.group_prefix);
+    let after = run_sink(&again, input as u64, |_| true).await?;
+    assert_eq!(
+        after, before,
+        "a replay after folding rewrote or added objects"
+    );
     Ok(())
 }
 

@@ -620,6 +620,9 @@ pub struct ParquetConfig {
     pub max_rows: usize,
     pub max_bytes: usize,
     pub roll_ms: u64,
+    /// `flashfit compact` folds range markers older than this into one summary per input
+    /// partition (set it to the input topics' retention: older offsets cannot be replayed).
+    pub fold_markers_after_ms: u64,
 }
 
 impl Default for ParquetConfig {
@@ -630,6 +633,7 @@ impl Default for ParquetConfig {
             max_rows: 10_000,
             max_bytes: 64 * 1024 * 1024,
             roll_ms: 60_000,
+            fold_markers_after_ms: 7 * 24 * 3600 * 1000,
         }
     }
 }

@@ -283,6 +283,35 @@ pub async fn compact(config: &Config) -> Result<flashfit_sinks::compact::Compact
         .map_err(|e| Error::Invalid(e.to_string()))
 }
 
+/// `flashfit compact`, second part: in every table the workers write (`garments`, its
+/// tombstones, `kpi_events` and the funnel tables), range markers older than
+/// `parquet.fold_markers_after_ms` are folded into one summary per input partition. Returns
+/// (table, markers folded).
+pub async fn fold_markers(config: &Config) -> Result<Vec<(String, usize)>> {
+    use flashfit_sinks::layout::{DEAD_LETTERS, FEEDBACK_EVENTS, STATUSES};
+    let cutoff = chrono::Utc::now()
+        - chrono::Duration::milliseconds(
+            i64::try_from(config.parquet.fold_markers_after_ms).unwrap_or(i64::MAX / 2),
+        );
+    let mut tables = vec![
+        garments_table(config)?,
+        deletes_table(config)?,
+        kpi_table(config)?,
+    ];
+    for layout in [STATUSES, DEAD_LETTERS, FEEDBACK_EVENTS] {
+        tables.push(warehouse_table(config, layout.name, layout)?);
+    }
+    let mut out = Vec::new();
+    for t in tables {
+        let n = t
+            .fold_markers(cutoff)
+            .await
+            .map_err(|e| Error::Invalid(format!("{}: {e}", t.root)))?;
+        out.push((t.root.to_string(), n));
+    }
+    Ok(out)
+}
+
 /// LanceDB upkeep on the garments and tombstone tables (what `flashfit worker lance` runs in
 /// the background), for `flashfit compact`.
 pub async fn lance_upkeep(config: &Config) -> Result<Vec<flashfit_lance::upkeep::Report>> {

@@ -194,10 +194,20 @@ impl Table {
             .await?;
         let mut markers = Vec::new();
         let mut index = std::collections::HashMap::new();
+        let mut summary: Option<(i64, &Path)> = None;
         for m in &metas {
             let Some(name) = m.location.filename() else {
                 continue;
             };
+            if let Some(upto) = name
+                .strip_prefix(SUMMARY)
+                .and_then(|u| u.parse::<i64>().ok())
+            {
+                if summary.is_none_or(|(s, _)| upto > s) {
+                    summary = Some((upto, &m.location));
+                }
+                continue;
+            }
             match name.split_once('.') {
                 Some((a, b)) => {
                     if let (Ok(first), Ok(last)) = (a.parse::<i64>(), b.parse::<i64>()) {
@@ -211,7 +221,10 @@ impl Table {
                 }
             }
         }
-        let mut out = std::collections::BTreeMap::new();
+        let mut out = match summary {
+            Some((_, path)) => read_summary(self.store.as_ref(), path).await?,
+            None => std::collections::BTreeMap::new(),
+        };
         for first in markers {
             if let Some(&last) = index.get(&first) {
                 out.insert(first, last);
@@ -290,6 +303,106 @@ impl Table {
         }
     }
 
+    /// Folds the committed ranges whose markers were written before `cutoff` (older than
+    /// the input topic's retention: those offsets cannot be replayed any more) into one
+    /// summary object per partition (`summary-<highest first offset>`, create-only), then
+    /// deletes their markers, index entries and older summaries: listing a partition stays
+    /// small. [`Table::ranges`] reads the newest summary with the markers, so a sink taking
+    /// over still skips every folded range. Each folded range is completed first (its files
+    /// in place). Returns how many markers were folded.
+    pub async fn fold_markers(&self, cutoff: chrono::DateTime<chrono::Utc>) -> Result<usize> {
+        use futures::TryStreamExt;
+        let all: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&self.root.clone().join("_ranges")))
+            .try_collect()
+            .await?;
+        // Partition folders: `_ranges/<topic>/<partition>/`.
+        let mut dirs: std::collections::BTreeMap<String, Vec<&object_store::ObjectMeta>> =
+            Default::default();
+        for m in &all {
+            let parts: Vec<_> = m.location.parts().collect();
+            if parts.len() >= 3 {
+                let dir = Path::from_iter(parts[..parts.len() - 1].iter().cloned());
+                dirs.entry(dir.to_string()).or_default().push(m);
+            }
+        }
+        let mut folded = 0;
+        for (dir, metas) in dirs {
+            folded += self.fold_dir(&Path::from(dir), &metas, cutoff).await?;
+        }
+        Ok(folded)
+    }
+
+    async fn fold_dir(
+        &self,
+        dir: &Path,
+        metas: &[&object_store::ObjectMeta],
+        cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> Result<usize> {
+        let mut summaries: Vec<(i64, Path)> = Vec::new();
+        let mut markers: Vec<(i64, Path)> = Vec::new();
+        let mut entries: std::collections::HashMap<i64, Vec<Path>> = Default::default();
+        for m in metas {
+            let Some(name) = m.location.filename() else {
+                continue;
+            };
+            if let Some(upto) = name
+                .strip_prefix(SUMMARY)
+                .and_then(|u| u.parse::<i64>().ok())
+            {
+                summaries.push((upto, m.location.clone()));
+            } else if let Some((a, _)) = name.split_once('.') {
+                if let Ok(first) = a.parse::<i64>() {
+                    entries.entry(first).or_default().push(m.location.clone());
+                }
+            } else if let Ok(first) = name.parse::<i64>()
+                && m.last_modified < cutoff
+            {
+                markers.push((first, m.location.clone()));
+            }
+        }
+        if markers.is_empty() {
+            return Ok(0);
+        }
+        summaries.sort();
+        let mut ranges = match summaries.last() {
+            Some((_, p)) => read_summary(self.store.as_ref(), p).await?,
+            None => Default::default(),
+        };
+        for (first, path) in &markers {
+            let m = match self.store.get(path).await {
+                Ok(r) => Marker::parse(&r.bytes().await?)?,
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            self.roll_forward(&m).await?;
+            ranges.insert(*first, m.last);
+        }
+        let upto = ranges.keys().next_back().copied().unwrap_or(0);
+        let body = serde_json::to_vec(&ranges).map_err(|e| Error::Storage(e.to_string()))?;
+        let path = dir.clone().join(format!("{SUMMARY}{upto:020}").as_str());
+        let ours = put_create(self.store.as_ref(), &path, Bytes::from(body)).await?;
+        if !ours && summaries.last().is_none_or(|(u, _)| *u != upto) {
+            // Another folder wrote this summary first: it deletes what it folded.
+            return Ok(0);
+        }
+        for (first, marker) in &markers {
+            for p in std::iter::once(marker).chain(entries.get(first).into_iter().flatten()) {
+                match self.store.delete(p).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        for (u, p) in &summaries {
+            if *u != upto {
+                let _ = self.store.delete(p).await;
+            }
+        }
+        Ok(markers.len())
+    }
+
     /// Writes `rows` (table rows, see [`crate::garments::row`]) as the range's files: staged,
     /// committed by the marker, put in place (see the module docs). Idempotent: a range whose
     /// marker exists is completed if needed and not written again; if another writer commits
@@ -366,6 +479,18 @@ impl Table {
         self.fault("cleanup")?;
         Ok(Written::Files(marker.files))
     }
+}
+
+/// The name prefix of a partition's summary of folded ranges.
+const SUMMARY: &str = "summary-";
+
+/// A summary's ranges: first offset → last offset.
+async fn read_summary(
+    store: &dyn ObjectStore,
+    path: &Path,
+) -> Result<std::collections::BTreeMap<i64, i64>> {
+    let body = store.get(path).await?.bytes().await?;
+    serde_json::from_slice(&body).map_err(|e| Error::Corrupt(format!("range summary {path}: {e}")))
 }
 
 /// Create-only put that says whether this call created the object (`false`: it existed).

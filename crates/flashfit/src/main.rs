@@ -148,6 +148,11 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 "garments_current: {} rows from {} rows in {} files ({} deleted garments left out); wrote {}",
                 c.rows_written, c.rows_read, c.files_read, c.deleted, c.path
             );
+            for (table, n) in flashfit_pipeline::fold_markers(&config).await? {
+                if n > 0 {
+                    println!("{table}: {n} range markers folded into their partitions' summaries");
+                }
+            }
             for r in flashfit_pipeline::lance_upkeep(&config).await? {
                 println!("lancedb: {}", serde_json::to_string(&r)?);
             }

@@ -114,8 +114,21 @@ async fn replays_with_other_batches_or_from_a_fresh_process_add_nothing() {
     // A fresh process (no memory of ranges) with yet other boundaries.
     harness::run(sink(store.clone(), 1 << 30), data.clone(), cfg(7)).await;
     assert_eq!(snapshot(&store).await.0, first);
-    harness::run(sink(store.clone(), 1 << 30), data, cfg(1)).await;
+    harness::run(sink(store.clone(), 1 << 30), data.clone(), cfg(1)).await;
     assert_eq!(snapshot(&store).await.0, first);
+    // Markers folded into a summary (older than the topic's retention): a fresh process
+    // still writes nothing again.
+    let table = Table::new(
+        store.clone(),
+        Path::from("wh/garments"),
+        crate::layout::GARMENTS,
+    );
+    let later = chrono::Utc::now() + chrono::Duration::minutes(1);
+    assert_eq!(table.fold_markers(later).await.expect("fold"), 3);
+    let (folded, ids) = snapshot(&store).await;
+    assert_eq!(ids.len(), 9);
+    harness::run(sink(store.clone(), 1 << 30), data, cfg(5)).await;
+    assert_eq!(snapshot(&store).await.0, folded);
 }
 
 /// Records on two days, so one range writes two files (two `file` fault points).

@@ -217,18 +217,29 @@ async fn a_range_is_written_once_split_by_day_and_read_back() {
     );
 }
 
+/// A table with ranges 0–9, 10–24 and 25 of partition 2, one row each.
+async fn three_ranges() -> Table {
+    let t = table();
+    for (first, last) in [(0, 9), (10, 24), (25, 25)] {
+        let row = garments::row(&bytes(&record(
+            &format!("r{first}"),
+            "2026-11-22T01:00:00Z",
+        )))
+        .expect("row");
+        t.write_range(&range(first, last), &[row])
+            .await
+            .expect("write");
+    }
+    t
+}
+
 /// A partition's ranges come from one LIST: their extents are in the index entries' names,
 /// so markers are not read (here they are made unreadable and the answer is unchanged); a
 /// marker without an entry (an older table) is read once and gets its entry.
 #[tokio::test]
 async fn ranges_are_known_from_one_listing() {
-    let t = table();
+    let t = three_ranges().await;
     let row = |id: &str| garments::row(&bytes(&record(id, "2026-11-22T01:00:00Z"))).expect("row");
-    for (first, last) in [(0, 9), (10, 24), (25, 25)] {
-        t.write_range(&range(first, last), &[row(&format!("r{first}"))])
-            .await
-            .expect("write");
-    }
     let want = std::collections::BTreeMap::from([(0, 9), (10, 24), (25, 25)]);
     assert_eq!(
         t.ranges("flashfit.embedded", 2).await.expect("ranges"),
@@ -273,6 +284,73 @@ async fn ranges_are_known_from_one_listing() {
             .await
             .expect("entry written back");
     }
+}
+
+/// Markers older than the cutoff fold into one summary per partition: the listing shrinks to
+/// the summary, the ranges read the same, a new range is written beside it and folds into a
+/// newer summary that replaces the old one; markers newer than the cutoff stay.
+#[tokio::test]
+async fn old_markers_fold_into_a_summary_and_ranges_read_the_same() {
+    use futures::TryStreamExt;
+    let t = three_ranges().await;
+    let row = |id: &str| garments::row(&bytes(&record(id, "2026-11-22T01:00:00Z"))).expect("row");
+    let listing = |t: &Table| {
+        let (store, dir) = (t.store.clone(), t.marker_dir("flashfit.embedded", 2));
+        async move {
+            let mut names: Vec<String> = store
+                .list(Some(&dir))
+                .try_collect::<Vec<_>>()
+                .await
+                .expect("list")
+                .into_iter()
+                .filter_map(|m| m.location.filename().map(str::to_owned))
+                .collect();
+            names.sort();
+            names
+        }
+    };
+    let past = chrono::Utc::now() - chrono::Duration::hours(1);
+    assert_eq!(t.fold_markers(past).await.expect("nothing old"), 0);
+    assert_eq!(listing(&t).await.len(), 6, "three markers, three entries");
+    let future = chrono::Utc::now() + chrono::Duration::minutes(1);
+    assert_eq!(t.fold_markers(future).await.expect("fold"), 3);
+    assert_eq!(listing(&t).await, vec![format!("summary-{:020}", 25)]);
+    let want = std::collections::BTreeMap::from([(0, 9), (10, 24), (25, 25)]);
+    assert_eq!(
+        t.ranges("flashfit.embedded", 2).await.expect("ranges"),
+        want
+    );
+    // The files stay.
+    let files: Vec<_> = t
+        .store
+        .list(Some(&t.root))
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("list");
+    assert_eq!(
+        files
+            .iter()
+            .filter(|m| m.location.as_ref().ends_with(".parquet"))
+            .count(),
+        3
+    );
+    // A new range beside the summary, folded later into a newer summary.
+    t.write_range(&range(26, 30), &[row("r26")])
+        .await
+        .expect("write");
+    let mut want = want;
+    want.insert(26, 30);
+    assert_eq!(
+        t.ranges("flashfit.embedded", 2).await.expect("ranges"),
+        want
+    );
+    let future = chrono::Utc::now() + chrono::Duration::minutes(1);
+    assert_eq!(t.fold_markers(future).await.expect("fold"), 1);
+    assert_eq!(listing(&t).await, vec![format!("summary-{:020}", 26)]);
+    assert_eq!(
+        t.ranges("flashfit.embedded", 2).await.expect("ranges"),
+        want
+    );
 }
 
 #[tokio::test]
