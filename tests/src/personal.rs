@@ -186,6 +186,9 @@ async fn feedback_reranks_outfits_once_per_event_and_impressions_are_counted() -
     assert_eq!(v["rows"][0][0], "outfit_scorer", "{v}");
     assert_eq!(v["rows"][0][1], "control", "{v}");
     assert_eq!(v["rows"][0][2], shown, "{v}");
+    // The README's SQL (schemas/kpi_daily.sql) in DuckDB gives the table's rows.
+    assert_eq!(v["sql_rows"], v["table_rows"], "{v}");
+    assert_eq!(v["table_rows"].as_array().map(Vec::len), Some(1), "{v}");
     Ok(())
 }
 

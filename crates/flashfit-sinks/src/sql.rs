@@ -48,46 +48,7 @@ where r.rank__ = 1";
 
 /// `kpi_daily` from `kpi_events`: per experiment, variant and UTC day; an event id seen
 /// twice counts once; events without variants are in no experiment's rows.
-pub const KPI_DAILY: &str = "
-with exposed as (
-  select event_id, user_id, type, ts, duration_s, value, unnest(variants) as v
-  from kpi_events where variants is not null),
-events as (
-  select event_id, coalesce(v['experiment'], '') as experiment, coalesce(v['variant'], '') as variant,
-         min(user_id) as user_id, min(type) as type, min(ts) as ts,
-         min(duration_s) as duration_s, min(value) as value
-  from exposed group by 1, 2, 3),
-counts as (
-  select experiment, variant, cast(ts as date) as day,
-         count(*) filter (where type = 'impression') as impressions,
-         count(*) filter (where type = 'click') as clicks,
-         count(*) filter (where type = 'save') as saves,
-         count(*) filter (where type = 'wear') as wears,
-         count(*) filter (where type = 'conversion') as conversions,
-         count(*) filter (where type = 'session_end') as sessions,
-         coalesce(sum(duration_s) filter (where type = 'session_end'), 0) as session_s,
-         count(*) filter (where type = 'rating') as ratings,
-         coalesce(sum(value) filter (where type = 'rating'), 0) as rating_sum
-  from events group by 1, 2, 3),
--- Distinct users need no event deduplication (a repeated event has the same user and day);
--- grouping (not count(distinct)) lets the grouping spill.
-users as (
-  select experiment, variant, day, count(*) as users
-  from (select coalesce(v['experiment'], '') as experiment, coalesce(v['variant'], '') as variant,
-               cast(ts as date) as day, user_id
-        from exposed group by 1, 2, 3, 4)
-  group by 1, 2, 3)
-select c.experiment, c.variant, c.day, impressions, clicks,
-       case when impressions > 0 then cast(clicks as double) / impressions end as ctr,
-       saves, wears, conversions,
-       case when impressions > 0 then cast(conversions as double) / impressions end as conversion_rate,
-       sessions,
-       case when sessions > 0 then session_s / sessions end as mean_session_duration_s,
-       ratings,
-       case when ratings > 0 then rating_sum / ratings end as mean_rating,
-       u.users
-from counts c join users u on c.experiment = u.experiment and c.variant = u.variant and c.day = u.day
-order by c.experiment, c.variant, c.day";
+pub const KPI_DAILY: &str = include_str!("../../../schemas/kpi_daily.sql");
 
 /// How much memory a query may hold before its sorts and aggregations spill, and where.
 #[derive(Debug, Clone)]
@@ -336,12 +297,14 @@ pub async fn strings(
 
 #[cfg(test)]
 mod tests {
-    /// The README shows analysts the view's SQL as it is in `schemas/garments_current.sql`.
+    /// The README shows analysts the SQL the tools run, as it is in `schemas/*.sql`.
     #[test]
-    fn the_readme_shows_the_current_view_sql() {
+    fn the_readme_shows_the_sql_the_tools_run() {
         let readme = include_str!("../../../README.md");
-        for line in super::CURRENT_VIEW.lines().filter(|l| !l.starts_with("--")) {
-            assert!(readme.contains(line), "README lacks `{line}`");
+        for sql in [super::CURRENT_VIEW, super::KPI_DAILY] {
+            for line in sql.lines().filter(|l| !l.starts_with("--")) {
+                assert!(readme.contains(line), "README lacks `{line}`");
+            }
         }
     }
 
