@@ -124,23 +124,6 @@ impl Statuses {
     }
 }
 
-/// Messages on `topic` (read from the start until `idle` passes without one).
-async fn read_all(
-    stack: &Stack,
-    topic: &str,
-    idle: Duration,
-) -> anyhow::Result<Vec<rdkafka::message::OwnedMessage>> {
-    let tail = stack.tail(topic)?;
-    let mut out = Vec::new();
-    // The first fetch after joining may take a while on Tansu; later ones are quick.
-    let mut wait = Duration::from_secs(20);
-    while let Some(m) = tail.recv(wait).await {
-        out.push(m);
-        wait = idle;
-    }
-    Ok(out)
-}
-
 /// Messages on `stage`'s dead-letter topic, from its high watermarks (dead letters are small
 /// records, which Tansu counts right).
 async fn dlq_count(stack: &Stack, stage: &str) -> anyhow::Result<i64> {
@@ -541,17 +524,12 @@ async fn a_redrive_killed_mid_run_republishes_each_dead_letter_once() -> anyhow:
     first.start_kill()?;
     let killed = first.wait().await?;
     assert!(!killed.success(), "killed: {killed:?}");
-    let out = tokio::process::Command::new(flashfit_bin())
-        .args(redrive)
-        .envs(stack.child_env())
-        .output()
-        .await?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let second: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let second = json_output(
+        tokio::process::Command::new(flashfit_bin())
+            .args(redrive)
+            .envs(stack.child_env()),
+    )
+    .await?;
     while let Some(m) = tail.recv(Duration::from_secs(5)).await {
         seen.push(m);
     }
@@ -569,12 +547,12 @@ async fn a_redrive_killed_mid_run_republishes_each_dead_letter_once() -> anyhow:
         "{} republished for {n} dead letters: more than the one in flight twice ({second})",
         keys.len()
     );
-    let again = tokio::process::Command::new(flashfit_bin())
-        .args(redrive)
-        .envs(stack.child_env())
-        .output()
-        .await?;
-    let third: serde_json::Value = serde_json::from_slice(&again.stdout)?;
+    let third = json_output(
+        tokio::process::Command::new(flashfit_bin())
+            .args(redrive)
+            .envs(stack.child_env()),
+    )
+    .await?;
     assert_eq!(third["republished"], 0, "{third}");
     eprintln!(
         "fault-suite: redrive: {n} dead letters, the redrive SIGKILLed after {} republished, run again: {} republished in all ({} twice), a third run republished 0",

@@ -339,7 +339,10 @@ async fn garments_suite(warehouse_uri: String, lancedb_uri: String) -> anyhow::R
         .topics
         .output_of(flashfit_schema::StageName::Embed)
         .unwrap_or_default();
-    let input = read_all(&stack, &embedded).await?.len() + 1;
+    let input = read_all(&stack, &embedded, Duration::from_secs(3))
+        .await?
+        .len()
+        + 1;
     let mut again = stack.config.clone();
     again.kafka.group_prefix = format!("{}-after-fold", again.kafka.group_prefix);
     let after = run_sink(&again, input as u64, |_| true).await?;
@@ -360,6 +363,7 @@ async fn reprocess_by_model_version(stack: &Stack) -> anyhow::Result<()> {
             .topics
             .output_of(flashfit_schema::StageName::Embed)
             .unwrap_or_default(),
+        Duration::from_secs(3),
     )
     .await?;
     let boot = embedded

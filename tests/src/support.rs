@@ -362,17 +362,20 @@ pub async fn run_stages_until(
     seen
 }
 
-/// Every message of `topic`, read by a fresh group until 3 s pass without one.
+/// Every message of `topic`, read by a fresh group from the start until `idle` passes without
+/// one.
 pub async fn read_all(
     stack: &Stack,
     topic: &str,
+    idle: Duration,
 ) -> anyhow::Result<Vec<rdkafka::message::OwnedMessage>> {
     let tail = stack.tail(topic)?;
     let mut out = Vec::new();
+    // The first fetch after joining may take a while on Tansu; later ones are quick.
     let mut wait = Duration::from_secs(30);
     while let Some(m) = tail.recv(wait).await {
         out.push(m);
-        wait = Duration::from_secs(3);
+        wait = idle;
     }
     Ok(out)
 }

@@ -146,7 +146,12 @@ async fn replay_by_offset_and_time_into_topics_and_a_group() -> anyhow::Result<(
     .await?;
     assert_eq!(all.records, 30, "{all}");
     assert!(all.to_string().contains("replayed 30 records"), "{all}");
-    let copied = read_all(&stack, &format!("{}replay.all", stack.prefix)).await?;
+    let copied = read_all(
+        &stack,
+        &format!("{}replay.all", stack.prefix),
+        Duration::from_secs(3),
+    )
+    .await?;
     assert_eq!(copied.len(), 30);
     // By time, the middle hour, both ways: the broker's answer (checked) and the search.
     let mut plans = Vec::new();
@@ -159,7 +164,12 @@ async fn replay_by_offset_and_time_into_topics_and_a_group() -> anyhow::Result<(
         .await?;
         eprintln!("{name}: {r}");
         assert_eq!(r.records, 10, "{name}: {r}");
-        let got = read_all(&stack, &format!("{}replay.{name}", stack.prefix)).await?;
+        let got = read_all(
+            &stack,
+            &format!("{}replay.{name}", stack.prefix),
+            Duration::from_secs(3),
+        )
+        .await?;
         assert_eq!(got.len(), 10, "{name}");
         for m in &got {
             use rdkafka::Message as _;
@@ -284,17 +294,12 @@ async fn lag_counts_small_and_large_record_backlogs() -> anyhow::Result<()> {
         assert!(text.contains("not trusted"), "{text}");
     }
     // The command prints the same, and one JSON object with --json.
-    let out = tokio::process::Command::new(flashfit_bin())
-        .args(["lag", "--json"])
-        .envs(stack.child_env())
-        .output()
-        .await?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let v = json_output(
+        tokio::process::Command::new(flashfit_bin())
+            .args(["lag", "--json"])
+            .envs(stack.child_env()),
+    )
+    .await?;
     let total: i64 = v["rows"]
         .as_array()
         .map(|rows| {

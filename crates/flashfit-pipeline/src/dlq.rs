@@ -166,17 +166,10 @@ impl DlqFilter {
 
 /// The topics among `wanted` that exist (reading never creates one).
 fn existing(k: &KafkaConfig, wanted: Vec<String>) -> Result<Vec<String>> {
-    use rdkafka::consumer::BaseConsumer;
-    let c: BaseConsumer = kafka::consumer_config(k, "flashfit-dlq-metadata", 0)?.create()?;
-    let md = c.fetch_metadata(None, Duration::from_secs(10))?;
-    Ok(wanted
-        .into_iter()
-        .filter(|t| {
-            md.topics()
-                .iter()
-                .any(|m| m.name() == t && m.error().is_none() && !m.partitions().is_empty())
-        })
-        .collect())
+    let (tps, _) = crate::offsets::existing_partitions(k, &wanted)?;
+    let mut topics: Vec<String> = tps.into_iter().map(|(t, _)| t).collect();
+    topics.dedup();
+    Ok(topics)
 }
 
 /// Assigns every partition of `topics` to `consumer` without joining its group (no rebalance
@@ -296,22 +289,16 @@ pub async fn redrive(
         dry_run,
         ..Redrive::default()
     };
-    let topics = existing(k, filter.topics(k))?;
-    if topics.is_empty() {
+    let (tps, _) = crate::offsets::existing_partitions(k, &filter.topics(k))?;
+    if tps.is_empty() {
         return Ok(out);
     }
+    let mut topics: Vec<String> = tps.iter().map(|(t, _)| t.clone()).collect();
+    topics.dedup();
     let producer = kafka::producer(k)?;
     let id = format!("{}@{}", out.group, flashfit_schema::format_ts(Utc::now()));
     // Where each partition ends now, checked against the messages (the broker's high
     // watermark can be wrong: Tansu after a produce batch).
-    let mut tps = Vec::new();
-    for t in &topics {
-        tps.extend(
-            crate::offsets::partitions(k, t)?
-                .into_iter()
-                .map(|p| (t.clone(), p)),
-        );
-    }
     let ends = crate::offsets::ends(k, &tps).await?;
     for reason in reasons {
         let group = format!("{}-{reason}", out.group);

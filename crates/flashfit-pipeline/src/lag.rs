@@ -104,28 +104,8 @@ impl fmt::Display for Lag {
 /// with a warning.
 pub async fn lag(k: &KafkaConfig, groups: &[(String, Vec<String>)]) -> Result<Lag> {
     let mut out = Lag::default();
-    let reader = offsets::reader(k, "lag")?;
-    let md = reader.fetch_metadata(None, Duration::from_secs(10))?;
-    let parts = |topic: &str| -> Option<Vec<i32>> {
-        md.topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
-            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-    };
-    let mut tps: Vec<Tp> = Vec::new();
-    let mut missing = Vec::new();
-    for (_, topics) in groups {
-        for t in topics {
-            match parts(t) {
-                Some(ps) => tps.extend(ps.into_iter().map(|p| (t.clone(), p))),
-                None => missing.push(t.clone()),
-            }
-        }
-    }
-    tps.sort();
-    tps.dedup();
-    missing.sort();
-    missing.dedup();
+    let wanted: Vec<String> = groups.iter().flat_map(|(_, t)| t.iter().cloned()).collect();
+    let (tps, missing) = offsets::existing_partitions(k, &wanted)?;
     if !missing.is_empty() {
         out.warnings.push(format!(
             "not created yet (nothing written to them): {}",

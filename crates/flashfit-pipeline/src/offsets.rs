@@ -97,6 +97,30 @@ pub fn partitions(k: &KafkaConfig, topic: &str) -> Result<Vec<i32>> {
     Ok(ps)
 }
 
+/// The partitions of those `topics` that exist, from one metadata request, and the topics
+/// that do not (reading never creates a topic).
+pub fn existing_partitions(k: &KafkaConfig, topics: &[String]) -> Result<(Vec<Tp>, Vec<String>)> {
+    let c = reader(k, "metadata")?;
+    let md = c.fetch_metadata(None, TIMEOUT)?;
+    let mut tps = Vec::new();
+    let mut missing = Vec::new();
+    for t in topics {
+        match md
+            .topics()
+            .iter()
+            .find(|m| m.name() == t && m.error().is_none() && !m.partitions().is_empty())
+        {
+            Some(m) => tps.extend(m.partitions().iter().map(|p| (t.clone(), p.id()))),
+            None => missing.push(t.clone()),
+        }
+    }
+    tps.sort();
+    tps.dedup();
+    missing.sort();
+    missing.dedup();
+    Ok((tps, missing))
+}
+
 /// The first message at or after each start position, read within `wait`: partitions with
 /// nothing there are absent from the answer.
 pub async fn first_at(

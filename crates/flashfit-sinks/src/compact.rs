@@ -5,9 +5,9 @@
 //! step (atomic on S3 and on a local directory), so readers see the old or the new view,
 //! never half of one.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::array::{AsArray, BooleanArray, RecordBatch};
 use arrow::datatypes::TimestampMicrosecondType;
 use bytes::Bytes;
 use object_store::ObjectStoreExt;
@@ -44,23 +44,6 @@ pub async fn read_log(table: &Table) -> Result<(usize, Vec<RecordBatch>)> {
         }
     }
     Ok((files.len(), batches))
-}
-
-/// The garment ids with a tombstone in the `garment_deletes` table.
-pub async fn deleted_garments(deletes: &Table) -> Result<HashSet<(String, String)>> {
-    let (_, batches) = read_log(deletes).await?;
-    let mut out = HashSet::new();
-    for b in batches {
-        let (Some(g), Some(u)) = (b.column_by_name("garment_id"), b.column_by_name("user_id"))
-        else {
-            return Err(Error::Parquet(
-                "garment_deletes has no garment_id or user_id".into(),
-            ));
-        };
-        let (ids, users) = (g.as_string::<i32>(), u.as_string::<i32>());
-        out.extend((0..ids.len()).map(|i| (ids.value(i).to_owned(), users.value(i).to_owned())));
-    }
-    Ok(out)
 }
 
 /// Rebuilds `<out>/garments_current.parquet` from `table`, leaving out the garments
