@@ -50,9 +50,20 @@ async fn run_json(
     mut cmd: tokio::process::Command,
     limit: Duration,
 ) -> anyhow::Result<(Vec<serde_json::Value>, String)> {
-    let out = tokio::time::timeout(limit, cmd.output()).await??;
+    // stderr goes to a file so a run that overstays `limit` is killed and still explains itself.
+    let log = std::env::temp_dir().join(format!("flashfit-run-{}.log", uuid::Uuid::new_v4()));
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log)?)
+        .kill_on_drop(true);
+    let child = cmd.spawn()?;
+    let out = tokio::time::timeout(limit, child.wait_with_output()).await;
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    let Ok(out) = out else {
+        anyhow::bail!("still running after {limit:?} (killed); its stderr:\n{stderr}");
+    };
+    let out = out?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     anyhow::ensure!(out.status.success(), "exit {:?}\n{stderr}", out.status);
     let lines = stdout
         .lines()
@@ -250,6 +261,68 @@ async fn whole_system(
 }
 
 /// PATH, HOME and the model variables: what a user's shell has after the quickstart.
+/// SIGTERM while `flashfit run --ingest` waits for the chain: the workers drain, and the run
+/// exits non-zero at once saying the ingest was cut short, instead of waiting out `--timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flashfit_run_stops_promptly_on_sigterm_mid_ingest() -> anyhow::Result<()> {
+    use tokio::io::AsyncBufReadExt as _;
+    let (dir, _) = photos_in_temp_dir("sigterm")?;
+    let cwd = temp_dir("sigterm-cwd")?;
+    let mut child = flashfit_run(None, &dir, &cwd)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut seen = String::new();
+    let published = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(l) = lines.next_line().await? {
+            seen.push_str(&l);
+            seen.push('\n');
+            if l.contains("published") {
+                return anyhow::Ok(true);
+            }
+        }
+        Ok(false)
+    })
+    .await;
+    anyhow::ensure!(
+        matches!(published, Ok(Ok(true))),
+        "never published:\n{seen}"
+    );
+    sigterm(&child)?;
+    let started = std::time::Instant::now();
+    let rest = tokio::spawn(async move {
+        let mut rest = String::new();
+        while let Ok(Some(l)) = lines.next_line().await {
+            rest.push_str(&l);
+            rest.push('\n');
+        }
+        rest
+    });
+    // The shutdown deadline (30 s by default) bounds the workers' drain.
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
+    let took = started.elapsed();
+    let rest = rest.await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&cwd);
+    let status =
+        status.map_err(|_| anyhow::anyhow!("still running 60 s after SIGTERM:\n{rest}"))??;
+    assert!(
+        !status.success(),
+        "a cut-short ingest is not a success:\n{rest}"
+    );
+    assert!(
+        rest.contains("stopped before every ingested photo was reported"),
+        "{rest}"
+    );
+    eprintln!(
+        "flashfit run exited {:.1} s after SIGTERM",
+        took.as_secs_f64()
+    );
+    Ok(())
+}
+
 fn flashfit_env() -> Vec<(String, String)> {
     ["PATH", "HOME", "FLASHFIT_MODELS_DIR", "ORT_DYLIB_PATH"]
         .iter()

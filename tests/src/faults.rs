@@ -66,18 +66,6 @@ fn spawn_logged(
     Ok((cmd.spawn()?, log))
 }
 
-fn sigterm(child: &Child) -> anyhow::Result<()> {
-    let pid = child
-        .id()
-        .ok_or_else(|| anyhow::anyhow!("child has exited"))?;
-    let ok = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()?
-        .success();
-    anyhow::ensure!(ok, "kill -TERM {pid} failed");
-    Ok(())
-}
-
 /// Reads statuses of `ids` from a long-lived tail (first status per id, duplicates counted).
 struct Statuses {
     tail: flashfit_pipeline::watch::TopicTail,

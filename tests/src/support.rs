@@ -471,3 +471,16 @@ pub async fn validate_topic_records(
     let _ = std::fs::remove_dir_all(&dir);
     v
 }
+
+/// Sends SIGTERM to a child process (what an orchestrator does to stop it).
+pub fn sigterm(child: &tokio::process::Child) -> anyhow::Result<()> {
+    let pid = child
+        .id()
+        .ok_or_else(|| anyhow::anyhow!("child has exited"))?;
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()?
+        .success();
+    anyhow::ensure!(ok, "kill -TERM {pid} failed");
+    Ok(())
+}

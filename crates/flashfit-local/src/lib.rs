@@ -41,7 +41,8 @@ pub struct RunOptions {
     pub user: String,
     /// Stop once every ingested photo is reported (and in the tables).
     pub exit_when_done: bool,
-    /// How long to wait for statuses and the sinks.
+    /// How long the whole ingest may take: statuses, records and both sinks share this one
+    /// deadline (the records and the sinks get at least [`MIN_FINISH`] after it).
     pub timeout: Duration,
     /// Also serve the HTTP API here.
     pub serve: Option<SocketAddr>,
@@ -181,6 +182,10 @@ impl RunReport {
     }
 }
 
+/// What reading the records and waiting for the sinks get even when the statuses used the
+/// whole `--timeout`: the photos that were processed in time are still reported.
+pub const MIN_FINISH: Duration = Duration::from_secs(15);
+
 /// The workers of the whole system for `pipeline`: its stages, the Parquet sink, the LanceDB
 /// sink when the pipeline makes vectors (ends with `embed`), the feedback and kpi workers.
 pub fn system_workers(pipeline: &Pipeline) -> Vec<StageName> {
@@ -265,21 +270,34 @@ pub async fn run(
             shutdown.clone(),
         );
         tokio::spawn(async move {
-            let res = feed(&config, &pipeline, &opts, &dir).await;
+            // Stopped with the workers (a signal, a worker's error): waiting on for statuses
+            // nobody will produce would only delay the exit.
+            let res = tokio::select! {
+                res = feed(&config, &pipeline, &opts, &dir) => res,
+                _ = token.cancelled() => Err(Error::Invalid(
+                    "stopped before every ingested photo was reported".into(),
+                )),
+            };
             if opts.exit_when_done || res.is_err() {
                 token.cancel();
             }
             res
         })
     });
+    // run_workers bounds its own drain by shutdown_timeout_ms once shutdown is seen.
     let ran = run_workers(&config, workers, Metrics::new(), shutdown.clone()).await;
     shutdown.cancel();
-    if let Some(task) = served {
-        let _ = task.await;
+    let grace = Duration::from_millis(config.runtime.shutdown_timeout_ms);
+    if let Some(task) = served
+        && tokio::time::timeout(grace, task).await.is_err()
+    {
+        tracing::warn!(?grace, "the HTTP server did not stop in time; leaving it");
     }
     let report = match feeder {
         Some(f) => Some(
-            f.await
+            tokio::time::timeout(grace, f)
+                .await
+                .map_err(|_| Error::Invalid(format!("the ingest did not stop within {grace:?}")))?
                 .map_err(|e| Error::Invalid(format!("ingest task: {e}")))??,
         ),
         None => None,
@@ -357,8 +375,10 @@ async fn feed(
         .zip(&publish)
         .map(|(e, (f, _))| (e.event_id.as_str(), display_name(f)))
         .collect();
+    let deadline = tokio::time::Instant::now() + opts.timeout;
+    let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
     let statuses = watcher
-        .wait_for(&ids, opts.timeout, |s| {
+        .wait_for(&ids, left(), |s| {
             n += 1;
             let id = s.event_id.as_deref().unwrap_or_default();
             eprintln!(
@@ -376,7 +396,7 @@ async fn feed(
         .collect();
     let mut record_of: HashMap<String, Value> = HashMap::new();
     let messages = records
-        .collect_until(opts.timeout.min(Duration::from_secs(60)), |got| {
+        .collect_until(left().max(MIN_FINISH), |got| {
             got.iter()
                 .filter_map(|m| event_id_of(m.payload()))
                 .filter(|id| processed.contains(id.as_str()))
@@ -403,10 +423,11 @@ async fn feed(
     sink_topics.push(topics.deletes());
     for s in sinks {
         let group = format!("{}-{s}", config.kafka.group_prefix);
-        let lag = wait_caught_up(&config.kafka, &group, &sink_topics, opts.timeout).await?;
+        let wait = left().max(MIN_FINISH);
+        let lag = wait_caught_up(&config.kafka, &group, &sink_topics, wait).await?;
         if lag > 0 {
             return Err(Error::Invalid(format!(
-                "the {s} sink still has {lag} records to write after {:?}",
+                "the {s} sink still has {lag} records to write at the deadline (--timeout {:?})",
                 opts.timeout
             )));
         }

@@ -116,50 +116,8 @@ impl StatusWatcher {
     }
 }
 
-/// How many messages of `topics` consumer group `group` has not committed yet: for each
-/// partition, the high watermark minus the group's committed offset (the low watermark when
-/// it has none). Asks as a client of the group without joining it (no rebalance).
-pub async fn group_lag(k: &KafkaConfig, group: &str, topics: &[String]) -> Result<i64> {
-    use rdkafka::consumer::BaseConsumer;
-    let consumer: BaseConsumer = kafka::consumer_config(k, group, 0)?.create()?;
-    let topics = topics.to_vec();
-    let lag = tokio::task::spawn_blocking(move || -> Result<i64> {
-        let timeout = Duration::from_secs(10);
-        let mut tpl = rdkafka::TopicPartitionList::new();
-        let mut marks = HashMap::new();
-        for t in &topics {
-            let md = consumer.fetch_metadata(Some(t), timeout)?;
-            for mt in md.topics() {
-                for p in mt.partitions() {
-                    tpl.add_partition(t, p.id());
-                    marks.insert(
-                        (t.clone(), p.id()),
-                        consumer.fetch_watermarks(t, p.id(), timeout)?,
-                    );
-                }
-            }
-        }
-        let committed = consumer.committed_offsets(tpl, timeout)?;
-        let mut lag = 0;
-        for e in committed.elements() {
-            let Some(&(low, high)) = marks.get(&(e.topic().to_owned(), e.partition())) else {
-                continue;
-            };
-            let at = match e.offset() {
-                rdkafka::Offset::Offset(o) => o.max(low),
-                _ => low,
-            };
-            lag += (high - at).max(0);
-        }
-        Ok(lag)
-    })
-    .await
-    .map_err(|e| crate::Error::Invalid(format!("lag check: {e}")))??;
-    Ok(lag)
-}
-
-/// Waits until `group` has committed everything in `topics` (lag 0) or `timeout` passes;
-/// returns the last lag seen.
+/// Waits until `group` has committed everything in `topics` (lag 0, against ends checked by
+/// reading: see [`crate::offsets::ends`]) or `timeout` passes; returns the last lag seen.
 pub async fn wait_caught_up(
     k: &KafkaConfig,
     group: &str,
@@ -168,7 +126,7 @@ pub async fn wait_caught_up(
 ) -> Result<i64> {
     let deadline = Instant::now() + timeout;
     loop {
-        let lag = group_lag(k, group, topics).await?;
+        let lag = crate::lag::total(k, group, topics).await?;
         if lag == 0 || Instant::now() >= deadline {
             return Ok(lag);
         }

@@ -55,7 +55,8 @@ pub enum Command {
         /// timeout passes (1).
         #[arg(long)]
         exit_when_done: bool,
-        /// Seconds to wait for statuses and the sinks.
+        /// Seconds the ingest may take, statuses and sinks together (the records and the sinks
+        /// get 15 s more when the statuses used it all). SIGTERM/Ctrl-C stops the run at once.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
         /// Also serve the HTTP API (search, outfits) on this address, e.g. 127.0.0.1:8080.
