@@ -53,18 +53,19 @@ require_cargo() {
   fi
 }
 
-# One Python venv for the S3 server, the golden-fixture generator, the benchmark reference and
-# the analysts' readers the sink tests use (DuckDB, pyarrow, lancedb).
+# One Python venv for the S3 server, the golden-fixture generator, the benchmark reference,
+# the analysts' readers the sink tests use (DuckDB, pyarrow, lancedb) and the statistics
+# reference the A/B readout is checked against (scipy, statsmodels).
 ensure_venv() {
   if [ ! -x "$VENV/bin/python" ]; then
     log "creating python venv at $VENV"
     python3 -m venv "$VENV"
   fi
-  if ! "$VENV/bin/python" -c 'import moto, boto3, cv2, numpy, confluent_kafka, duckdb, pyarrow, lancedb, jsonschema, rfc3339_validator' 2>/dev/null; then
+  if ! "$VENV/bin/python" -c 'import moto, boto3, cv2, numpy, confluent_kafka, duckdb, pyarrow, lancedb, jsonschema, rfc3339_validator, scipy, statsmodels' 2>/dev/null; then
     log "installing python packages into $VENV"
     "$VENV/bin/pip" install -q "moto[server]==5.2.5" boto3 "opencv-python-headless==5.0.0.93" numpy \
       "confluent-kafka==2.16.1" "duckdb==2.0.0" "pyarrow==26.0.1" "lancedb==0.40.0" \
-      "jsonschema==4.26.0" "rfc3339-validator==0.1.4"
+      "jsonschema==4.26.0" "rfc3339-validator==0.1.4" "scipy==1.17.1" "statsmodels==0.15.0"
   fi
 }
 

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod ab;
 mod embedded;
 mod faults;
 mod hostile;

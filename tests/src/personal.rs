@@ -166,29 +166,48 @@ async fn feedback_reranks_outfits_once_per_event_and_impressions_are_counted() -
     token.cancel();
     server.await?;
 
-    // Impressions: one per returned outfit of the three successful responses for this user.
+    // Impressions: one per returned outfit of the successful responses for this user; and
+    // the feedback worker's KPI events: one per feedback event, the redelivery and the whole
+    // replay logging the same ids again (22 messages, 10 ids).
     let shown = [&before, &after]
         .iter()
         .map(|v| v["outfits"].as_array().map_or(0, Vec::len))
         .sum::<usize>() as u64;
+    let logged = 2 * events.len() as u64;
     let tail = stack.tail(&topics[3])?;
     let got = tail
         .collect_until(std::time::Duration::from_secs(30), |m| {
-            m.len() as u64 >= shown
+            m.len() as u64 >= shown + logged
         })
         .await;
-    assert_eq!(got.len() as u64, shown, "impressions on flashfit.kpi");
-    run_worker_until(&stack.config, "kpi", shown).await?;
+    let kinds = |t: &str| {
+        got.iter()
+            .filter_map(|m| rdkafka::Message::payload(m))
+            .filter_map(|p| serde_json::from_slice::<Value>(p).ok())
+            .filter(|v| v["type"] == t)
+            .count() as u64
+    };
+    assert_eq!(kinds("impression"), shown, "impressions on flashfit.kpi");
+    assert_eq!(kinds("wear"), logged, "feedback logged on flashfit.kpi");
+    run_worker_until(&stack.config, "kpi", shown + logged).await?;
     let r = flashfit_pipeline::kpi_daily(&stack.config).await?;
-    assert_eq!((r.events as u64, r.duplicates), (shown, 0), "{r:?}");
-    assert_eq!(r.rows, 1, "one experiment, one variant, one day");
+    assert_eq!(
+        (r.events as u64, r.duplicates as u64),
+        (shown + 10, logged - 10),
+        "{r:?}"
+    );
+    assert_eq!(
+        r.rows, 2,
+        "one experiment and variant; impressions today, wears on the 22nd"
+    );
+    assert_eq!(r.users.as_ref().map(|u| u.0), Some(1), "one user: {r:?}");
     let v = python_check(&stack, "check_kpi.py", &stack.config.warehouse_uri).await?;
     assert_eq!(v["rows"][0][0], "outfit_scorer", "{v}");
     assert_eq!(v["rows"][0][1], "control", "{v}");
     assert_eq!(v["rows"][0][2], shown, "{v}");
     // The README's SQL (schemas/kpi_daily.sql) in DuckDB gives the table's rows.
     assert_eq!(v["sql_rows"], v["table_rows"], "{v}");
-    assert_eq!(v["table_rows"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v["table_rows"].as_array().map(Vec::len), Some(2), "{v}");
     Ok(())
 }
 

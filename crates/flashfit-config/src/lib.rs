@@ -256,12 +256,132 @@ pub struct ComboRules {
 }
 
 /// One A/B experiment: a user's variant is a pure function of (salt, experiment name, user id)
-/// and the variants' weights.
+/// and the variants' weights; whether the user is in it at all, of `exposure`.
+///
+/// Ramping rule: once an experiment has started, its salt, variants (names, order, weights)
+/// and control are frozen and only `exposure` may change (growing it adds users, each to the
+/// variant the frozen weights give them; nobody moves between variants). `flashfit experiments
+/// check` enforces this against the running configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Experiment {
     pub salt: String,
     pub variants: Vec<Variant>,
+    /// The variant the others are compared against (default: the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<String>,
+    /// When the experiment starts (RFC 3339, quoted; default: it always ran). Events before it
+    /// are not attributed to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// When it ends (RFC 3339, quoted; default: open). Events at or after it are not attributed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+    /// The share of users in the experiment, 0..=1 (default 1): the ramp.
+    #[serde(default = "full_exposure")]
+    pub exposure: f64,
+    /// Guardrail metrics the readout checks against control, e.g.
+    /// `"mean_session_duration_s >= -5%"` (relative) or `"return_rate_7d >= -0.02"` (absolute).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guardrails: Vec<String>,
+}
+
+fn full_exposure() -> f64 {
+    1.0
+}
+
+/// An RFC 3339 time of the experiments config.
+pub fn parse_time(field: &str, t: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| Error::Invalid(format!("{field} `{t}` is not an RFC 3339 time: {e}")))
+}
+
+impl Experiment {
+    /// An experiment always running, everyone exposed, with variants of these names and
+    /// weights (the shipped scorer and weights).
+    pub fn weighted(salt: &str, weights: &[(&str, f64)]) -> Self {
+        Experiment {
+            salt: salt.into(),
+            variants: weights
+                .iter()
+                .map(|(n, w)| Variant {
+                    name: (*n).into(),
+                    weight: *w,
+                    scorer: None,
+                    weights: None,
+                })
+                .collect(),
+            control: None,
+            start: None,
+            end: None,
+            exposure: 1.0,
+            guardrails: Vec::new(),
+        }
+    }
+
+    /// The control variant's name.
+    pub fn control_name(&self) -> Option<&str> {
+        self.control
+            .as_deref()
+            .or_else(|| self.variants.first().map(|v| v.name.as_str()))
+    }
+
+    /// The window `[start, end)`; `None` ends are open.
+    pub fn window(
+        &self,
+    ) -> (
+        Option<chrono::DateTime<chrono::Utc>>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    ) {
+        let at = |t: &Option<String>| t.as_deref().and_then(|t| parse_time("", t).ok());
+        (at(&self.start), at(&self.end))
+    }
+
+    /// Whether an event at `ts` falls in the experiment's window.
+    pub fn covers(&self, ts: chrono::DateTime<chrono::Utc>) -> bool {
+        let (start, end) = self.window();
+        start.is_none_or(|s| ts >= s) && end.is_none_or(|e| ts < e)
+    }
+
+    /// Checks one experiment's definition (`name` for messages).
+    pub fn validate(&self, name: &str) -> Result<()> {
+        let bad = |m: String| Err(Error::Invalid(format!("experiments.{name}: {m}")));
+        if self.variants.is_empty() {
+            return bad("needs at least one variant".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for v in &self.variants {
+            if !names.insert(v.name.as_str()) {
+                return bad(format!("variant `{}` is listed twice", v.name));
+            }
+            if !(v.weight.is_finite() && v.weight >= 0.0) {
+                return bad(format!("variant `{}` has weight {}", v.name, v.weight));
+            }
+        }
+        if let Some(c) = &self.control
+            && !names.contains(c.as_str())
+        {
+            return bad(format!("control `{c}` is not one of its variants"));
+        }
+        if !(0.0..=1.0).contains(&self.exposure) {
+            return bad(format!("exposure {} is not within 0..=1", self.exposure));
+        }
+        let start = match &self.start {
+            Some(t) => Some(parse_time(&format!("experiments.{name}.start"), t)?),
+            None => None,
+        };
+        let end = match &self.end {
+            Some(t) => Some(parse_time(&format!("experiments.{name}.end"), t)?),
+            None => None,
+        };
+        if let (Some(s), Some(e)) = (start, end)
+            && e <= s
+        {
+            return bad("end is not after start".into());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -283,15 +403,7 @@ pub struct Variant {
 pub fn default_experiments() -> BTreeMap<String, Experiment> {
     BTreeMap::from([(
         "outfit_scorer".to_owned(),
-        Experiment {
-            salt: "outfit_scorer-1".into(),
-            variants: vec![Variant {
-                name: "control".into(),
-                weight: 1.0,
-                scorer: None,
-                weights: None,
-            }],
-        },
+        Experiment::weighted("outfit_scorer-1", &[("control", 1.0)]),
     )])
 }
 
@@ -302,6 +414,10 @@ pub fn default_experiments() -> BTreeMap<String, Experiment> {
 pub struct KpiConfig {
     pub table: String,
     pub daily_table: String,
+    /// The per-user rollup (`flashfit kpi-daily` writes it with `kpi_daily`).
+    pub users_table: String,
+    /// The readouts of `flashfit ab report`.
+    pub results_table: String,
     pub max_rows: usize,
     pub roll_ms: u64,
 }
@@ -311,6 +427,8 @@ impl Default for KpiConfig {
         KpiConfig {
             table: "kpi_events".into(),
             daily_table: "kpi_daily".into(),
+            users_table: "kpi_users".into(),
+            results_table: "ab_results".into(),
             max_rows: 10_000,
             roll_ms: 60_000,
         }
@@ -855,6 +973,9 @@ impl Config {
         }
         if self.kafka.partitions < 1 {
             return Err(Error::Invalid("kafka.partitions must be at least 1".into()));
+        }
+        for (name, e) in &self.experiments {
+            e.validate(name)?;
         }
         Ok(())
     }

@@ -31,6 +31,7 @@ pub async fn items(
         "formality",
         "seasons",
         "style_tags",
+        "model_version",
     ];
     if with_vectors {
         columns.push("image_vector");
@@ -87,6 +88,14 @@ fn from_batch(b: &RecordBatch) -> Vec<Item> {
                     .map(|c| c.value(i)),
                 seasons: strings(b, "seasons", i),
                 style_tags: strings(b, "style_tags", i),
+                model_versions: text("model_version", i)
+                    .map(|m| {
+                        m.split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
                 embedding: b
                     .column_by_name("image_vector")
                     .map(|c| c.as_fixed_size_list())

@@ -51,6 +51,7 @@ fn wardrobe(n: usize) -> Vec<Item> {
                     TAGS[(next() % 6) as usize].to_owned(),
                 ],
                 embedding: None,
+                model_versions: Vec::new(),
             }
         })
         .collect()

@@ -31,9 +31,23 @@ pub fn bucket(salt: &str, experiment: &str, user_id: &str) -> f64 {
     (hash(&[salt, experiment, user_id]) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// The user's variant, by the variants' relative weights; `None` when the experiment has no
+/// Whether the user is in the experiment's exposed share (`exposure`): a second, independent
+/// bucket, so ramping exposure never changes which variant an exposed user has.
+pub fn exposed(name: &str, exp: &Experiment, user_id: &str) -> bool {
+    exp.exposure >= 1.0 || bucket(&exp.salt, &format!("{name}/exposure"), user_id) < exp.exposure
+}
+
+/// The user's variant: `None` outside the exposed share or when the experiment has no
 /// variant with a positive weight.
 pub fn assign<'a>(name: &str, exp: &'a Experiment, user_id: &str) -> Option<&'a Variant> {
+    if !exposed(name, exp, user_id) {
+        return None;
+    }
+    split(name, exp, user_id)
+}
+
+/// The variant by the variants' relative weights alone (exposure not asked).
+fn split<'a>(name: &str, exp: &'a Experiment, user_id: &str) -> Option<&'a Variant> {
     let total: f64 = exp.variants.iter().map(|v| v.weight.max(0.0)).sum();
     if total <= 0.0 || !total.is_finite() {
         return None;
@@ -54,7 +68,8 @@ pub fn assign<'a>(name: &str, exp: &'a Experiment, user_id: &str) -> Option<&'a 
     last
 }
 
-/// The user's variant in every experiment: experiment name → variant name.
+/// The user's variant in every experiment: experiment name → variant name (window not
+/// asked: see [`variants_at`]).
 pub fn variants(
     experiments: &BTreeMap<String, Experiment>,
     user_id: &str,
@@ -65,23 +80,149 @@ pub fn variants(
         .collect()
 }
 
+/// The user's variant in every experiment whose window holds `ts`.
+pub fn variants_at(
+    experiments: &BTreeMap<String, Experiment>,
+    user_id: &str,
+    ts: chrono::DateTime<chrono::Utc>,
+) -> BTreeMap<String, String> {
+    experiments
+        .iter()
+        .filter(|(_, e)| e.covers(ts))
+        .filter_map(|(name, e)| assign(name, e, user_id).map(|v| (name.clone(), v.name.clone())))
+        .collect()
+}
+
+/// Which configuration assigned a variant: 16 hex digits of a hash of the experiment
+/// definitions that decide assignment (names, salts, variants and weights, exposure, windows;
+/// not guardrails or scorers). Recorded with every variant FlashFit fills in.
+pub fn config_hash(experiments: &BTreeMap<String, Experiment>) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for (name, e) in experiments {
+        parts.push(name.clone());
+        parts.push(e.salt.clone());
+        parts.push(format!("{}", e.exposure));
+        parts.push(e.start.clone().unwrap_or_default());
+        parts.push(e.end.clone().unwrap_or_default());
+        for v in &e.variants {
+            parts.push(v.name.clone());
+            parts.push(format!("{}", v.weight));
+        }
+    }
+    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    format!("{:016x}", hash(&refs))
+}
+
+/// What [`check_change`] found: errors (users would move between variants of a running
+/// experiment) and warnings (allowed, but worth knowing).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChangeCheck {
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl ChangeCheck {
+    pub fn ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+impl std::fmt::Display for ChangeCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for e in &self.errors {
+            writeln!(f, "error: {e}")?;
+        }
+        for w in &self.warnings {
+            writeln!(f, "warning: {w}")?;
+        }
+        if self.ok() {
+            writeln!(
+                f,
+                "ok: no user moves between variants of a running experiment"
+            )?;
+        } else {
+            writeln!(
+                f,
+                "refused: {} change(s) would move users between variants",
+                self.errors.len()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks a new experiments config against the running one at `now` (the ramping rule of
+/// [`Experiment`]): for every experiment that has started, salt, variants (names, order,
+/// weights) and control must be unchanged and its start must stay; exposure may grow (shrinking
+/// it is a warning: users leave, their later events are not attributed); experiments not yet
+/// started may change freely; removing a running experiment is a warning (its readout stops).
+pub fn check_change(
+    running: &BTreeMap<String, Experiment>,
+    new: &BTreeMap<String, Experiment>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ChangeCheck {
+    let mut c = ChangeCheck::default();
+    for (name, old) in running {
+        let started = old.window().0.is_none_or(|s| s <= now);
+        let Some(n) = new.get(name) else {
+            if started {
+                c.warnings
+                    .push(format!("{name}: removed while running (its readout stops)"));
+            }
+            continue;
+        };
+        if !started {
+            continue;
+        }
+        if n.salt != old.salt {
+            c.errors.push(format!(
+                "{name}: salt changed ({} → {}): every user is reassigned",
+                old.salt, n.salt
+            ));
+        }
+        let shape = |e: &Experiment| -> Vec<(String, f64)> {
+            e.variants
+                .iter()
+                .map(|v| (v.name.clone(), v.weight))
+                .collect()
+        };
+        if shape(n) != shape(old) {
+            c.errors.push(format!(
+                "{name}: variants or weights changed ({:?} → {:?}): users would move between \
+                 variants; ramp with `exposure` instead",
+                shape(old),
+                shape(n)
+            ));
+        }
+        if n.control_name() != old.control_name() {
+            c.errors.push(format!(
+                "{name}: control changed ({:?} → {:?})",
+                old.control_name(),
+                n.control_name()
+            ));
+        }
+        if n.start != old.start {
+            c.errors.push(format!(
+                "{name}: start moved ({:?} → {:?}) after it started",
+                old.start, n.start
+            ));
+        }
+        if n.exposure < old.exposure {
+            c.warnings.push(format!(
+                "{name}: exposure shrinks {} → {}: some users leave the experiment",
+                old.exposure, n.exposure
+            ));
+        }
+    }
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn exp(salt: &str, weights: &[(&str, f64)]) -> Experiment {
-        Experiment {
-            salt: salt.into(),
-            variants: weights
-                .iter()
-                .map(|(n, w)| Variant {
-                    name: (*n).into(),
-                    weight: *w,
-                    scorer: None,
-                    weights: None,
-                })
-                .collect(),
-        }
+        Experiment::weighted(salt, weights)
     }
 
     #[test]
@@ -160,6 +301,100 @@ mod tests {
             } else {
                 "b"
             })
+        );
+    }
+
+    #[test]
+    fn ramping_exposure_adds_users_and_moves_nobody_between_variants() {
+        let mut e = exp("s1", &[("control", 0.5), ("treatment", 0.5)]);
+        e.exposure = 0.1;
+        let users: Vec<String> = (0..20_000).map(|u| format!("user-{u}")).collect();
+        let before: Vec<Option<String>> = users
+            .iter()
+            .map(|u| assign("ramp", &e, u).map(|v| v.name.clone()))
+            .collect();
+        let share = before.iter().filter(|v| v.is_some()).count() as f64 / users.len() as f64;
+        assert!((share - 0.1).abs() < 0.01, "{share}");
+        let mut ramped = e.clone();
+        ramped.exposure = 0.5;
+        let now = chrono::Utc::now();
+        let running = BTreeMap::from([("ramp".to_string(), e.clone())]);
+        let next = BTreeMap::from([("ramp".to_string(), ramped.clone())]);
+        assert!(check_change(&running, &next, now).ok());
+        let mut joined = 0;
+        for (u, was) in users.iter().zip(&before) {
+            let now_in = assign("ramp", &ramped, u).map(|v| v.name.clone());
+            match was {
+                Some(v) => assert_eq!(now_in.as_ref(), Some(v), "{u} moved"),
+                None => joined += usize::from(now_in.is_some()),
+            }
+        }
+        assert!(joined > 7_000, "{joined} joined");
+        // Re-weighting instead moves users: refused by the check, and really moving them.
+        let reweighted = exp("s1", &[("control", 0.3), ("treatment", 0.7)]);
+        let full = exp("s1", &[("control", 0.5), ("treatment", 0.5)]);
+        let moved = users
+            .iter()
+            .filter(|u| {
+                assign("ramp", &full, u).map(|v| &v.name)
+                    != assign("ramp", &reweighted, u).map(|v| &v.name)
+            })
+            .count();
+        assert!(moved > 3_000, "{moved}");
+        let r = check_change(
+            &BTreeMap::from([("ramp".to_string(), full.clone())]),
+            &BTreeMap::from([("ramp".to_string(), reweighted.clone())]),
+            now,
+        );
+        assert!(!r.ok() && r.errors[0].contains("weights changed"), "{r}");
+        // Not started yet: anything goes.
+        let mut later = full.clone();
+        later.start = Some("2999-01-01T00:00:00Z".into());
+        let r = check_change(
+            &BTreeMap::from([("ramp".to_string(), later)]),
+            &BTreeMap::from([("ramp".to_string(), reweighted)]),
+            now,
+        );
+        assert!(r.ok(), "{r}");
+        // Salt, control and start are frozen too; shrinking exposure warns.
+        let mut salted = full.clone();
+        salted.salt = "s2".into();
+        salted.control = Some("treatment".into());
+        salted.exposure = 0.5;
+        let r = check_change(
+            &BTreeMap::from([("ramp".to_string(), full.clone())]),
+            &BTreeMap::from([("ramp".to_string(), salted)]),
+            now,
+        );
+        assert_eq!(r.errors.len(), 2, "{r}");
+        assert_eq!(r.warnings.len(), 1, "{r}");
+    }
+
+    #[test]
+    fn the_window_decides_attribution_and_the_hash_names_the_config() {
+        let mut e = exp("s1", &[("a", 1.0), ("b", 1.0)]);
+        e.start = Some("2026-12-01T00:00:00Z".into());
+        e.end = Some("2026-12-08T00:00:00Z".into());
+        let all = BTreeMap::from([("x".to_string(), e.clone())]);
+        let t = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .expect("time")
+                .with_timezone(&chrono::Utc)
+        };
+        assert!(variants_at(&all, "u1", t("2026-11-30T23:59:59Z")).is_empty());
+        assert_eq!(variants_at(&all, "u1", t("2026-12-01T00:00:00Z")).len(), 1);
+        assert!(variants_at(&all, "u1", t("2026-12-08T00:00:00Z")).is_empty());
+        let h = config_hash(&all);
+        assert_eq!(h.len(), 16);
+        assert_eq!(h, config_hash(&all.clone()));
+        let mut ramped = e.clone();
+        ramped.exposure = 0.5;
+        assert_ne!(h, config_hash(&BTreeMap::from([("x".to_string(), ramped)])));
+        let mut guarded = e;
+        guarded.guardrails = vec!["mean_session_duration_s >= -5%".into()];
+        assert_eq!(
+            h,
+            config_hash(&BTreeMap::from([("x".to_string(), guarded)]))
         );
     }
 }

@@ -31,6 +31,8 @@ pub struct Item {
     pub style_tags: Vec<String>,
     /// The image vector, for learned scorers.
     pub embedding: Option<Vec<f32>>,
+    /// The models that made this garment's data (`stage:name@version`), when known.
+    pub model_versions: Vec<String>,
 }
 
 /// The parts of an outfit's score.

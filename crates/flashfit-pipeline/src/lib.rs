@@ -26,9 +26,9 @@ pub mod watch;
 
 pub use embedded::EmbeddedBroker;
 pub use pipeline::{
-    Pipeline, SearchQuery, StageName, Worker, build_stage, build_worker, build_workers, compact,
-    consumer_groups, deletes_table, dlq_topics, fold_markers, garments_table, kpi_daily, kpi_table,
-    lance_upkeep, search, worker_config,
+    Pipeline, SearchQuery, StageName, Worker, ab_report, build_stage, build_worker, build_workers,
+    compact, consumer_groups, deletes_table, dlq_topics, experiment_windows, fold_markers,
+    garments_table, kpi_daily, kpi_table, lance_upkeep, search, worker_config,
 };
 pub use supervise::{run_stages, run_workers, shutdown_on_signals};
 

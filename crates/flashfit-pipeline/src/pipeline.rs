@@ -258,16 +258,78 @@ pub fn kpi_table(config: &Config) -> Result<flashfit_sinks::table::Table> {
     )
 }
 
-/// `flashfit kpi-daily`: rebuilds the `kpi_daily` rollup from `kpi_events`.
+/// The configured experiments' attribution windows.
+pub fn experiment_windows(config: &Config) -> Vec<flashfit_sinks::kpi::Window> {
+    config
+        .experiments
+        .iter()
+        .map(|(name, e)| {
+            let (start, end) = e.window();
+            flashfit_sinks::kpi::Window {
+                experiment: name.clone(),
+                start,
+                end,
+            }
+        })
+        .collect()
+}
+
+/// `flashfit kpi-daily`: rebuilds the `kpi_daily` and `kpi_users` rollups from `kpi_events`.
 pub async fn kpi_daily(config: &Config) -> Result<flashfit_sinks::kpi::Rollup> {
     let warehouse = Location::open(&config.warehouse_uri, &config.s3)?;
     let out = warehouse
         .prefix()
         .clone()
         .join(config.kpi.daily_table.as_str());
-    flashfit_sinks::kpi::rollup_daily(&kpi_table(config)?, &out)
+    let events = kpi_table(config)?;
+    let mut r = flashfit_sinks::kpi::rollup_daily(&events, &out)
         .await
-        .map_err(|e| Error::Invalid(e.to_string()))
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    let users_out = warehouse
+        .prefix()
+        .clone()
+        .join(config.kpi.users_table.as_str());
+    r.users = Some(
+        flashfit_sinks::kpi::rollup_users(
+            &events,
+            &experiment_windows(config),
+            &users_out,
+            &flashfit_sinks::sql::Limits::default(),
+        )
+        .await
+        .map_err(|e| Error::Invalid(e.to_string()))?,
+    );
+    Ok(r)
+}
+
+/// `flashfit ab report`: the readout of `experiment` from `kpi_events` (its window narrowed
+/// by `from`/`to`), written to the `ab_results` table; returns it and the file written.
+pub async fn ab_report(
+    config: &Config,
+    experiment: &str,
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    to: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<(flashfit_ab::Report, String)> {
+    let events = kpi_table(config)?;
+    let report = flashfit_ab::readout(
+        &events,
+        &config.experiments,
+        experiment,
+        from,
+        to,
+        &flashfit_sinks::sql::Limits::default(),
+    )
+    .await
+    .map_err(|e| Error::Invalid(e.to_string()))?;
+    let warehouse = Location::open(&config.warehouse_uri, &config.s3)?;
+    let table = warehouse
+        .prefix()
+        .clone()
+        .join(config.kpi.results_table.as_str());
+    let path = flashfit_ab::results::write(&*events.store, &table, &report)
+        .await
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    Ok((report, path.to_string()))
 }
 
 /// `flashfit compact`: rebuilds `<table>_current` next to the `garments` table.
@@ -405,7 +467,8 @@ pub fn build_stage(
             )
             .with_grace(std::time::Duration::from_millis(
                 config.feedback.unknown_garment_grace_ms,
-            )),
+            ))
+            .with_kpi(topics.kpi(), config.experiments.clone()),
         )),
         StageName::Kpi => Ok(Arc::new(
             flashfit_sinks::stage::ParquetSink::new(
@@ -413,7 +476,14 @@ pub fn build_stage(
                 topics.kpi(),
                 config.parquet.max_bytes,
             )
-            .named(StageName::Kpi.as_str()),
+            .named(StageName::Kpi.as_str())
+            .with_row_hook({
+                let experiments = config.experiments.clone();
+                let hash = flashfit_outfits::experiments::config_hash(&experiments);
+                Arc::new(move |row: &mut serde_json::Value| {
+                    flashfit_sinks::kpi_events::attribute(row, &experiments, &hash)
+                })
+            }),
         )),
         StageName::Lance => Ok(Arc::new(flashfit_lance::stage::LanceSink::new(
             &config.lancedb_uri,

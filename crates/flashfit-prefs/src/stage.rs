@@ -1,12 +1,17 @@
 //! `flashfit worker feedback`: consumes `flashfit.feedback`, looks up the garments each event
 //! names (the user's garment records: category, primary colour, style tags) and applies it
-//! to the user's weights ([`Store::apply`], idempotent by `event_id`). Invalid events are
-//! dead-lettered; database or lookup failures are retried, never dropped.
+//! to the user's weights ([`Store::apply`], idempotent by `event_id`), and logs one KPI event
+//! per feedback event to `flashfit.kpi` ([`kpi_event`]: id `feedback:<event_id>`, so a
+//! redelivery or replay logs the same event again and every rollup counts it once). Invalid
+//! events are dead-lettered; database or lookup failures are retried, never dropped.
+
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use flashfit_outfits::Item;
-use flashfit_runtime::{Message, Outcome, Stage};
-use flashfit_schema::{FeedbackEvent, Reason};
+use flashfit_config::Experiment;
+use flashfit_outfits::{Item, experiments};
+use flashfit_runtime::{Emit, Message, Outcome, Stage};
+use flashfit_schema::{FeedbackEvent, KpiEvent, KpiType, Reason, Signal};
 
 use crate::{Applied, Store};
 
@@ -31,6 +36,43 @@ pub struct FeedbackStage<L> {
     lookup: L,
     pub input: String,
     grace: chrono::Duration,
+    kpi: Option<KpiLog>,
+}
+
+/// Where and with which experiments the stage logs KPI events.
+struct KpiLog {
+    topic: String,
+    experiments: BTreeMap<String, Experiment>,
+    hash: String,
+}
+
+/// The KPI event logged for an applied feedback event: the same type (`like`, `dislike`,
+/// `wear`, `skip`, `click`), user, time, outfit and garments; id `feedback:<event_id>`; the
+/// user's variants in the experiments whose window holds the event's time.
+pub fn kpi_event(e: &FeedbackEvent, experiments: &BTreeMap<String, Experiment>) -> KpiEvent {
+    let kind = match e.signal {
+        Signal::Like => KpiType::Like,
+        Signal::Dislike => KpiType::Dislike,
+        Signal::Wear => KpiType::Wear,
+        Signal::Skip => KpiType::Skip,
+        Signal::Click => KpiType::Click,
+    };
+    KpiEvent {
+        event_id: format!("feedback:{}", e.event_id),
+        user_id: e.user_id.clone(),
+        kind,
+        ts: e.ts,
+        variants: experiments::variants_at(experiments, &e.user_id, e.ts),
+        duration_s: None,
+        value: None,
+        outfit_id: e.outfit_id.clone(),
+        garment_ids: e.garment_ids.clone(),
+        rank: None,
+        score: None,
+        scorer: None,
+        model_versions: Vec::new(),
+        experiments_hash: Some(experiments::config_hash(experiments)),
+    }
 }
 
 impl<L: GarmentLookup> FeedbackStage<L> {
@@ -42,7 +84,19 @@ impl<L: GarmentLookup> FeedbackStage<L> {
             lookup,
             input,
             grace: chrono::Duration::from_std(UNKNOWN_GARMENT_GRACE).unwrap_or_default(),
+            kpi: None,
         }
+    }
+
+    /// Also log a KPI event per feedback event to `topic`, with the user's variants in
+    /// `experiments`.
+    pub fn with_kpi(mut self, topic: String, experiments: BTreeMap<String, Experiment>) -> Self {
+        self.kpi = Some(KpiLog {
+            topic,
+            hash: experiments::config_hash(&experiments),
+            experiments,
+        });
+        self
     }
 
     /// Sets how long events naming unknown garments wait for them ([`UNKNOWN_GARMENT_GRACE`]).
@@ -96,9 +150,32 @@ impl<L: GarmentLookup> FeedbackStage<L> {
             Err(e) => return Outcome::Retry(format!("preference store: {e}")),
         };
         match store.apply(&event, &found).await {
-            Ok(Applied::New { .. }) | Ok(Applied::Duplicate) => Outcome::Emit(Vec::new()),
+            // A duplicate logs its KPI event again: the first run may have stopped between
+            // the database commit and the publish; rollups count the id once.
+            Ok(Applied::New { .. }) | Ok(Applied::Duplicate) => Outcome::Emit(self.log(&event)),
             Err(e) if e.is_retryable() => Outcome::Retry(format!("preference store: {e}")),
             Err(e) => Outcome::Internal(format!("preference store refused the event: {e}")),
+        }
+    }
+}
+
+impl<L> FeedbackStage<L> {
+    fn log(&self, event: &FeedbackEvent) -> Vec<Emit> {
+        let Some(k) = &self.kpi else {
+            return Vec::new();
+        };
+        let mut e = kpi_event(event, &k.experiments);
+        e.experiments_hash = Some(k.hash.clone());
+        match serde_json::to_vec(&e) {
+            Ok(value) => vec![Emit {
+                topic: k.topic.clone(),
+                key: Some(e.user_id.into_bytes()),
+                value,
+            }],
+            Err(err) => {
+                tracing::error!(error = %err, "KPI event not encodable");
+                Vec::new()
+            }
         }
     }
 }
@@ -114,7 +191,7 @@ impl<L: GarmentLookup> Stage for FeedbackStage<L> {
     }
 
     fn output_topics(&self) -> Vec<String> {
-        Vec::new()
+        self.kpi.iter().map(|k| k.topic.clone()).collect()
     }
 
     async fn process(&self, batch: Vec<Message>) -> Vec<Outcome> {
@@ -216,6 +293,64 @@ mod tests {
         assert_eq!(p.feedback_count, 2);
         assert!((p.category["jeans"] - 0.3).abs() < 1e-9, "{p:?}");
         assert!((p.style["casual"] - 0.3).abs() < 1e-9, "{p:?}");
+    }
+
+    /// With a KPI topic, every applied feedback event is logged once more as a KPI event of
+    /// the same type with the user's variants; a redelivery logs the same id again (rollups
+    /// count an id once), invalid events log nothing.
+    #[tokio::test]
+    async fn applied_feedback_is_logged_as_kpi_events_with_the_users_variants() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let url = format!("sqlite://{}", dir.path().join("p.db").display());
+        let item = Item {
+            garment_id: "g1".into(),
+            category: "jeans".into(),
+            ..Item::default()
+        };
+        let lookup = Wardrobe {
+            items: HashMap::from([("g1".to_string(), item)]),
+            fail_first: AtomicUsize::new(0),
+        };
+        let mut experiments = flashfit_config::default_experiments();
+        experiments
+            .get_mut("outfit_scorer")
+            .expect("default experiment")
+            .start = Some("2026-11-22T10:30:00Z".into());
+        let stage = Arc::new(
+            FeedbackStage::new(&url, lookup, "flashfit.feedback".into())
+                .with_kpi("flashfit.kpi".into(), experiments.clone()),
+        );
+        let mut late = event("f2", "skip", &["g1"]);
+        late.1 = String::from_utf8(late.1)
+            .expect("utf8")
+            .replace("10:00:00Z", "11:00:00Z")
+            .into_bytes();
+        let input = vec![
+            event("f1", "like", &["g1"]),
+            late,
+            event("f1", "like", &["g1"]), // redelivered
+            (None, b"{not json".to_vec()),
+        ];
+        let run = harness::run(stage.clone(), input, RuntimeConfig::default()).await;
+        assert!(run.result.unfinished.is_empty());
+        let logged: Vec<KpiEvent> = run
+            .on("flashfit.kpi")
+            .iter()
+            .map(|r| serde_json::from_slice(&r.value).expect("kpi event"))
+            .collect();
+        let ids: Vec<&str> = logged.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(ids, ["feedback:f1", "feedback:f2", "feedback:f1"]);
+        assert_eq!(logged[0].kind, KpiType::Like);
+        assert_eq!(logged[1].kind, KpiType::Skip);
+        // f1 (10:00) is before the experiment's start, f2 (11:00) inside its window.
+        assert!(logged[0].variants.is_empty(), "{:?}", logged[0]);
+        assert_eq!(logged[1].variants["outfit_scorer"], "control");
+        assert_eq!(
+            logged[1].experiments_hash.as_deref(),
+            Some(experiments::config_hash(&experiments).as_str())
+        );
+        assert_eq!(logged[0], logged[2], "the redelivery logs the same event");
+        assert_eq!(prefs(&stage, "u1").await.feedback_count, 2);
     }
 
     /// Feedback that arrives before its garment reached the wardrobe waits for it instead of

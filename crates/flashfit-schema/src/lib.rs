@@ -555,6 +555,12 @@ pub enum KpiType {
     SessionStart,
     SessionEnd,
     Rating,
+    /// Logged by the feedback worker for each `like` feedback event it applies.
+    Like,
+    /// Logged by the feedback worker for each `dislike`.
+    Dislike,
+    /// Logged by the feedback worker for each `skip`.
+    Skip,
 }
 
 impl KpiType {
@@ -568,6 +574,9 @@ impl KpiType {
             KpiType::SessionStart => "session_start",
             KpiType::SessionEnd => "session_end",
             KpiType::Rating => "rating",
+            KpiType::Like => "like",
+            KpiType::Dislike => "dislike",
+            KpiType::Skip => "skip",
         }
     }
 }
@@ -608,6 +617,27 @@ pub struct KpiEvent {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub garment_ids: Vec<String>,
+    /// Impressions: the outfit's position in the response, 1 = first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub rank: Option<u32>,
+    /// Impressions: the outfit's score as ranked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    /// Impressions: the scorer that ranked it (`rules` or a compatibility model's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub scorer: Option<String>,
+    /// Impressions: the models that made the outfit's garment data
+    /// (`stage:name@version`, sorted, each once).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub model_versions: Vec<String>,
+    /// Set when FlashFit assigned `variants` (serve, the feedback worker, or the kpi worker for
+    /// an event that came without them): the hash of the experiments config that did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub experiments_hash: Option<String>,
 }
 
 impl KpiEvent {
@@ -629,6 +659,12 @@ impl KpiEvent {
         };
         finite("duration_s", self.duration_s)?;
         finite("value", self.value)?;
+        finite("score", self.score)?;
+        if self.model_versions.len() > MAX_GARMENTS_PER_EVENT {
+            return Err(InvalidEvent(format!(
+                "field `model_versions` has more than {MAX_GARMENTS_PER_EVENT} entries"
+            )));
+        }
         match self.kind {
             KpiType::SessionEnd if self.duration_s.is_none_or(|d| d < 0.0) => Err(InvalidEvent(
                 "a session_end event needs `duration_s` ≥ 0".into(),

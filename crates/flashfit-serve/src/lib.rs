@@ -110,6 +110,14 @@ async fn outfits_handler(
     }
 }
 
+/// `GET /v1/users/{user_id}/variants`: the user's assignments in the experiments running now.
+async fn variants_handler(State(api): State<Arc<Api>>, Path(user_id): Path<String>) -> Reply {
+    if user_id.trim().is_empty() || user_id.len() > flashfit_schema::MAX_FIELD_LEN {
+        return bad("user_id must be 1 to 2048 bytes");
+    }
+    reply(StatusCode::OK, json!(api.recommender.assignments(&user_id)))
+}
+
 /// What the handlers share.
 pub struct Api {
     pub searcher: Searcher,
@@ -232,7 +240,7 @@ async fn limit(
 ) -> axum::response::Response {
     // The route template, not the path (user ids would explode the label set).
     let path = req.uri().path();
-    let route = ["search", "outfits"]
+    let route = ["search", "outfits", "variants"]
         .into_iter()
         .find(|r| path.ends_with(&format!("/{r}")))
         .map(|r| format!("/v1/users/{{user_id}}/{r}"))
@@ -318,6 +326,7 @@ pub fn router_with(
     let api_routes = Router::new()
         .route("/v1/users/{user_id}/search", get(search_handler))
         .route("/v1/users/{user_id}/outfits", get(outfits_handler))
+        .route("/v1/users/{user_id}/variants", get(variants_handler))
         .route_layer(axum::middleware::from_fn_with_state(l, limit))
         .with_state(api);
     let ops = Router::new()

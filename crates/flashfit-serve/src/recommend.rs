@@ -46,6 +46,17 @@ impl flashfit_outfits::Reranker for OnnxReranker {
 /// The user's variant name, the rule scorer, and the variant's learned re-ranker (if any).
 type Scoring = (Option<String>, Box<dyn Scorer>, Option<OnnxReranker>);
 
+/// A user's assignments, as `GET /v1/users/{user_id}/variants` returns them: the app sends
+/// `variants` (and may send `experiments_hash`) with its KPI events.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Assignments {
+    pub user_id: String,
+    /// Experiment → variant, for the experiments running now that the user is in.
+    pub variants: BTreeMap<String, String>,
+    /// Which experiments config assigned them ([`experiments::config_hash`]).
+    pub experiments_hash: String,
+}
+
 /// A recommendation answer.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Outfits {
@@ -128,8 +139,21 @@ impl Recommender {
         Ok(OnnxReranker { model: m })
     }
 
-    /// The user's A/B variant of the outfit experiment, the rule scorer (candidate
-    /// generation) and, when the variant's scorer is a learned model, its re-ranker.
+    /// The user's variants in the experiments running now.
+    pub fn assignments(&self, user_id: &str) -> Assignments {
+        Assignments {
+            user_id: user_id.to_owned(),
+            variants: experiments::variants_at(
+                &self.config.experiments,
+                user_id,
+                chrono::Utc::now(),
+            ),
+            experiments_hash: experiments::config_hash(&self.config.experiments),
+        }
+    }
+
+    /// The user's A/B variant of the outfit experiment (while it runs), the rule scorer
+    /// (candidate generation) and, when the variant's scorer is a learned model, its re-ranker.
     fn scorer_for(&self, user_id: &str) -> Result<Scoring> {
         let cfg = &self.config.outfits;
         let name = &cfg.experiment;
@@ -137,6 +161,7 @@ impl Recommender {
             .config
             .experiments
             .get(name)
+            .filter(|e| e.covers(chrono::Utc::now()))
             .and_then(|e| experiments::assign(name, e, user_id));
         let weights: ScoreWeights = variant.and_then(|v| v.weights).unwrap_or(cfg.weights);
         let scorer = variant
@@ -198,28 +223,48 @@ impl Recommender {
             flashfit_outfits::Error::BadRequest(m) => RecommendError::BadRequest(m),
             flashfit_outfits::Error::Model(m) => RecommendError::Unavailable(Error::Invalid(m)),
         })?;
-        self.log_impressions(user_id, &outfits);
+        let scorer_name = reranker
+            .as_ref()
+            .map(|r| r.model.name.clone())
+            .unwrap_or_else(|| "rules".into());
+        self.log_impressions(user_id, &outfits, &wardrobe, &scorer_name);
         Ok(Outfits { outfits, variant })
     }
 
-    fn log_impressions(&self, user_id: &str, outfits: &[Outfit]) {
+    /// One impression per returned outfit: its rank, score and scorer, and the models that
+    /// made its garments' data.
+    fn log_impressions(&self, user_id: &str, outfits: &[Outfit], wardrobe: &[Item], scorer: &str) {
         let Some((producer, topic)) = &self.kpi else {
             return;
         };
-        let variants: BTreeMap<String, String> =
-            experiments::variants(&self.config.experiments, user_id);
+        let a = self.assignments(user_id);
         let now = chrono::Utc::now();
-        for o in outfits {
+        let models_of: std::collections::HashMap<&str, &[String]> = wardrobe
+            .iter()
+            .map(|i| (i.garment_id.as_str(), i.model_versions.as_slice()))
+            .collect();
+        for (rank, o) in outfits.iter().enumerate() {
+            let models: std::collections::BTreeSet<String> = o
+                .garment_ids
+                .iter()
+                .filter_map(|g| models_of.get(g.as_str()))
+                .flat_map(|m| m.iter().cloned())
+                .collect();
             let event = KpiEvent {
                 event_id: uuid::Uuid::new_v4().to_string(),
                 user_id: user_id.to_owned(),
                 kind: KpiType::Impression,
                 ts: now,
-                variants: variants.clone(),
+                variants: a.variants.clone(),
                 duration_s: None,
                 value: None,
                 outfit_id: Some(outfit_id(&o.garment_ids)),
                 garment_ids: o.garment_ids.clone(),
+                rank: Some(rank as u32 + 1),
+                score: Some(o.score),
+                scorer: Some(scorer.to_owned()),
+                model_versions: models.into_iter().collect(),
+                experiments_hash: Some(a.experiments_hash.clone()),
             };
             let Ok(value) = serde_json::to_vec(&event) else {
                 continue;
@@ -283,6 +328,11 @@ mod tests {
                         weights: Some(heavy),
                     },
                 ],
+                control: None,
+                start: None,
+                end: None,
+                exposure: 1.0,
+                guardrails: Vec::new(),
             },
         );
         let r = Recommender::new(&config).expect("recommender");
@@ -348,6 +398,7 @@ mod tests {
                 color_primary: Some("black".into()),
                 formality: Some(0.5),
                 embedding: Some(v),
+                model_versions: Vec::new(),
                 ..Item::default()
             }
         };

@@ -35,6 +35,137 @@ pub fn daily_schema() -> SchemaRef {
     ]))
 }
 
+/// The Arrow schema of `kpi_users` (see `schemas/kpi_users.sql`).
+pub fn users_schema() -> SchemaRef {
+    let i64_field = |n: &str| Field::new(n, DataType::Int64, false);
+    Arc::new(Schema::new(vec![
+        Field::new("experiment", DataType::Utf8, false),
+        Field::new("variant", DataType::Utf8, false),
+        Field::new("user_id", DataType::Utf8, false),
+        crate::columns::utc_time("first_exposure", false),
+        i64_field("impressions"),
+        i64_field("clicks"),
+        i64_field("saves"),
+        i64_field("wears"),
+        i64_field("likes"),
+        i64_field("conversions"),
+        i64_field("sessions"),
+        Field::new("session_seconds", DataType::Float64, false),
+        Field::new("rating_sum", DataType::Float64, false),
+        i64_field("ratings"),
+        i64_field("active_days"),
+        Field::new("returned_7d", DataType::Boolean, false),
+        i64_field("variants_seen"),
+    ]))
+}
+
+/// An experiment's window for attribution: events of `experiment` outside `[start, end)` are
+/// not attributed to it (`None`: open on that side).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    pub experiment: String,
+    pub start: Option<chrono::DateTime<chrono::Utc>>,
+    pub end: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A session with `kpi_events` and the `experiment_windows` table registered.
+pub async fn users_session(
+    events: &Table,
+    windows: &[Window],
+    limits: &Limits,
+) -> Result<datafusion::prelude::SessionContext> {
+    use arrow::array::{StringArray, TimestampMicrosecondArray};
+    let ctx = sql::session(limits)?;
+    sql::register(&ctx, "kpi_events", events).await?;
+    let ts_field = |n: &str| crate::columns::utc_time(n, true);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("experiment", DataType::Utf8, false),
+        ts_field("start_ts"),
+        ts_field("end_ts"),
+    ]));
+    let micros = |t: &Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.timestamp_micros());
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                windows.iter().map(|w| w.experiment.as_str()),
+            )),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter(windows.iter().map(|w| micros(&w.start)))
+                    .with_timezone("+00:00"),
+            ),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter(windows.iter().map(|w| micros(&w.end)))
+                    .with_timezone("+00:00"),
+            ),
+        ],
+    )
+    .map_err(|e| Error::Query(e.to_string()))?;
+    let table = datafusion::datasource::MemTable::try_new(schema, vec![vec![batch]])
+        .map_err(|e| Error::Query(e.to_string()))?;
+    ctx.register_table("experiment_windows", Arc::new(table))
+        .map_err(|e| Error::Query(e.to_string()))?;
+    Ok(ctx)
+}
+
+/// Streams the `kpi_users` rows of `experiment` (all experiments: `None`) to `each`.
+pub async fn users_of(
+    events: &Table,
+    windows: &[Window],
+    experiment: Option<&str>,
+    limits: &Limits,
+    each: impl AsyncFnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
+    let ctx = users_session(events, windows, limits).await?;
+    let query = match experiment {
+        Some(x) => format!(
+            "select * from ({}) where experiment = '{}'",
+            sql::KPI_USERS.trim().trim_end_matches(';'),
+            x.replace('\'', "''")
+        ),
+        None => sql::KPI_USERS.to_owned(),
+    };
+    sql::for_each_batch(&ctx, &query, each).await
+}
+
+/// Rebuilds `<out>/kpi_users.parquet` from `kpi_events` ([`sql::KPI_USERS`]): one row per
+/// experiment, variant and user, each experiment's events limited to its window. Out of core;
+/// the file appears in one step. Returns the rows written.
+pub async fn rollup_users(
+    events: &Table,
+    windows: &[Window],
+    out: &Path,
+    limits: &Limits,
+) -> Result<(usize, String)> {
+    let schema = users_schema();
+    let path = out.clone().join("kpi_users.parquet");
+    let mut upload = ParquetUpload::start(&*events.store, &path, schema.clone()).await?;
+    let written = users_of(events, windows, None, limits, async |b| {
+        upload.write(&conform_to(&b, &schema)?).await
+    })
+    .await;
+    if let Err(e) = written {
+        upload.abort().await;
+        return Err(e);
+    }
+    Ok((upload.finish().await?, path.to_string()))
+}
+
+/// A query's batch cast to `schema`, column by name.
+fn conform_to(b: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let c = b
+                .column_by_name(f.name())
+                .ok_or_else(|| Error::Query(format!("the query has no `{}`", f.name())))?;
+            arrow::compute::cast(c, f.data_type()).map_err(|e| Error::Query(e.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::Query(e.to_string()))
+}
+
 /// What a rollup read and wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rollup {
@@ -43,6 +174,8 @@ pub struct Rollup {
     pub duplicates: usize,
     pub rows: usize,
     pub path: String,
+    /// The `kpi_users` rows and file, when written in the same run.
+    pub users: Option<(usize, String)>,
 }
 
 /// Rebuilds `<out>/kpi_daily.parquet` from the `kpi_events` table: one row per experiment,
@@ -76,19 +209,7 @@ pub async fn rollup_daily_with(events: &Table, out: &Path, limits: &Limits) -> R
     let path = out.clone().join("kpi_daily.parquet");
     let mut upload = ParquetUpload::start(&*events.store, &path, schema.clone()).await?;
     let written = sql::for_each_batch(&ctx, sql::KPI_DAILY, async |b| {
-        let columns = schema
-            .fields()
-            .iter()
-            .map(|f| {
-                let c = b
-                    .column_by_name(f.name())
-                    .ok_or_else(|| Error::Query(format!("kpi_daily has no `{}`", f.name())))?;
-                arrow::compute::cast(c, f.data_type()).map_err(|e| Error::Query(e.to_string()))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let batch = RecordBatch::try_new(schema.clone(), columns)
-            .map_err(|e| Error::Query(e.to_string()))?;
-        upload.write(&batch).await
+        upload.write(&conform_to(&b, &schema)?).await
     })
     .await;
     if let Err(e) = written {
@@ -101,6 +222,7 @@ pub async fn rollup_daily_with(events: &Table, out: &Path, limits: &Limits) -> R
         duplicates: total - distinct,
         rows,
         path: path.to_string(),
+        users: None,
     })
 }
 

@@ -1,9 +1,12 @@
 //! The `kpi_events` table: one row per KPI event on `flashfit.kpi`, partitioned by the UTC day
 //! of `ts`, written by `flashfit worker kpi` with the same replay-safe rules as `garments`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
+use flashfit_config::Experiment;
+use flashfit_outfits::experiments;
 use flashfit_schema::{KpiEvent, format_ts};
 use serde_json::{Value, json};
 
@@ -26,6 +29,11 @@ pub fn schema() -> SchemaRef {
         Field::new("value", DataType::Float64, true),
         Field::new("outfit_id", DataType::Utf8, true),
         list_of("garment_ids", DataType::Utf8),
+        Field::new("rank", DataType::Int32, true),
+        Field::new("score", DataType::Float64, true),
+        Field::new("scorer", DataType::Utf8, true),
+        list_of("model_versions", DataType::Utf8),
+        Field::new("experiments_hash", DataType::Utf8, true),
     ]))
 }
 
@@ -41,5 +49,79 @@ pub fn row(payload: &[u8]) -> Result<Value> {
         "event_id": e.event_id, "user_id": e.user_id, "type": e.kind.as_str(),
         "ts": format_ts(e.ts), "variants": variants, "duration_s": e.duration_s,
         "value": e.value, "outfit_id": e.outfit_id, "garment_ids": e.garment_ids,
+        "rank": e.rank, "score": e.score, "scorer": e.scorer,
+        "model_versions": e.model_versions, "experiments_hash": e.experiments_hash,
     }))
+}
+
+/// What `flashfit worker kpi` does to a row before writing it: an event that came without
+/// `variants` gets the user's variants in the experiments whose window holds its `ts`
+/// (assignment is a pure function of the config and the user) and `experiments_hash` names the
+/// config that assigned them. Events that carry variants keep them.
+pub fn attribute(row: &mut Value, experiments: &BTreeMap<String, Experiment>, hash: &str) {
+    if row["variants"].as_array().is_some_and(|v| !v.is_empty()) {
+        return;
+    }
+    let (Some(user), Some(ts)) = (row["user_id"].as_str(), row["ts"].as_str()) else {
+        return;
+    };
+    let Ok(ts) = chrono::DateTime::parse_from_rfc3339(ts) else {
+        return;
+    };
+    let assigned = experiments::variants_at(experiments, user, ts.with_timezone(&chrono::Utc));
+    row["variants"] = Value::Array(
+        assigned
+            .iter()
+            .map(|(x, v)| json!({"experiment": x, "variant": v}))
+            .collect(),
+    );
+    row["experiments_hash"] = json!(hash);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn experiments() -> BTreeMap<String, Experiment> {
+        let mut all = flashfit_config::default_experiments();
+        let mut later = all["outfit_scorer"].clone();
+        later.start = Some("2026-12-01T00:00:00Z".into());
+        all.insert("later".into(), later);
+        all
+    }
+
+    #[test]
+    fn events_without_variants_get_the_users_variants_in_the_running_experiments() {
+        let all = experiments();
+        let event = |ts: &str, variants: Value| {
+            row(
+                &serde_json::to_vec(&json!({"event_id": "e", "user_id": "u1",
+                "type": "session_end", "duration_s": 10.0, "ts": ts, "variants": variants}))
+                .expect("json"),
+            )
+            .expect("row")
+        };
+        let mut r = event("2026-11-30T12:00:00Z", json!({}));
+        attribute(&mut r, &all, "h1");
+        assert_eq!(
+            r["variants"],
+            json!([{"experiment": "outfit_scorer", "variant": "control"}]),
+            "`later` had not started"
+        );
+        assert_eq!(r["experiments_hash"], "h1");
+        let mut r = event("2026-12-02T12:00:00Z", json!({}));
+        attribute(&mut r, &all, "h1");
+        assert_eq!(r["variants"].as_array().map(Vec::len), Some(2));
+        // The app's own assignment is kept, and no hash claims FlashFit assigned it.
+        let mut r = event("2026-12-02T12:00:00Z", json!({"outfit_scorer": "b"}));
+        attribute(&mut r, &all, "h1");
+        assert_eq!(
+            r["variants"],
+            json!([{"experiment": "outfit_scorer", "variant": "b"}])
+        );
+        assert!(r["experiments_hash"].is_null());
+        crate::layout::KPI_EVENTS
+            .batch(std::slice::from_ref(&r))
+            .expect("still a valid row");
+    }
 }

@@ -5,7 +5,7 @@
 //! table's schema and row function are named in [`layout`], which the writer and the rollups
 //! depend on. [`sql`] runs DataFusion SQL over the tables, out of core.
 
-mod columns;
+pub mod columns;
 pub mod compact;
 pub mod deletes;
 pub mod funnel;

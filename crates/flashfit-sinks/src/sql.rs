@@ -50,6 +50,9 @@ where r.rank__ = 1";
 /// twice counts once; events without variants are in no experiment's rows.
 pub const KPI_DAILY: &str = include_str!("../../../schemas/kpi_daily.sql");
 
+/// `kpi_users` from `kpi_events` and `experiment_windows`: per experiment, variant and user.
+pub const KPI_USERS: &str = include_str!("../../../schemas/kpi_users.sql");
+
 /// How much memory a query may hold before its sorts and aggregations spill, and where.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -127,19 +130,22 @@ impl PartitionStream for Files {
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let store = self.table.store.clone();
         let derive = self.derive;
+        let schema = self.schema.clone();
         let batches = futures::stream::iter(self.files.clone())
             .then(move |f| {
                 let store = store.clone();
+                let schema = schema.clone();
                 async move {
                     let bytes: Bytes = store.get(&f).await?.bytes().await?;
                     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
                     let batches = reader
                         .map(|b| {
                             let b = b.map_err(|e| Error::Parquet(format!("{f}: {e}")))?;
-                            match derive {
-                                Some(d) => d(b),
-                                None => Ok(b),
-                            }
+                            let b = match derive {
+                                Some(d) => d(b)?,
+                                None => b,
+                            };
+                            conform(b, &schema)
                         })
                         .collect::<Result<Vec<_>>>()?;
                     Ok::<_, Error>(futures::stream::iter(
@@ -151,6 +157,25 @@ impl PartitionStream for Files {
             .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)));
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batches))
     }
+}
+
+/// A file's batch in the table's schema: columns a file written before they were added are
+/// nulls (columns are only ever added, nullable), columns in the table's order.
+fn conform(b: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    if b.schema().fields() == schema.fields() {
+        return Ok(b);
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| match b.column_by_name(f.name()) {
+            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
+            Some(c) => arrow::compute::cast(c, f.data_type())
+                .map_err(|e| Error::Parquet(format!("column `{}`: {e}", f.name()))),
+            None => Ok(arrow::array::new_null_array(f.data_type(), b.num_rows())),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::Parquet(e.to_string()))
 }
 
 /// Adds [`MODEL_VERSIONS`] to a `garments` batch.
@@ -301,7 +326,7 @@ mod tests {
     #[test]
     fn the_readme_shows_the_sql_the_tools_run() {
         let readme = include_str!("../../../README.md");
-        for sql in [super::CURRENT_VIEW, super::KPI_DAILY] {
+        for sql in [super::CURRENT_VIEW, super::KPI_DAILY, super::KPI_USERS] {
             for line in sql.lines().filter(|l| !l.starts_with("--")) {
                 assert!(readme.contains(line), "README lacks `{line}`");
             }

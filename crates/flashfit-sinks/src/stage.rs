@@ -7,6 +7,7 @@
 //! retries, crashes before the commit and replays from any offset write nothing twice.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use flashfit_runtime::{Message, Outcome, Stage};
@@ -26,7 +27,13 @@ pub struct ParquetSink {
     known: tokio::sync::Mutex<HashMap<(String, i32), BTreeMap<i64, i64>>>,
     /// Ranges met again (replays, restarts) and checked complete by this process.
     completed: tokio::sync::Mutex<std::collections::HashSet<(String, i32, i64)>>,
+    /// Applied to every row before it is written (the kpi worker's attribution).
+    hook: Option<RowHook>,
 }
+
+/// A change to each row before it is written; it must keep the row valid for the layout and
+/// be a pure function of the row (a replay writes the same row).
+pub type RowHook = Arc<dyn Fn(&mut Value) + Send + Sync>;
 
 impl ParquetSink {
     /// A sink writing `input`'s records to `table`.
@@ -37,7 +44,14 @@ impl ParquetSink {
             max_bytes,
             known: Default::default(),
             completed: Default::default(),
+            hook: None,
         }
+    }
+
+    /// Applies `hook` to every row before it is written.
+    pub fn with_row_hook(mut self, hook: RowHook) -> Self {
+        self.hook = Some(hook);
+        self
     }
 
     /// Another worker name than `parquet` (each name has its own consumer group).
@@ -80,9 +94,17 @@ fn failed(why: String, e: &crate::Error) -> Outcome {
     }
 }
 
-/// The row of one message, or why it cannot have one.
-fn convert(table: &Table, msg: &Message) -> Result<Value, String> {
-    table.layout.convert(msg).map_err(|e| e.to_string())
+/// The row of one message (after `hook`), or why it cannot have one.
+fn convert(table: &Table, msg: &Message, hook: Option<&RowHook>) -> Result<Value, String> {
+    let mut row = table.layout.convert(msg).map_err(|e| e.to_string())?;
+    if let Some(h) = hook {
+        h(&mut row);
+        table
+            .layout
+            .batch(std::slice::from_ref(&row))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(row)
 }
 
 #[async_trait]
@@ -192,7 +214,7 @@ impl Stage for ParquetSink {
                 let mut rows = Vec::new();
                 let mut bad = Vec::new();
                 for &i in &seg {
-                    match convert(table, &batch[i]) {
+                    match convert(table, &batch[i], self.hook.as_ref()) {
                         Ok(r) => rows.push(r),
                         Err(e) => bad.push((i, e)),
                     }

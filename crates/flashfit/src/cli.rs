@@ -33,10 +33,20 @@ pub enum Command {
     /// Rebuild the kpi_daily rollup (per experiment, variant and day) from kpi_events under
     /// FLASHFIT_WAREHOUSE_URI.
     KpiDaily,
-    /// Print a user's A/B variant in every configured experiment, as JSON.
+    /// Print a user's A/B variant in every experiment running now, as JSON.
     Variants {
         #[arg(long)]
         user: String,
+    },
+    /// A/B readouts: `flashfit ab report --experiment E`.
+    Ab {
+        #[command(subcommand)]
+        which: AbCommand,
+    },
+    /// Experiment configuration: `flashfit experiments check --running FILE`.
+    Experiments {
+        #[command(subcommand)]
+        which: ExperimentsCommand,
     },
     /// Run the whole system in one process: every stage of the pipeline, both sinks (Parquet
     /// under FLASHFIT_WAREHOUSE_URI, LanceDB under FLASHFIT_LANCEDB_URI), the feedback and kpi
@@ -170,6 +180,53 @@ pub enum Command {
     Bench {
         #[command(subcommand)]
         which: BenchCommand,
+    },
+}
+
+/// How `flashfit ab report` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+    Html,
+}
+
+#[derive(Subcommand)]
+pub enum AbCommand {
+    /// An experiment's readout from kpi_events: per variant each metric with a 95% interval,
+    /// every variant against control (lift, interval, p-value, verdict, minimum detectable
+    /// effect), guardrails and the sample-ratio-mismatch check. Also written to the ab_results
+    /// table (one file per experiment and day). Exit 0 whatever the verdict; 3 when the
+    /// sample ratio check fails.
+    Report {
+        #[arg(long)]
+        experiment: String,
+        /// Count events at or after this RFC 3339 time (within the experiment's window).
+        #[arg(long)]
+        from: Option<String>,
+        /// Count events before this RFC 3339 time.
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+        /// Where `--format html` writes the page (default: `ab-EXPERIMENT.html`).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ExperimentsCommand {
+    /// Checks this configuration's experiments against the running configuration's: no user
+    /// may move between variants of a running experiment (ramp with `exposure`). Exit 1 when
+    /// refused.
+    Check {
+        /// The configuration file the workers and serve run with now.
+        #[arg(long)]
+        running: std::path::PathBuf,
+        /// Judge as of this RFC 3339 time (default: now).
+        #[arg(long)]
+        at: Option<String>,
     },
 }
 

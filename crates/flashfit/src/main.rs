@@ -17,7 +17,10 @@ use flashfit_schema::Topics;
 use tokio_util::sync::CancellationToken;
 
 mod cli;
-use cli::{BenchCommand, Cli, Command, DlqCommand, TrainCommand};
+use cli::{
+    AbCommand, BenchCommand, Cli, Command, DlqCommand, ExperimentsCommand, ReportFormat,
+    TrainCommand,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -168,11 +171,76 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 "kpi_daily: {} rows from {} events ({} duplicate event ids counted once); wrote {}",
                 r.rows, r.events, r.duplicates, r.path
             );
+            if let Some((rows, path)) = &r.users {
+                println!("kpi_users: {rows} rows (experiment, variant, user); wrote {path}");
+            }
             Ok(())
         }
         Command::Variants { user } => {
-            let v = flashfit_outfits::experiments::variants(&config.experiments, &user);
+            let v = flashfit_outfits::experiments::variants_at(
+                &config.experiments,
+                &user,
+                chrono::Utc::now(),
+            );
             println!("{}", serde_json::to_string(&v)?);
+            Ok(())
+        }
+        Command::Ab {
+            which:
+                AbCommand::Report {
+                    experiment,
+                    from,
+                    to,
+                    format,
+                    out,
+                },
+        } => {
+            let time = |f: &str, t: Option<String>| -> anyhow::Result<_> {
+                Ok(match t {
+                    Some(t) => Some(flashfit_config::parse_time(f, &t)?),
+                    None => None,
+                })
+            };
+            let (report, written) = flashfit_pipeline::ab_report(
+                &config,
+                &experiment,
+                time("--from", from)?,
+                time("--to", to)?,
+            )
+            .await?;
+            match format {
+                ReportFormat::Text => print!("{report}"),
+                ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                ReportFormat::Html => {
+                    let path = out.unwrap_or_else(|| format!("ab-{experiment}.html").into());
+                    std::fs::write(&path, flashfit_ab::html::page(&report)?)?;
+                    eprintln!("wrote {}", path.display());
+                }
+            }
+            eprintln!("ab_results: wrote {written}");
+            if report.srm.mismatch {
+                eprintln!("flashfit: sample ratio mismatch: do not trust this readout");
+                std::process::exit(3);
+            }
+            Ok(())
+        }
+        Command::Experiments {
+            which: ExperimentsCommand::Check { running, at },
+        } => {
+            let old = Config::load(Some(&running))?;
+            let now = match at {
+                Some(t) => flashfit_config::parse_time("--at", &t)?,
+                None => chrono::Utc::now(),
+            };
+            let check = flashfit_outfits::experiments::check_change(
+                &old.experiments,
+                &config.experiments,
+                now,
+            );
+            print!("{check}");
+            if !check.ok() {
+                std::process::exit(1);
+            }
             Ok(())
         }
         Command::Dlq {

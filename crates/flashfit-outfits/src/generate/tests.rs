@@ -12,6 +12,7 @@ fn item(id: &str, category: &str, color: &str, formality: f32) -> Item {
         seasons: Vec::new(),
         style_tags: vec!["classic".into()],
         embedding: None,
+        model_versions: Vec::new(),
     }
 }
 
