@@ -23,7 +23,7 @@ log() { printf '[infra] %s\n' "$*" >&2; }
 # Debian packages the build (rdkafka cmake-build, mold link), the stack and the tests need.
 install_debian_packages() {
   local want=(cmake libcurl4-openssl-dev protobuf-compiler libssl-dev mold pkg-config
-    postgresql python3-venv unzip curl dataset-fashion-mnist)
+    postgresql python3-venv unzip curl dataset-fashion-mnist prometheus)
   local missing=()
   for p in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -55,17 +55,19 @@ require_cargo() {
 
 # One Python venv for the S3 server, the golden-fixture generator, the benchmark reference,
 # the analysts' readers the sink tests use (DuckDB, pyarrow, lancedb) and the statistics
-# reference the A/B readout is checked against (scipy, statsmodels).
+# reference the A/B readout is checked against (scipy, statsmodels) and the Kubernetes schema
+# validator of the deployment check (kubernetes-validate).
 ensure_venv() {
   if [ ! -x "$VENV/bin/python" ]; then
     log "creating python venv at $VENV"
     python3 -m venv "$VENV"
   fi
-  if ! "$VENV/bin/python" -c 'import moto, boto3, cv2, numpy, confluent_kafka, duckdb, pyarrow, lancedb, jsonschema, rfc3339_validator, scipy, statsmodels' 2>/dev/null; then
+  if ! "$VENV/bin/python" -c 'import moto, boto3, cv2, numpy, confluent_kafka, duckdb, pyarrow, lancedb, jsonschema, rfc3339_validator, scipy, statsmodels, kubernetes_validate' 2>/dev/null; then
     log "installing python packages into $VENV"
     "$VENV/bin/pip" install -q "moto[server]==5.2.5" boto3 "opencv-python-headless==5.0.0.93" numpy \
       "confluent-kafka==2.16.1" "duckdb==2.0.0" "pyarrow==26.0.1" "lancedb==0.40.0" \
-      "jsonschema==4.26.0" "rfc3339-validator==0.1.4" "scipy==1.17.1" "statsmodels==0.15.0"
+      "jsonschema==4.26.0" "rfc3339-validator==0.1.4" "scipy==1.17.1" "statsmodels==0.15.0" \
+      "kubernetes-validate==1.37.0"
   fi
 }
 

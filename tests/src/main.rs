@@ -6,6 +6,7 @@
 mod support;
 
 mod ab;
+mod deploy;
 mod embedded;
 mod faults;
 mod hostile;

@@ -339,6 +339,12 @@ impl LanceSink {
         self.delete(&deletes).await?;
         let garments: Vec<Garment> = plan.upserts.into_values().collect();
         self.upsert(&garments).await?;
+        flashfit_runtime::sink_written(
+            "lance",
+            &self.cfg.table,
+            garments.len() as u64,
+            u64::from(!garments.is_empty()),
+        );
         Ok(refused)
     }
 }
@@ -354,6 +360,7 @@ impl Stage for LanceSink {
     }
 
     fn input_topics(&self) -> Vec<String> {
+        flashfit_runtime::sink_declare("lance", &self.cfg.table);
         vec![self.input.clone(), self.deletes.clone()]
     }
 

@@ -20,7 +20,7 @@ mod stage;
 pub mod worker;
 
 pub use error::{Error, Result};
-pub use metrics::{Health, Metrics, StageMetrics};
+pub use metrics::{Health, Metrics, StageMetrics, sink_declare, sink_written};
 pub use process::{Backoff, BatchResult, DlqGuard, Processor, Record};
 pub use stage::{Emit, Message, Outcome, Stage, failed_upload_status, run_blocking};
 

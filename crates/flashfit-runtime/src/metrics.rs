@@ -20,6 +20,8 @@ pub struct Metrics {
     blocked_seconds: CounterVec,
     lag: IntGaugeVec,
     stuck: prometheus::GaugeVec,
+    age: prometheus::GaugeVec,
+    health_state: prometheus::IntGauge,
     health: Arc<Health>,
     /// Stages currently degraded (a stuck partition, a paused dead-letter breaker), with why.
     degraded: Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>,
@@ -159,9 +161,28 @@ impl Metrics {
                 &["stage"],
             ),
         );
+        let age = register(
+            &r,
+            prometheus::GaugeVec::new(
+                Opts::new(
+                    "flashfit_oldest_message_age_seconds",
+                    "Age (now minus record timestamp) of the oldest message of the batch being processed; 0 when caught up.",
+                ),
+                &["stage"],
+            ),
+        );
+        let health_state = register(
+            &r,
+            prometheus::IntGauge::new(
+                "flashfit_health_state",
+                "Process health as /health reports it: 0 starting, 1 ok, 2 stopping, 3 failed.",
+            ),
+        );
         Metrics {
             registry: r,
             stuck,
+            age,
+            health_state,
             degraded: Default::default(),
             received,
             produced,
@@ -190,6 +211,8 @@ impl Metrics {
         }
         self.lag.with_label_values(&[stage]);
         self.stuck.with_label_values(&[stage]);
+        self.age.with_label_values(&[stage]);
+        self.batch_seconds.with_label_values(&[stage]);
         self.blocked_seconds.with_label_values(&[stage]);
         StageMetrics {
             stage: stage.to_owned(),
@@ -210,10 +233,13 @@ impl Metrics {
             .clone()
     }
 
-    /// Prometheus text exposition.
+    /// Prometheus text exposition (this process's stage metrics and the sinks' writes).
     pub fn encode(&self) -> String {
+        self.health_state.set(i64::from(self.health.get()));
+        let mut families = self.registry.gather();
+        families.extend(SINK_REGISTRY.gather());
         let mut buf = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+        if let Err(e) = TextEncoder::new().encode(&families, &mut buf) {
             return format!("# encoding failed: {e}\n");
         }
         String::from_utf8(buf).unwrap_or_default()
@@ -224,6 +250,43 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// The sinks' write counters: one per process, whatever `Metrics` the workers were given
+/// (sinks write from inside their stage, which has no handle on it).
+static SINK_REGISTRY: std::sync::LazyLock<Registry> = std::sync::LazyLock::new(Registry::new);
+
+struct SinkCounters {
+    rows: IntCounterVec,
+    files: IntCounterVec,
+}
+
+static SINK_COUNTERS: std::sync::LazyLock<SinkCounters> =
+    std::sync::LazyLock::new(|| SinkCounters {
+        rows: counter(
+            &SINK_REGISTRY,
+            "flashfit_sink_rows_written_total",
+            "Rows a sink wrote durably (Parquet files created, LanceDB rows merged), by table.",
+            &["stage", "table"],
+        ),
+        files: counter(
+            &SINK_REGISTRY,
+            "flashfit_sink_files_written_total",
+            "Files (Parquet) or commits (LanceDB) a sink wrote, by table.",
+            &["stage", "table"],
+        ),
+    });
+
+/// Records a sink's durable write of `rows` rows in `files` files (or commits) to `table`.
+pub fn sink_written(stage: &str, table: &str, rows: u64, files: u64) {
+    let c = &*SINK_COUNTERS;
+    c.rows.with_label_values(&[stage, table]).inc_by(rows);
+    c.files.with_label_values(&[stage, table]).inc_by(files);
+}
+
+/// Exports a sink's write counters at zero before its first write.
+pub fn sink_declare(stage: &str, table: &str) {
+    sink_written(stage, table, 0, 0);
 }
 
 /// One stage's view of [`Metrics`].
@@ -307,6 +370,17 @@ impl StageMetrics {
             .lag
             .with_label_values(&[self.stage.as_str()])
             .set(messages);
+        if messages == 0 {
+            self.oldest_age(0.0);
+        }
+    }
+
+    /// Age of the oldest message of the batch being processed (0: caught up).
+    pub fn oldest_age(&self, seconds: f64) {
+        self.metrics
+            .age
+            .with_label_values(&[self.stage.as_str()])
+            .set(seconds.max(0.0));
     }
 
     /// Current value of a counter, for tests and the harness.

@@ -198,6 +198,10 @@ impl Processor {
         shutdown: &CancellationToken,
     ) -> BatchResult {
         self.metrics.received(batch.len() as u64);
+        if let Some(oldest) = batch.iter().filter_map(|m| m.timestamp_ms).min() {
+            let now = chrono::Utc::now().timestamp_millis();
+            self.metrics.oldest_age((now - oldest) as f64 / 1000.0);
+        }
         let mut result = BatchResult::default();
         let mut backoff = Backoff::new(&self.cfg);
         let max_attempts = self.cfg.max_attempts.max(1);

@@ -152,6 +152,11 @@ pub async fn run_worker(
     async move {
         let sm = metrics.stage(&name);
         let topic_names = flashfit_schema::Topics::new(config.kafka.topic_prefix.clone());
+        // Every destination exported at zero from the start (dashboards, alerts).
+        for t in stage.output_topics() {
+            sm.produced_n(&t, 0);
+        }
+        sm.produced_n(&topic_names.dlq(&name), 0);
         let processor = Processor::new(
             stage.clone(),
             sm.clone(),

@@ -194,6 +194,16 @@ impl HttpMetrics {
         registry
             .register(Box::new(duration.clone()))
             .expect("metric registered once");
+        // Exported from the start (dashboards, alerts): each API route's 200 series.
+        for route in ["search", "outfits", "variants"] {
+            duration.with_label_values(&[&format!("/v1/users/{{user_id}}/{route}"), "200"]);
+        }
+        let phases = &*recommend::PHASES;
+        for phase in ["wardrobe", "preferences", "score", "impressions"] {
+            phases.with_label_values(&[phase]);
+        }
+        // Every HttpMetrics of the process shares the one recommendation histogram.
+        let _ = registry.register(Box::new(phases.clone()));
         HttpMetrics {
             registry,
             duration,

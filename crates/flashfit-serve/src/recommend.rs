@@ -10,6 +10,30 @@ use flashfit_schema::{KpiEvent, KpiType};
 
 use flashfit_pipeline::{Error, Result};
 
+/// The recommendation's internal timings, by phase (`wardrobe`: LanceDB read, `preferences`:
+/// SQL read, `score`: candidates and ranking, `impressions`: queueing the KPI events), served
+/// on `serve`'s `/metrics`.
+pub static PHASES: std::sync::LazyLock<prometheus::HistogramVec> = std::sync::LazyLock::new(|| {
+    prometheus::HistogramVec::new(
+        prometheus::HistogramOpts::new(
+            "flashfit_recommend_phase_seconds",
+            "Time spent in each phase of an outfit recommendation.",
+        )
+        .buckets(vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        ]),
+        &["phase"],
+    )
+    .expect("valid metric definition")
+});
+
+fn timed(phase: &str, since: std::time::Instant) -> std::time::Instant {
+    PHASES
+        .with_label_values(&[phase])
+        .observe(since.elapsed().as_secs_f64());
+    std::time::Instant::now()
+}
+
 /// A learned compatibility model (`[model.compatibility]` in the manifest) as a re-ranker.
 pub struct OnnxReranker {
     pub model: Arc<flashfit_models::compat::CompatModel>,
@@ -188,9 +212,11 @@ impl Recommender {
         let (variant, scorer, reranker) = self
             .scorer_for(user_id)
             .map_err(RecommendError::Unavailable)?;
+        let t = std::time::Instant::now();
         let wardrobe = flashfit_lance::wardrobe::items(table, user_id, None, reranker.is_some())
             .await
             .map_err(|e| RecommendError::Unavailable(Error::Invalid(e.to_string())))?;
+        let t = timed("wardrobe", t);
         // Malformed requests are a 400 even for an empty wardrobe.
         let prefs = if wardrobe.is_empty() {
             None
@@ -209,6 +235,7 @@ impl Recommender {
                 }
             }
         };
+        let t = timed("preferences", t);
         let outfits = flashfit_outfits::recommend_reranked(
             &wardrobe,
             req,
@@ -223,11 +250,13 @@ impl Recommender {
             flashfit_outfits::Error::BadRequest(m) => RecommendError::BadRequest(m),
             flashfit_outfits::Error::Model(m) => RecommendError::Unavailable(Error::Invalid(m)),
         })?;
+        let t = timed("score", t);
         let scorer_name = reranker
             .as_ref()
             .map(|r| r.model.name.clone())
             .unwrap_or_else(|| "rules".into());
         self.log_impressions(user_id, &outfits, &wardrobe, &scorer_name);
+        timed("impressions", t);
         Ok(Outfits { outfits, variant })
     }
 

@@ -121,6 +121,10 @@ impl Stage for ParquetSink {
     }
 
     fn input_topics(&self) -> Vec<String> {
+        // Asked once at start-up: the write counters exist (at zero) from then on.
+        for (_, t) in &self.routes {
+            flashfit_runtime::sink_declare(&self.name, t.layout.name);
+        }
         self.routes.iter().map(|(t, _)| t.clone()).collect()
     }
 
@@ -236,6 +240,12 @@ impl Stage for ParquetSink {
                             rows = rows.len(),
                             files = files.len(),
                             "wrote range"
+                        );
+                        flashfit_runtime::sink_written(
+                            &self.name,
+                            table.layout.name,
+                            rows.len() as u64,
+                            files.len() as u64,
                         );
                         ranges.insert(first, last);
                         None
