@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-models, fixtures = sys.argv[1], sys.argv[2]
+# Set by main(); models/quantize.py imports the decoders and sets `models` itself.
+models, fixtures = "", ""
 PHOTOS = ["person_suit.jpg", "fmnist_ankle_boot.png", "coffee.jpg", "retina.jpg", "cat.jpg"]
 CONF, IOU = 0.3, 0.45
 
@@ -49,8 +50,8 @@ def anchors():
     return np.array(out)
 
 
-def oid(img):
-    sess = ort.InferenceSession(os.path.join(models, "ssd-mobilenetv2-oidv4/1/model.onnx"))
+def oid(img, path=None):
+    sess = ort.InferenceSession(path or os.path.join(models, "ssd-mobilenetv2-oidv4/1/model.onnx"))
     lab = labels("oidv4-24"); h, w = img.shape[:2]
     x = (cv2.resize(img, (300, 300), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 127.5 - 1)[None]
     enc, logits = sess.run(None, {"normalized_input_image_tensor": x})
@@ -67,8 +68,8 @@ def oid(img):
     return nms(dets)
 
 
-def centernet(img):
-    sess = ort.InferenceSession(os.path.join(models, "centernet-coco/1/model.onnx"))
+def centernet(img, path=None):
+    sess = ort.InferenceSession(path or os.path.join(models, "centernet-coco/1/model.onnx"))
     lab = labels("coco80"); h, w = img.shape[:2]
     x = cv2.resize(img, (512, 512), interpolation=cv2.INTER_LINEAR).astype(np.float32)[None]
     rows = sess.run(["tower_0/detections"], {"tower_0/images:0": x})[0][0]
@@ -89,13 +90,20 @@ def pedestrian(img):
             for i in range(int(n[0])) if s[0, i] >= CONF]
 
 
-golden = {"_generator": f"onnxruntime {ort.__version__}, opencv {cv2.__version__}", "confidence": CONF,
-          "iou": IOU, "detectors": {}}
-for name, fn in [("ssd-mobilenetv2-oidv4", oid), ("centernet-coco", centernet), ("ssdlite-pedestrian", pedestrian)]:
-    golden["detectors"][name] = {}
-    for photo in PHOTOS:
-        img = np.ascontiguousarray(cv2.imread(os.path.join(fixtures, "photos", photo))[:, :, ::-1])
-        golden["detectors"][name][photo] = fn(img)
-json.dump(golden, open(os.path.join(fixtures, "models", "detectors.json"), "w"), indent=1)
-for k, v in golden["detectors"].items():
-    print(k, {p: [(d["class"], round(d["confidence"], 2)) for d in ds] for p, ds in v.items()})
+def main():
+    global models, fixtures
+    models, fixtures = sys.argv[1], sys.argv[2]
+    golden = {"_generator": f"onnxruntime {ort.__version__}, opencv {cv2.__version__}", "confidence": CONF,
+              "iou": IOU, "detectors": {}}
+    for name, fn in [("ssd-mobilenetv2-oidv4", oid), ("centernet-coco", centernet), ("ssdlite-pedestrian", pedestrian)]:
+        golden["detectors"][name] = {}
+        for photo in PHOTOS:
+            img = np.ascontiguousarray(cv2.imread(os.path.join(fixtures, "photos", photo))[:, :, ::-1])
+            golden["detectors"][name][photo] = fn(img)
+    json.dump(golden, open(os.path.join(fixtures, "models", "detectors.json"), "w"), indent=1)
+    for k, v in golden["detectors"].items():
+        print(k, {p: [(d["class"], round(d["confidence"], 2)) for d in ds] for p, ds in v.items()})
+
+
+if __name__ == "__main__":
+    main()

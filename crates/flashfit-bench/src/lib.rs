@@ -8,9 +8,13 @@
 //! - [`parquet`]: the Parquet sink's rows/s and MB/s.
 //! - [`lance_bench`]: LanceDB upsert rows/s, upkeep, and query latency p50/p99.
 //! - [`rollups`]: `compact` and `kpi-daily` out of core: time and peak RSS.
+//! - [`chain()`]: the whole enrichment chain as deployed (a worker process per stage) and
+//!   embedded: images/s, latency, CPU per image per stage, peak RSS.
 
+pub mod chain;
 mod lance;
 mod rollups;
+pub use chain::{ChainBench, chain};
 pub use lance::{LanceBench, lance_bench};
 pub use rollups::{RollupsBench, rollups};
 
@@ -646,15 +650,21 @@ fn median(v: &mut [f64]) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// Fixture photos the model benches cycle through (a person, objects, an animal).
+pub const PHOTOS: [&str; 5] = [
+    "person_suit.jpg",
+    "coffee.jpg",
+    "motorcycle.jpg",
+    "cat.jpg",
+    "rocket.jpg",
+];
+
 pub async fn stages(config: &Config, opts: &StagesBench) -> Result<()> {
-    let names = [
-        "person_suit.jpg",
-        "coffee.jpg",
-        "motorcycle.jpg",
-        "cat.jpg",
-        "rocket.jpg",
-        "fmnist_ankle_boot.png",
-    ];
+    let names: Vec<&str> = PHOTOS
+        .iter()
+        .copied()
+        .chain(["fmnist_ankle_boot.png"])
+        .collect();
     let root = url::Url::from_directory_path(
         opts.fixtures
             .canonicalize()

@@ -86,6 +86,7 @@ pub struct Config {
     pub detect: DetectConfig,
     pub attributes: AttributesConfig,
     pub embed: EmbedConfig,
+    pub onnx: OnnxConfig,
     pub parquet: ParquetConfig,
     pub lance: LanceConfig,
     pub outfits: OutfitsConfig,
@@ -155,6 +156,7 @@ impl Default for Config {
             detect: DetectConfig::default(),
             attributes: AttributesConfig::default(),
             embed: EmbedConfig::default(),
+            onnx: OnnxConfig::default(),
             parquet: ParquetConfig::default(),
             lance: LanceConfig::default(),
             outfits: OutfitsConfig::default(),
@@ -610,8 +612,15 @@ pub struct DetectConfig {
     pub iou: f32,
     /// Lab distance from the border colour that counts as foreground (fallback box).
     pub background_delta_e: f32,
-    /// ONNX Runtime intra-op threads per detector.
+    /// The fallback box looks at photos sampled down to this long side (0: every pixel; the
+    /// box is then exact, and costs a tenth of the stage's CPU on a 1024 px photo).
+    pub foreground_side: u32,
+    /// ONNX Runtime intra-op threads per detector session.
     pub threads: usize,
+    /// Inferences that run at once, one ONNX Runtime session each (memory: one copy of the
+    /// weights per session). With `threads = 1` and no spinning, two jobs use two cores at
+    /// the lowest CPU per image (`flashfit bench chain`).
+    pub jobs: usize,
 }
 
 impl Default for DetectConfig {
@@ -621,7 +630,9 @@ impl Default for DetectConfig {
             confidence: 0.5,
             iou: 0.45,
             background_delta_e: 12.0,
-            threads: 2,
+            foreground_side: 256,
+            threads: 1,
+            jobs: 2,
         }
     }
 }
@@ -682,7 +693,10 @@ pub struct AttributesConfig {
     pub fit: BTreeMap<String, String>,
     pub seasons: BTreeMap<String, Vec<String>>,
     pub style: Vec<StyleRule>,
+    /// ONNX Runtime intra-op threads per model session (person mask, tagger).
     pub threads: usize,
+    /// Garments tagged at once (colours, texture, mask), each model with as many sessions.
+    pub jobs: usize,
 }
 
 /// The shipped rule tables.
@@ -721,6 +735,7 @@ impl Default for AttributesConfig {
             seasons: r.seasons,
             style: r.style,
             threads: 1,
+            jobs: 2,
         }
     }
 }
@@ -800,14 +815,31 @@ impl Default for LanceConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmbedConfig {
-    /// ONNX Runtime intra-op threads per model.
+    /// ONNX Runtime intra-op threads per model session.
     pub threads: usize,
+    /// Inferences that run at once, one ONNX Runtime session each (memory: one copy of the
+    /// weights per session). With `threads = 1` and no spinning, two jobs use two cores at
+    /// the lowest CPU per image (`flashfit bench chain`).
+    pub jobs: usize,
 }
 
 impl Default for EmbedConfig {
     fn default() -> Self {
-        EmbedConfig { threads: 2 }
+        EmbedConfig {
+            threads: 1,
+            jobs: 2,
+        }
     }
+}
+
+/// ONNX Runtime, for every model stage.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct OnnxConfig {
+    /// Let idle intra-op threads spin-wait for work (ONNX Runtime's default). Off: a stage's
+    /// threads sleep between kernels, so the other stages on the same cores get the CPU;
+    /// `flashfit bench chain` measured spinning at nearly twice the CPU per image.
+    pub spinning: bool,
 }
 
 /// The classify stage.
@@ -822,8 +854,16 @@ pub struct ClassifyConfig {
     pub head: Option<String>,
     /// Categories reported in `topk`.
     pub top_k: usize,
-    /// ONNX Runtime intra-op threads per stage.
+    /// When the classifier is the embed stage's image model (the manifest's `[embedder]
+    /// image_model`), also write its image vector (`classification.image_vector`): the embed
+    /// stage then takes it instead of running the model on the same crop again.
+    pub share_embedding: bool,
+    /// ONNX Runtime intra-op threads per session.
     pub threads: usize,
+    /// Inferences that run at once, one ONNX Runtime session each (memory: one copy of the
+    /// weights per session). With `threads = 1` and no spinning, two jobs use two cores at
+    /// the lowest CPU per image (`flashfit bench chain`).
+    pub jobs: usize,
 }
 
 impl Default for ClassifyConfig {
@@ -832,7 +872,9 @@ impl Default for ClassifyConfig {
             model: "efficientnet-lite0".into(),
             head: None,
             top_k: 3,
-            threads: 2,
+            share_embedding: true,
+            threads: 1,
+            jobs: 2,
         }
     }
 }

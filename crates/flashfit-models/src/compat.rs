@@ -19,7 +19,7 @@ impl std::fmt::Debug for CompatModel {
 }
 
 impl CompatModel {
-    pub fn load(dir: &ModelDir, name: &str, threads: usize) -> Result<Self> {
+    pub fn load(dir: &ModelDir, name: &str, threads: impl Into<crate::Threads>) -> Result<Self> {
         let manifest = Manifest::load(dir)?;
         let entry = manifest.get(name)?;
         let spec = entry.compatibility.clone().ok_or_else(|| {

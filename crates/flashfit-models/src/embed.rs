@@ -15,6 +15,9 @@ pub trait Embedder: Send + Sync + 'static {
     fn version(&self) -> String;
     fn image_dim(&self) -> usize;
     fn text_dim(&self) -> usize;
+    /// The image model (manifest name, version) whose vectors `embed_images` returns: an
+    /// image vector another stage made with this model stands in for running it again.
+    fn image_model(&self) -> (String, String);
     /// Blocking: call it off the async reactor.
     fn embed_images(&self, images: &[RgbImage]) -> Result<Vec<Vec<f32>>>;
     /// Blocking: call it off the async reactor.
@@ -28,6 +31,11 @@ pub fn l2_normalise(mut v: Vec<f32>) -> Vec<f32> {
         v.iter_mut().for_each(|x| *x /= n);
     }
     v
+}
+
+/// Vectors rounded to 6 decimals keep records compact without moving cosine scores.
+pub fn compact(v: Vec<f32>) -> Vec<f32> {
+    v.into_iter().map(|x| (x * 1e6).round() / 1e6).collect()
 }
 
 /// Today's default: EfficientNet-Lite0's pooled 1280-d features for images, all-MiniLM-L6-v2
@@ -102,8 +110,15 @@ impl Embedder for LiteMiniLm {
         MiniLm::DIM
     }
 
+    fn image_model(&self) -> (String, String) {
+        (
+            self.image.name().to_owned(),
+            self.image.version().to_owned(),
+        )
+    }
+
     fn embed_images(&self, images: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
-        let batch: Vec<Vec<f32>> = images.iter().map(preprocess_imagenet).collect();
+        let batch: Vec<Vec<f32>> = images.iter().map(|i| self.image.preprocess(i)).collect();
         Ok(self
             .image
             .infer(&batch)?

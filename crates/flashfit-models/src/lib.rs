@@ -133,6 +133,114 @@ pub fn runtime(dir: &ModelDir) -> Result<Environment> {
         .map_err(|(path, message)| Error::Runtime { path, message })
 }
 
+/// How a model uses the CPU: `jobs` ONNX Runtime sessions (inferences that may run at once,
+/// each on its own thread), each with `intra` intra-op threads, whose idle threads spin-wait
+/// for work when `spinning`. Spinning lowers one inference's latency but burns the cores other
+/// stages on the same machine need; `flashfit bench chain` measured one thread per session and
+/// two sessions as the cheapest way to use two cores (README, Benchmarks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Threads {
+    pub intra: usize,
+    pub jobs: usize,
+    pub spinning: bool,
+}
+
+impl From<usize> for Threads {
+    /// One session with `intra` threads, no spinning.
+    fn from(intra: usize) -> Self {
+        Threads {
+            intra,
+            jobs: 1,
+            spinning: false,
+        }
+    }
+}
+
+/// The sessions of one model (`Threads::jobs` of them): a call takes a free one, or waits for
+/// one in turn. Safe to share.
+pub(crate) struct Pool {
+    sessions: Vec<Mutex<Session>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Pool {
+    /// `threads.jobs` sessions on `path`.
+    pub(crate) fn load(dir: &ModelDir, path: &Path, threads: Threads) -> Result<Self> {
+        fn err(e: impl std::fmt::Display) -> Error {
+            Error::Inference(e.to_string())
+        }
+        let env = runtime(dir)?;
+        let mut sessions = Vec::new();
+        for _ in 0..threads.jobs.max(1) {
+            let mut builder = Session::builder(&env)?
+                .with_intra_threads(threads.intra.max(1))
+                .map_err(err)?
+                .with_intra_op_spinning(threads.spinning && threads.intra > 1)
+                .map_err(err)?
+                .with_inter_op_spinning(threads.spinning)
+                .map_err(err)?;
+            sessions.push(Mutex::new(builder.commit_from_file(path)?));
+        }
+        Ok(Pool {
+            sessions,
+            next: Default::default(),
+        })
+    }
+
+    pub(crate) fn jobs(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Runs `f` on a free session (blocking until one is).
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Session) -> R) -> R {
+        for s in &self.sessions {
+            if let Ok(mut g) = s.try_lock() {
+                return f(&mut g);
+            }
+        }
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.sessions.len();
+        let mut g = self.sessions[i].lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut g)
+    }
+}
+
+/// `f` over `items` on up to `jobs` threads (the calling one included), results in order.
+/// Threads take the next item as they finish one, so uneven items balance.
+pub fn par_map<T: Send, R: Send>(items: Vec<T>, jobs: usize, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let jobs = jobs.clamp(1, items.len().max(1));
+    if jobs == 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let slots: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(slot) = slots.get(i) else {
+                return done;
+            };
+            let item = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(item) = item {
+                done.push((i, f(item)));
+            }
+        }
+    };
+    let mut all: Vec<(usize, R)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (1..jobs).map(|_| s.spawn(work)).collect();
+        let mut all = work();
+        for h in handles {
+            match h.join() {
+                Ok(v) => all.extend(v),
+                Err(p) => std::panic::resume_unwind(p),
+            }
+        }
+        all
+    });
+    all.sort_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, r)| r).collect()
+}
+
 /// Input side of EfficientNet-Lite0.
 pub const IMAGENET_SIDE: u32 = 224;
 
@@ -235,7 +343,7 @@ pub struct ImageNetModel {
     name: String,
     version: String,
     spec: manifest::ClassifierSpec,
-    session: Mutex<Session>,
+    pool: Pool,
     labels: Vec<String>,
 }
 
@@ -251,13 +359,12 @@ impl ImageNetModel {
     pub const VERSION: &'static str = "1";
 
     /// Loads EfficientNet-Lite0 with `threads` intra-op threads.
-    pub fn load(dir: &ModelDir, threads: usize) -> Result<Self> {
+    pub fn load(dir: &ModelDir, threads: impl Into<Threads>) -> Result<Self> {
         Self::load_named(dir, Self::NAME, threads)
     }
 
     /// Loads the manifest's classifier `name` (it needs a `[model.classifier]` table).
-    pub fn load_named(dir: &ModelDir, name: &str, threads: usize) -> Result<Self> {
-        let env = runtime(dir)?;
+    pub fn load_named(dir: &ModelDir, name: &str, threads: impl Into<Threads>) -> Result<Self> {
         let manifest = manifest::Manifest::load(dir)?;
         let entry = manifest.get(name)?;
         let spec = entry.classifier.clone().ok_or_else(|| {
@@ -267,15 +374,12 @@ impl ImageNetModel {
         })?;
         let path = dir.file(&format!("{}/{}/model.onnx", entry.name, entry.version))?;
         let labels = entry.load_labels(dir)?;
-        let session = Session::builder(&env)?
-            .with_intra_threads(threads.max(1))
-            .map_err(|e| Error::Inference(e.to_string()))?
-            .commit_from_file(&path)?;
+        let pool = Pool::load(dir, &path, threads.into())?;
         Ok(ImageNetModel {
             name: entry.name.clone(),
             version: entry.version.clone(),
             spec,
-            session: Mutex::new(session),
+            pool,
             labels,
         })
     }
@@ -322,27 +426,43 @@ impl ImageNetModel {
                 bad.len()
             )));
         }
+        // One sub-batch per session, run at once.
+        let chunk = batch.len().div_ceil(self.pool.jobs());
+        let chunks: Vec<&[Vec<f32>]> = batch.chunks(chunk).collect();
+        let jobs = chunks.len();
+        let mut out = Vec::with_capacity(batch.len());
+        for part in par_map(chunks, jobs, |c| self.infer_on_one(c)) {
+            out.extend(part?);
+        }
+        Ok(out)
+    }
+
+    fn infer_on_one(&self, batch: &[Vec<f32>]) -> Result<Vec<ImageNetOutput>> {
+        let side = self.spec.input.side as usize;
+        let per = 3 * side * side;
         let mut data = Vec::with_capacity(per * batch.len());
         for v in batch {
             data.extend_from_slice(v);
         }
         let view = ndarray::ArrayView4::from_shape((batch.len(), 3, side, side), &data)
             .map_err(|e| Error::BadInput(e.to_string()))?;
-        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
-        let outputs = session.run(ort::inputs![
-            self.spec.input.input_name.as_str() => TensorRef::from_array_view(view)?
-        ])?;
-        let rows = |name: &str| -> Result<Vec<Vec<f32>>> {
-            let a = outputs[name].try_extract_array::<f32>()?;
-            Ok((0..batch.len())
-                .map(|i| a.index_axis(ndarray::Axis(0), i).iter().copied().collect())
-                .collect())
-        };
-        let logits = rows(&self.spec.logits)?;
-        let embeddings = match &self.spec.embedding {
-            Some(e) => rows(e)?,
-            None => vec![Vec::new(); batch.len()],
-        };
+        let (logits, embeddings) = self.pool.with(|session| -> Result<_> {
+            let outputs = session.run(ort::inputs![
+                self.spec.input.input_name.as_str() => TensorRef::from_array_view(view)?
+            ])?;
+            let rows = |name: &str| -> Result<Vec<Vec<f32>>> {
+                let a = outputs[name].try_extract_array::<f32>()?;
+                Ok((0..batch.len())
+                    .map(|i| a.index_axis(ndarray::Axis(0), i).iter().copied().collect())
+                    .collect())
+            };
+            let logits = rows(&self.spec.logits)?;
+            let embeddings = match &self.spec.embedding {
+                Some(e) => rows(e)?,
+                None => vec![Vec::new(); batch.len()],
+            };
+            Ok((logits, embeddings))
+        })?;
         Ok(logits
             .into_iter()
             .zip(embeddings)

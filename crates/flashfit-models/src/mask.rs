@@ -37,7 +37,7 @@ impl PersonMask {
     pub const VERSION: &'static str = "1";
     const SIDE: usize = 256;
 
-    pub fn load(dir: &ModelDir, threads: usize) -> Result<Self> {
+    pub fn load(dir: &ModelDir, threads: impl Into<crate::Threads>) -> Result<Self> {
         Ok(PersonMask {
             session: OnnxSession::load(dir, Self::NAME, Self::VERSION, threads)?,
         })

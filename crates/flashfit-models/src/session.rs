@@ -1,13 +1,10 @@
 //! A model-agnostic ONNX Runtime session: named tensors in, named f32 tensors out. The typed
 //! wrappers (detectors, the text embedder, the person mask) sit on it.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
-use ort::session::Session;
 use ort::value::TensorRef;
+use std::collections::HashMap;
 
-use crate::{Error, ModelDir, Result, runtime};
+use crate::{Error, ModelDir, Pool, Result, Threads};
 
 /// One input tensor: name, shape, data.
 pub enum Input<'a> {
@@ -23,12 +20,12 @@ pub struct Output {
     pub data: Vec<f32>,
 }
 
-/// A loaded model file (`<dir>/<name>/<version>/model.onnx`). Calls are serialised on one
-/// session; blocking, so call it off the async reactor.
+/// A loaded model file (`<dir>/<name>/<version>/model.onnx`): `Threads::jobs` sessions, so
+/// that many calls run at once; blocking, so call it off the async reactor.
 pub struct OnnxSession {
     pub name: String,
     pub version: String,
-    session: Mutex<Session>,
+    pool: Pool,
 }
 
 impl std::fmt::Debug for OnnxSession {
@@ -38,17 +35,18 @@ impl std::fmt::Debug for OnnxSession {
 }
 
 impl OnnxSession {
-    pub fn load(dir: &ModelDir, name: &str, version: &str, threads: usize) -> Result<Self> {
-        let env = runtime(dir)?;
+    pub fn load(
+        dir: &ModelDir,
+        name: &str,
+        version: &str,
+        threads: impl Into<Threads>,
+    ) -> Result<Self> {
         let path = dir.file(&format!("{name}/{version}/model.onnx"))?;
-        let session = Session::builder(&env)?
-            .with_intra_threads(threads.max(1))
-            .map_err(|e| Error::Inference(e.to_string()))?
-            .commit_from_file(&path)?;
+        let pool = Pool::load(dir, &path, threads.into())?;
         Ok(OnnxSession {
             name: name.to_owned(),
             version: version.to_owned(),
-            session: Mutex::new(session),
+            pool,
         })
     }
 
@@ -72,22 +70,29 @@ impl OnnxSession {
                 }
             }
         }
-        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
-        let outputs = session.run(values)?;
-        let mut out = HashMap::new();
-        for (name, value) in outputs.iter() {
-            let (shape, data) = if let Ok(a) = value.try_extract_array::<f32>() {
-                (a.shape().to_vec(), a.iter().copied().collect())
-            } else if let Ok(a) = value.try_extract_array::<i64>() {
-                (a.shape().to_vec(), a.iter().map(|v| *v as f32).collect())
-            } else if let Ok(a) = value.try_extract_array::<i32>() {
-                (a.shape().to_vec(), a.iter().map(|v| *v as f32).collect())
-            } else {
-                continue;
-            };
-            out.insert(name.to_owned(), Output { shape, data });
-        }
-        Ok(out)
+        self.pool
+            .with(|session| -> Result<HashMap<String, Output>> {
+                let outputs = session.run(values)?;
+                let mut out = HashMap::new();
+                for (name, value) in outputs.iter() {
+                    let (shape, data) = if let Ok(a) = value.try_extract_array::<f32>() {
+                        (a.shape().to_vec(), a.iter().copied().collect())
+                    } else if let Ok(a) = value.try_extract_array::<i64>() {
+                        (a.shape().to_vec(), a.iter().map(|v| *v as f32).collect())
+                    } else if let Ok(a) = value.try_extract_array::<i32>() {
+                        (a.shape().to_vec(), a.iter().map(|v| *v as f32).collect())
+                    } else {
+                        continue;
+                    };
+                    out.insert(name.to_owned(), Output { shape, data });
+                }
+                Ok(out)
+            })
+    }
+
+    /// Sessions of this model (calls that may run at once).
+    pub fn jobs(&self) -> usize {
+        self.pool.jobs()
     }
 }
 

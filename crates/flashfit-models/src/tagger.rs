@@ -30,7 +30,7 @@ pub struct Tags {
 }
 
 impl Tagger {
-    pub fn load(dir: &ModelDir, name: &str, threads: usize) -> Result<Self> {
+    pub fn load(dir: &ModelDir, name: &str, threads: impl Into<crate::Threads>) -> Result<Self> {
         let manifest = Manifest::load(dir)?;
         let entry = manifest.get(name)?;
         let spec = entry.tagger.clone().ok_or_else(|| {

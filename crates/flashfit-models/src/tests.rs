@@ -224,3 +224,66 @@ fn person_mask_matches_python_onnxruntime() {
         assert!(diff < 0.05, "{name}: max block difference {diff}");
     }
 }
+
+#[test]
+fn par_map_keeps_order_and_uses_every_job() {
+    let items: Vec<u64> = (0..50).collect();
+    let threads = Mutex::new(std::collections::HashSet::new());
+    let out = par_map(items, 3, |i| {
+        threads
+            .lock()
+            .expect("lock")
+            .insert(std::thread::current().id());
+        // Uneven work: later items finish first.
+        std::thread::sleep(std::time::Duration::from_millis(50 - i));
+        i * 2
+    });
+    assert_eq!(out, (0..50).map(|i| i * 2).collect::<Vec<_>>());
+    assert_eq!(threads.lock().expect("lock").len(), 3);
+    assert_eq!(par_map(Vec::<u8>::new(), 4, |x| x), Vec::<u8>::new());
+}
+
+/// Two sessions split a batch between them: the same outputs as one session, within float
+/// rounding, in the same order.
+#[test]
+fn two_sessions_give_one_sessions_answers() {
+    let dir = ModelDir::from_env();
+    let one = ImageNetModel::load(&dir, 1).unwrap_or_else(|e| panic!("{e}"));
+    let two = ImageNetModel::load(
+        &dir,
+        Threads {
+            intra: 1,
+            jobs: 2,
+            spinning: false,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let batch: Vec<Vec<f32>> = [
+        "cat.jpg",
+        "coffee.jpg",
+        "rocket.jpg",
+        "motorcycle.jpg",
+        "cat_small.jpg",
+    ]
+    .iter()
+    .map(|n| {
+        let img = image::open(fixtures().join("photos").join(n))
+            .expect("photo")
+            .to_rgb8();
+        one.preprocess(&img)
+    })
+    .collect();
+    let a = one.infer(&batch).expect("one");
+    let b = two.infer(&batch).expect("two");
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        let d = x
+            .embedding
+            .iter()
+            .zip(&y.embedding)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max);
+        assert!(d < 1e-3, "max embedding difference {d}");
+        assert_eq!(x.top_k(1)[0].0, y.top_k(1)[0].0);
+    }
+}

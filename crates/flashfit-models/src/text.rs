@@ -22,7 +22,7 @@ impl MiniLm {
     pub const VERSION: &'static str = "1";
     pub const DIM: usize = 384;
 
-    pub fn load(dir: &ModelDir, threads: usize) -> Result<Self> {
+    pub fn load(dir: &ModelDir, threads: impl Into<crate::Threads>) -> Result<Self> {
         let session = OnnxSession::load(dir, Self::NAME, Self::VERSION, threads)?;
         let path = dir.file(&format!("{}/{}/tokenizer.json", Self::NAME, Self::VERSION))?;
         let mut tokenizer = Tokenizer::from_file(&path).map_err(|e| Error::ModelMissing {

@@ -189,8 +189,23 @@ pub struct Classification {
     pub is_clothing: f32,
     /// is_clothing below 0.7: worth a look.
     pub flagged: bool,
+    /// The classifier's pooled image features (L2-normalised), present when its model is the
+    /// embed stage's image model (`[classify] share_embedding`): the embed stage takes them
+    /// as the garment's `embedding.image_vector` instead of running the same model on the same
+    /// crop again, and removes them from the record it writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_vector: Option<ModelVector>,
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+/// A vector and the model that made it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ModelVector {
+    /// Manifest name of the model.
+    pub model: String,
+    pub version: String,
+    pub vector: Vec<f32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -268,14 +268,18 @@ impl Attributes {
     pub fn tag_batch(&self, batch: Vec<Pending>) -> Result<Vec<Tags>, String> {
         let mut inputs = Vec::new();
         let mut categories = Vec::new();
-        let mut tags = Vec::with_capacity(batch.len());
+        let mut pending = Vec::with_capacity(batch.len());
         for mut p in batch {
             if let Some(x) = p.tagger_input.take() {
                 inputs.push(x);
             }
             categories.push(p.category.clone());
-            tags.push(self.tag(p)?);
+            pending.push(p);
         }
+        // Colours, texture and the person mask per garment, `jobs` garments at once.
+        let tags = flashfit_models::par_map(pending, self.config.jobs, |p| self.tag(p))
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
         let Some(tagger) = &self.tagger else {
             return Ok(tags);
         };

@@ -1,10 +1,11 @@
 use std::sync::Arc;
 
+use flashfit_models::embed::{compact, l2_normalise};
 use flashfit_models::head::LinearHead;
 use flashfit_models::taxonomy::{Classification, ImageNetMap};
 use flashfit_models::{ImageNetModel, softmax};
 use flashfit_schema::GarmentRecord;
-use flashfit_schema::record::{CategoryScore, Classification as Record};
+use flashfit_schema::record::{CategoryScore, Classification as Record, ModelVector};
 use flashfit_schema::taxonomy;
 use image::RgbImage;
 
@@ -31,6 +32,9 @@ pub struct Classifier {
     pub model: Arc<ImageNetModel>,
     pub scorer: Scorer,
     pub top_k: usize,
+    /// Also write the model's image vector (`classification.image_vector`) for the embed
+    /// stage: set when the model is the embed stage's image model.
+    pub share_embedding: bool,
 }
 
 impl Classifier {
@@ -69,19 +73,33 @@ impl Classifier {
 impl Enricher for Classifier {
     const STAGE: &'static str = "classify";
     type Prepared = Vec<f32>;
-    type Output = Classification;
+    /// The classification and, when shared, the image vector.
+    type Output = (Classification, Option<Vec<f32>>);
 
     fn prepare(&self, record: &GarmentRecord, img: RgbImage) -> Vec<f32> {
         self.model.preprocess(&garment_crop(record, img))
     }
 
-    fn infer(&self, batch: Vec<Vec<f32>>) -> Result<Vec<Classification>, String> {
+    fn infer(&self, batch: Vec<Vec<f32>>) -> Result<Vec<Self::Output>, String> {
         let outs = self.model.infer(&batch).map_err(|e| e.to_string())?;
-        Ok(outs.iter().map(|o| self.classify(o)).collect())
+        Ok(outs
+            .into_iter()
+            .map(|o| {
+                let c = self.classify(&o);
+                let shared = (self.share_embedding && !o.embedding.is_empty())
+                    .then(|| compact(l2_normalise(o.embedding)));
+                (c, shared)
+            })
+            .collect())
     }
 
-    fn finish(&self, record: &mut GarmentRecord, c: Classification) {
+    fn finish(&self, record: &mut GarmentRecord, (c, shared): Self::Output) {
         record.classification = Some(Record {
+            image_vector: shared.map(|vector| ModelVector {
+                model: self.model.name().to_owned(),
+                version: self.model.version().to_owned(),
+                vector,
+            }),
             group: taxonomy::group(&c.category).map(str::to_owned),
             confidence: c.confidence,
             topk: c

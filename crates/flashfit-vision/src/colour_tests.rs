@@ -86,7 +86,7 @@ fn render_shirt(colour: [u8; 3], bg: [u8; 3], light: f32, seed: u32) -> RgbImage
 #[test]
 fn the_foreground_box_is_the_garment_on_a_flat_lay() {
     let img = render_shirt([220, 20, 60], [246, 246, 244], 1.0, 3);
-    let b = foreground_box(&img, 12.0).expect("garment");
+    let b = foreground_box(&img, 12.0, FOREGROUND_SIDE).expect("garment");
     // The silhouette spans x 20..180 (sleeves), y ~30..215 (body); allow the noise margin.
     assert!(
         (b[0] - 20.0).abs() <= 2.0 && (b[2] - 180.0).abs() <= 2.0,
@@ -97,5 +97,34 @@ fn the_foreground_box_is_the_garment_on_a_flat_lay() {
         "{b:?}"
     );
     let blank = RgbImage::from_pixel(64, 64, image::Rgb([240, 240, 240]));
-    assert_eq!(foreground_box(&blank, 12.0), None);
+    assert_eq!(foreground_box(&blank, 12.0, FOREGROUND_SIDE), None);
+}
+
+/// A large photo is sampled (every `step`-th pixel): its box is the garment's within one step.
+#[test]
+fn a_large_photo_gets_its_foreground_box_within_a_sampling_step() {
+    let (x1, y1, x2, y2) = (333u32, 217u32, 1621u32, 1390u32);
+    let big = RgbImage::from_fn(2000, 1500, |x, y| {
+        if (x1..x2).contains(&x) && (y1..y2).contains(&y) {
+            image::Rgb([30, 60, 160])
+        } else {
+            image::Rgb([246, 246, 244])
+        }
+    });
+    let step = 2000u32.div_ceil(FOREGROUND_SIDE) as f32;
+    assert!(step > 1.0);
+    let b = foreground_box(&big, 12.0, FOREGROUND_SIDE).expect("garment");
+    let want = [x1, y1, x2, y2].map(|v| v as f32);
+    for i in 0..4 {
+        assert!((b[i] - want[i]).abs() <= step, "{b:?} vs {want:?}");
+    }
+    // Every pixel: exact.
+    assert_eq!(foreground_box(&big, 12.0, 0), Some(want));
+}
+
+#[test]
+fn the_linear_light_table_is_the_formula() {
+    for c in 0..=255u8 {
+        assert_eq!(linear(c).to_bits(), linear_of(c).to_bits(), "{c}");
+    }
 }

@@ -21,6 +21,10 @@ pub struct Detect {
     pub iou: f32,
     /// Lab distance from the border colour that counts as foreground (fallback box).
     pub background_delta_e: f32,
+    /// Long side (pixels) the foreground fallback samples photos down to (0: every pixel).
+    pub foreground_side: u32,
+    /// Detection jobs run at once (`[detect] jobs`; each detector has that many sessions).
+    pub jobs: usize,
 }
 
 /// One detection with the model that made it and what it means.
@@ -46,7 +50,12 @@ fn area(b: [f32; 4]) -> f32 {
 }
 
 /// Chooses the garment among `all` detections of a `w`×`h` photo (pure: tested without models).
-pub fn choose(all: Vec<Found>, img: &RgbImage, background_delta_e: f32) -> Verdict {
+pub fn choose(
+    all: Vec<Found>,
+    img: &RgbImage,
+    background_delta_e: f32,
+    foreground_side: u32,
+) -> Verdict {
     let largest = |role: Role| {
         all.iter()
             .enumerate()
@@ -70,7 +79,7 @@ pub fn choose(all: Vec<Found>, img: &RgbImage, background_delta_e: f32) -> Verdi
             all,
         };
     }
-    let (source, bbox) = match foreground_box(img, background_delta_e) {
+    let (source, bbox) = match foreground_box(img, background_delta_e, foreground_side) {
         Some(b) => (Source::Foreground, b),
         None => (
             Source::FullImage,
@@ -101,21 +110,35 @@ impl Enricher for Detect {
     }
 
     fn infer(&self, batch: Vec<Self::Prepared>) -> Result<Vec<Self::Output>, String> {
-        // The TF detectors take one image per call (fixed batch 1): loop in this blocking call.
+        // The TF detectors take one image per call (fixed batch 1). Every (image, detector)
+        // pair is one job; up to `jobs` run at once (each detector has that many sessions), so
+        // one photo's detectors run side by side and a batch's photos spread over the cores.
+        let pairs: Vec<(usize, usize)> = (0..batch.len())
+            .flat_map(|i| (0..self.detectors.len()).map(move |d| (i, d)))
+            .collect();
+        let found = flashfit_models::par_map(pairs, self.jobs, |(i, d)| {
+            let det = &self.detectors[d];
+            det.run(&batch[i].1[d], self.confidence, self.iou)
+                .map_err(|e| format!("{}: {e}", det.name))
+        });
+        let mut found = found.into_iter();
         let mut out = Vec::with_capacity(batch.len());
-        for (img, inputs) in &batch {
+        for (img, _) in &batch {
             let mut all = Vec::new();
-            for (d, input) in self.detectors.iter().zip(inputs) {
-                let dets = d
-                    .run(input, self.confidence, self.iou)
-                    .map_err(|e| format!("{}: {e}", d.name))?;
+            for d in &self.detectors {
+                let dets = found.next().ok_or("a detection job went missing")??;
                 all.extend(dets.into_iter().map(|det| Found {
                     model: d.name.clone(),
                     role: d.role(&det.class),
                     det,
                 }));
             }
-            out.push(choose(all, img, self.background_delta_e));
+            out.push(choose(
+                all,
+                img,
+                self.background_delta_e,
+                self.foreground_side,
+            ));
         }
         Ok(out)
     }
@@ -188,6 +211,7 @@ mod tests {
             ],
             &img,
             12.0,
+            512,
         );
         assert_eq!(
             (v.source, v.primary, v.bbox),
@@ -197,13 +221,19 @@ mod tests {
             vec![found(Role::Person, [1.0, 2.0, 50.0, 60.0])],
             &img,
             12.0,
+            512,
         );
         assert_eq!((v.source, v.primary), (Source::Person, Some(0)));
-        let v = choose(vec![found(Role::Other, [0.0, 0.0, 90.0, 80.0])], &img, 12.0);
+        let v = choose(
+            vec![found(Role::Other, [0.0, 0.0, 90.0, 80.0])],
+            &img,
+            12.0,
+            512,
+        );
         assert_eq!(v.source, Source::Foreground);
         assert_eq!(v.bbox, [30.0, 20.0, 60.0, 50.0]);
         let blank = RgbImage::from_pixel(50, 50, image::Rgb([9, 9, 9]));
-        let v = choose(Vec::new(), &blank, 12.0);
+        let v = choose(Vec::new(), &blank, 12.0, 512);
         assert_eq!(
             (v.source, v.bbox),
             (Source::FullImage, [0.0, 0.0, 50.0, 50.0])

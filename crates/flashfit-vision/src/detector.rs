@@ -31,7 +31,12 @@ impl std::fmt::Debug for Detector {
 
 impl Detector {
     /// Loads the manifest's model `name` (which must have a `[model.detector]` table).
-    pub fn load(dir: &ModelDir, manifest: &Manifest, name: &str, threads: usize) -> Result<Self> {
+    pub fn load(
+        dir: &ModelDir,
+        manifest: &Manifest,
+        name: &str,
+        threads: impl Into<flashfit_models::Threads>,
+    ) -> Result<Self> {
         let entry = manifest.get(name)?;
         let spec = entry.detector.clone().ok_or_else(|| {
             Error::BadInput(format!(

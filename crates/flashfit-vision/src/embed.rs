@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use flashfit_models::embed::Embedder;
+use flashfit_models::embed::{Embedder, compact};
 use flashfit_schema::GarmentRecord;
 use flashfit_schema::record::Embedding;
 use image::RgbImage;
@@ -66,15 +66,22 @@ pub fn caption(record: &GarmentRecord) -> String {
     }
 }
 
-/// One garment waiting for the embedder.
+/// One garment waiting for the embedder: its crop, or the image vector the classify stage
+/// already made with the same model.
 pub struct Pending {
-    crop: RgbImage,
+    crop: Option<RgbImage>,
+    shared: Option<Vec<f32>>,
     caption: String,
 }
 
-/// Vectors rounded to 6 decimals keep records compact without moving cosine scores.
-fn compact(v: Vec<f32>) -> Vec<f32> {
-    v.into_iter().map(|x| (x * 1e6).round() / 1e6).collect()
+impl Embed {
+    /// The record's `classification.image_vector` when the embedder's own image model made it.
+    fn shared_vector(&self, record: &GarmentRecord) -> Option<Vec<f32>> {
+        let v = record.classification.as_ref()?.image_vector.as_ref()?;
+        let (name, version) = self.embedder.image_model();
+        (v.model == name && v.version == version && v.vector.len() == self.embedder.image_dim())
+            .then(|| v.vector.clone())
+    }
 }
 
 impl Enricher for Embed {
@@ -84,40 +91,60 @@ impl Enricher for Embed {
 
     fn prepare(&self, record: &GarmentRecord, img: RgbImage) -> Pending {
         Pending {
-            crop: garment_crop(record, img),
+            crop: Some(garment_crop(record, img)),
+            shared: None,
             caption: caption(record),
         }
     }
 
+    fn prepare_without_image(&self, record: &GarmentRecord) -> Option<Pending> {
+        self.shared_vector(record).map(|v| Pending {
+            crop: None,
+            shared: Some(v),
+            caption: caption(record),
+        })
+    }
+
     fn infer(&self, batch: Vec<Pending>) -> Result<Vec<Self::Output>, String> {
-        let (crops, captions): (Vec<RgbImage>, Vec<String>) =
-            batch.into_iter().map(|p| (p.crop, p.caption)).unzip();
-        let images = self
+        let crops: Vec<RgbImage> = batch.iter().filter_map(|p| p.crop.clone()).collect();
+        let captions: Vec<String> = batch.iter().map(|p| p.caption.clone()).collect();
+        let mut computed = self
             .embedder
             .embed_images(&crops)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(compact);
         let texts = self
             .embedder
             .embed_texts(&captions)
             .map_err(|e| e.to_string())?;
-        if images.len() != captions.len() || texts.len() != captions.len() {
+        if texts.len() != batch.len() {
             return Err("embedder returned a different number of vectors".into());
         }
-        Ok(captions
-            .into_iter()
-            .zip(images)
-            .zip(texts)
-            .map(|((c, i), t)| (c, i, t))
-            .collect())
+        let mut out = Vec::with_capacity(batch.len());
+        for (p, text) in batch.into_iter().zip(texts) {
+            let image = match p.shared {
+                Some(v) => v,
+                None => computed
+                    .next()
+                    .ok_or("embedder returned fewer image vectors than crops")?,
+            };
+            out.push((p.caption, image, compact(text)));
+        }
+        Ok(out)
     }
 
     fn finish(&self, record: &mut GarmentRecord, (caption, image, text): Self::Output) {
         record.embedding = Some(Embedding {
-            image_vector: compact(image),
+            image_vector: image,
             caption,
-            text_vector: compact(text),
+            text_vector: text,
             extra: Default::default(),
         });
+        // The shared vector now lives in `embedding`; the record carries it once.
+        if let Some(c) = record.classification.as_mut() {
+            c.image_vector = None;
+        }
     }
 
     fn models(&self) -> Vec<(String, String)> {

@@ -26,6 +26,12 @@ pub trait Enricher: Send + Sync + 'static {
 
     /// Blocking, per message: the model input from the record and the decoded, oriented photo.
     fn prepare(&self, record: &GarmentRecord, img: RgbImage) -> Self::Prepared;
+    /// The model input from the record alone, when the record already carries what the photo
+    /// would give (the embed stage and a shared image vector): the photo is then neither
+    /// fetched nor decoded.
+    fn prepare_without_image(&self, _record: &GarmentRecord) -> Option<Self::Prepared> {
+        None
+    }
     /// Blocking, per batch: one output per input, in order.
     fn infer(&self, batch: Vec<Self::Prepared>) -> Result<Vec<Self::Output>, String>;
     /// Adds the stage's object to the record.
@@ -95,6 +101,20 @@ pub fn garment_crop(record: &GarmentRecord, img: RgbImage) -> RgbImage {
 
 impl<E: Enricher> EnrichStage<E> {
     async fn prepare(&self, msg: Message) -> Item<E::Prepared> {
+        let invalid = |message: String| {
+            Item::Done(Outcome::BadInput {
+                reason: Reason::InvalidEvent,
+                message,
+            })
+        };
+        if let Ok(record) = GarmentRecord::from_json(msg.payload())
+            && let Some(p) = self.enricher.prepare_without_image(&record)
+        {
+            return match UploadEvent::from_json(msg.payload()) {
+                Ok(upload) => Item::Ready(Box::new((record, upload, p))),
+                Err(e) => invalid(e.0),
+            };
+        }
         let (upload, bytes) =
             match read_upload(&self.io.uploads, msg.payload(), &self.io.caps).await {
                 Ok(x) => x,
@@ -102,12 +122,7 @@ impl<E: Enricher> EnrichStage<E> {
             };
         let record = match GarmentRecord::from_json(msg.payload()) {
             Ok(r) => r,
-            Err(e) => {
-                return Item::Done(Outcome::BadInput {
-                    reason: Reason::InvalidEvent,
-                    message: e.to_string(),
-                });
-            }
+            Err(e) => return invalid(e.to_string()),
         };
         let limits = Limits {
             max_pixels: self.io.caps.max_pixels,

@@ -383,4 +383,28 @@ pub enum BenchCommand {
         #[arg(long, default_value = ".")]
         repo: PathBuf,
     },
+    /// The whole enrichment chain as deployed: a `flashfit worker` process per stage on the
+    /// local stack (FLASHFIT_KAFKA_BROKERS, FLASHFIT_UPLOADS_URI), fed ~1024 px photos:
+    /// images/s end to end, upload→processed p50/p99 (in the burst and at a paced load), CPU
+    /// per image and peak RSS per stage; per profile (`baseline` = the first wave's settings,
+    /// `default` = today's), with their ratio.
+    Chain {
+        #[arg(long, default_value_t = 200)]
+        images: usize,
+        /// Profiles, in order; the last is compared with the first.
+        #[arg(long, value_delimiter = ',', default_value = "baseline,default")]
+        profiles: Vec<String>,
+        /// Also measure each profile as one embedded `flashfit run` process.
+        #[arg(long)]
+        embedded: bool,
+        /// The paced phase's load as a fraction of the measured throughput (0 skips it).
+        #[arg(long, default_value_t = 0.5)]
+        pace: f64,
+        /// Seconds each phase may take.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        /// Repository root (for tests/fixtures).
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+    },
 }

@@ -524,6 +524,29 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             };
             bench::stages(&config, &opts).await.map_err(Into::into)
         }
+        Command::Bench {
+            which:
+                BenchCommand::Chain {
+                    images,
+                    profiles,
+                    embedded,
+                    pace,
+                    timeout,
+                    repo,
+                },
+        } => {
+            let opts = bench::ChainBench {
+                images: images.max(1),
+                fixtures: repo.join("tests/fixtures/photos"),
+                exe: std::env::current_exe()?,
+                profiles,
+                embedded,
+                pace,
+                timeout: std::time::Duration::from_secs(timeout),
+            };
+            bench::chain(&config, &opts).await?;
+            Ok(())
+        }
     }
 }
 

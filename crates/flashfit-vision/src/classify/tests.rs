@@ -32,6 +32,7 @@ fn stage(root_uri: &str, terminal: bool) -> Arc<ClassifyStage> {
             model: Arc::new(model),
             scorer: Scorer::ImageNet(map),
             top_k: 3,
+            share_embedding: true,
         },
     ))
 }
@@ -199,6 +200,7 @@ async fn a_trained_head_scores_garments_onto_the_taxonomy() {
             model: base.enricher.model.clone(),
             scorer: Scorer::Head(Box::new(head), Some(map.clone())),
             top_k: 3,
+            share_embedding: true,
         },
     ));
     let input = vec![
