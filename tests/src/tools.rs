@@ -331,3 +331,54 @@ async fn lag_counts_small_and_large_record_backlogs() -> anyhow::Result<()> {
     assert_eq!(lag.of(&quality), 0, "{lag}");
     Ok(())
 }
+
+/// `flashfit bench chain` runs the real worker binaries against the stack and reports every
+/// stage (a smoke test of the command: figures are printed, never asserted on time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_chain_reports_every_stage_of_the_deployed_chain() -> anyhow::Result<()> {
+    let stack = Stack::new()?;
+    let out = tokio::process::Command::new(flashfit_bin())
+        .args([
+            "bench",
+            "chain",
+            "--images",
+            "6",
+            "--profiles",
+            "default",
+            "--pace",
+            "0.5",
+            "--timeout",
+            "240",
+            "--repo",
+        ])
+        .arg(fixtures().join("../.."))
+        .envs(stack.child_env())
+        .env("FLASHFIT_LOG_FORMAT", "text")
+        .kill_on_drop(true)
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(
+        out.status.success(),
+        "bench chain failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    anyhow::ensure!(
+        stdout.contains("default / chain:") && !stdout.contains("NOT processed"),
+        "{stdout}"
+    );
+    for stage in ["quality", "detect", "classify", "attributes", "embed"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(stage))
+            .ok_or_else(|| anyhow::anyhow!("no line for {stage}: {stdout}"))?;
+        let cpu: f64 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("no CPU figure: {line}"))?;
+        anyhow::ensure!(cpu > 0.0, "{stage} used no CPU: {line}");
+        anyhow::ensure!(line.contains("peak RSS"), "{line}");
+    }
+    Ok(())
+}

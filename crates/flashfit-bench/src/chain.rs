@@ -589,6 +589,21 @@ mod tests {
         assert!(x > 0);
     }
 
+    /// Every baseline override names a configuration field and parses (a typo would make
+    /// the workers refuse to start mid-bench).
+    #[test]
+    fn the_baseline_overrides_are_valid_configuration() {
+        let env: Vec<(String, String)> = profile_env("baseline").expect("baseline");
+        assert!(!env.is_empty());
+        let c = Config::from_sources(None, env).unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.onnx.spinning);
+        assert!(!c.classify.share_embedding);
+        assert_eq!(
+            (c.detect.threads, c.detect.jobs, c.detect.foreground_side),
+            (2, 1, 0)
+        );
+    }
+
     #[test]
     fn profiles_are_known_by_name() {
         assert!(profile_env("default").expect("default").is_empty());
