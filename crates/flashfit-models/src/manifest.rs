@@ -195,6 +195,9 @@ pub struct DetectorSpec {
     pub input_name: String,
     /// Model input `[width, height]`; absent for graphs that take any size.
     pub size: Option<[u32; 2]>,
+    /// For graphs that take any size (`nhwc_u8`) and resize inside: photos larger than this
+    /// long side are scaled down first (the graph would throw the pixels away anyway).
+    pub max_input_side: Option<u32>,
     pub layout: Layout,
     #[serde(default = "one")]
     pub scale: f32,

@@ -181,7 +181,16 @@ impl Detector {
         match (s.layout, s.size) {
             (Layout::NhwcU8, _) => {
                 let (w, h) = img.dimensions();
-                (Pixels::U8(img.as_raw().clone(), w, h), None)
+                match s.max_input_side {
+                    Some(side) if w.max(h) > side => {
+                        let scale = f64::from(side) / f64::from(w.max(h));
+                        let nw = ((f64::from(w) * scale).round() as u32).max(1);
+                        let nh = ((f64::from(h) * scale).round() as u32).max(1);
+                        let small = resize_bilinear(img, nw, nh);
+                        (Pixels::U8(small.into_raw(), nw, nh), None)
+                    }
+                    _ => (Pixels::U8(img.as_raw().clone(), w, h), None),
+                }
             }
             (layout, Some([w, h])) => {
                 // YOLOv8 exports expect a letterboxed square; the TF models a stretched image.

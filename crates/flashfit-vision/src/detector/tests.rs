@@ -82,3 +82,40 @@ fn roles_come_from_the_manifest() {
     assert_eq!(det.role("Laptop"), Role::Other);
     assert!(Detector::load(&dir, &manifest, "efficientnet-lite0", 1).is_err());
 }
+
+/// A graph that resizes inside (ssdlite-pedestrian, `max_input_side` 600) gets a large photo
+/// scaled down first, and finds the same person, in the photo's own pixels.
+#[test]
+fn a_resizing_graph_gets_large_photos_scaled_down_with_the_same_detections() {
+    let dir = ModelDir::from_env();
+    let manifest = Manifest::load(&dir).expect("manifest");
+    let det =
+        Detector::load(&dir, &manifest, "ssdlite-pedestrian", 1).unwrap_or_else(|e| panic!("{e}"));
+    let img = image::open(fixtures().join("photos/person_suit.jpg"))
+        .expect("photo")
+        .to_rgb8();
+    let big = image::imageops::resize(&img, 2048, 2048, image::imageops::FilterType::Triangle);
+    let p = det.prepare(&big);
+    match &p.pixels {
+        Pixels::U8(px, w, h) => {
+            assert_eq!((*w, *h), (600, 600));
+            assert_eq!(px.len(), 600 * 600 * 3);
+        }
+        Pixels::F32(_) => panic!("u8 input expected"),
+    }
+    let person = |dets: Vec<Detection>| {
+        dets.into_iter()
+            .filter(|d| d.class == "person")
+            .max_by(|a, b| a.confidence.total_cmp(&b.confidence))
+            .expect("a person")
+    };
+    let small = person(det.detect(&img, 0.3, 0.45).expect("detect"));
+    let large = person(det.run(&p, 0.3, 0.45).expect("detect"));
+    let scaled = small.bbox.map(|v| v * 4.0);
+    assert!(
+        iou(scaled, large.bbox) >= 0.9,
+        "{:?} vs {:?}",
+        scaled,
+        large.bbox
+    );
+}
