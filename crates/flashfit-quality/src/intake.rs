@@ -46,11 +46,17 @@ pub async fn reserve_decode(bytes: &[u8], caps: &flashfit_config::QualityConfig)
 /// Upload events larger than this are not parsed (`invalid_event`).
 pub const MAX_EVENT_BYTES: usize = 64 * 1024;
 
+/// Records the model stages read (an upload event of up to [`MAX_EVENT_BYTES`] plus what the
+/// stages before added: detections, the classifier's 1280-float image vector, …) larger than
+/// this are not parsed (`invalid_event`).
+pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+
 fn bad(reason: Reason, message: String) -> Outcome {
     Outcome::BadInput { reason, message }
 }
 
-/// Parses the event in `payload` and fetches its image (at most `caps.max_bytes`). A missing
+/// Parses the event in `payload` (at most `max_event` bytes: [`MAX_EVENT_BYTES`] for upload
+/// events, [`MAX_RECORD_BYTES`] for records) and fetches its image (at most `caps.max_bytes`). A missing
 /// object is retried until `caps.not_found_grace_ms` after the event's `uploaded_at`, then
 /// final (`not_found`); store failures are transient unless the store says retrying cannot
 /// help.
@@ -58,12 +64,13 @@ pub async fn read_upload(
     uploads: &Location,
     payload: &[u8],
     caps: &flashfit_config::QualityConfig,
+    max_event: usize,
 ) -> Result<(UploadEvent, Bytes), Outcome> {
-    if payload.len() > MAX_EVENT_BYTES {
+    if payload.len() > max_event {
         return Err(bad(
             Reason::InvalidEvent,
             format!(
-                "event is {} bytes, over the {MAX_EVENT_BYTES}-byte cap",
+                "event is {} bytes, over the {max_event}-byte cap",
                 payload.len()
             ),
         ));

@@ -41,7 +41,14 @@ impl QualityStage {
     }
 
     async fn one(&self, msg: Message) -> Outcome {
-        let (upload, bytes) = match read_upload(&self.uploads, msg.payload(), &self.cfg).await {
+        let (upload, bytes) = match read_upload(
+            &self.uploads,
+            msg.payload(),
+            &self.cfg,
+            crate::intake::MAX_EVENT_BYTES,
+        )
+        .await
+        {
             Ok(x) => x,
             Err(outcome) => return outcome,
         };

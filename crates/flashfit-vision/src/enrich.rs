@@ -115,11 +115,17 @@ impl<E: Enricher> EnrichStage<E> {
                 Err(e) => invalid(e.0),
             };
         }
-        let (upload, bytes) =
-            match read_upload(&self.io.uploads, msg.payload(), &self.io.caps).await {
-                Ok(x) => x,
-                Err(o) => return Item::Done(o),
-            };
+        let (upload, bytes) = match read_upload(
+            &self.io.uploads,
+            msg.payload(),
+            &self.io.caps,
+            flashfit_quality::intake::MAX_RECORD_BYTES,
+        )
+        .await
+        {
+            Ok(x) => x,
+            Err(o) => return Item::Done(o),
+        };
         let record = match GarmentRecord::from_json(msg.payload()) {
             Ok(r) => r,
             Err(e) => return invalid(e.to_string()),

@@ -85,6 +85,13 @@ async fn classifies_a_batch_of_real_images_and_keeps_earlier_objects() {
                 "all": []}}),
         ),
         record("broken", &format!("{root}truncated.jpg"), json!({})),
+        // A record is an upload event (up to 64 KiB) plus what earlier stages added: larger
+        // than an upload event may be, and still read.
+        record(
+            "large",
+            &format!("{root}coffee.jpg"),
+            json!({"app_notes": "n".repeat(100_000)}),
+        ),
     ];
     let run = harness::run(s.clone(), input, RuntimeConfig::default()).await;
     let out: Vec<Value> = run
@@ -92,7 +99,7 @@ async fn classifies_a_batch_of_real_images_and_keeps_earlier_objects() {
         .iter()
         .map(|r| serde_json::from_slice(&r.value).expect("json"))
         .collect();
-    assert_eq!(out.len(), 4, "all but the truncated image are classified");
+    assert_eq!(out.len(), 5, "all but the truncated image are classified");
     let by = |id: &str| out.iter().find(|r| r["event_id"] == id).expect(id);
     for r in &out {
         let c = &r["classification"];
@@ -136,7 +143,7 @@ async fn classifies_a_batch_of_real_images_and_keeps_earlier_objects() {
             .iter()
             .filter(|s| s.status == Status::Processed)
             .count(),
-        4
+        5
     );
     assert!(statuses.iter().all(|s| s.stage == "classify"));
     let sneaker = statuses
