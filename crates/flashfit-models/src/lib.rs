@@ -251,45 +251,74 @@ pub fn preprocess_imagenet(img: &RgbImage) -> Vec<f32> {
     chw_normalised(&fit_square(img, Some(256), IMAGENET_SIDE))
 }
 
+/// A rectangle of an image in pixels: `(x, y, width, height)`, inside the image.
+pub type Region = (u32, u32, u32, u32);
+
+/// The whole of `img` as a [`Region`].
+pub fn whole(img: &RgbImage) -> Region {
+    (0, 0, img.width(), img.height())
+}
+
 /// Resizes the short side to `short` then centre-crops `side`×`side` (bilinear, no
 /// antialiasing); without `short`, stretches to `side`×`side`.
 pub fn fit_square(img: &RgbImage, short: Option<u32>, side: u32) -> RgbImage {
+    fit_square_region(img, whole(img), short, side)
+}
+
+/// [`fit_square`] of the `region` of `img`, without copying the region out first and computing
+/// only the output pixels the centre crop keeps (the same pixels as cropping, resizing and
+/// cropping again).
+pub fn fit_square_region(
+    img: &RgbImage,
+    region: Region,
+    short: Option<u32>,
+    side: u32,
+) -> RgbImage {
     let side = side.max(1);
     let Some(short) = short else {
-        return resize_bilinear(img, side, side);
+        return resize_window(img, region, side, side, (0, 0, side, side));
     };
-    let (w, h) = img.dimensions();
+    let (w, h) = (region.2, region.3);
     let scale = f64::from(short) / f64::from(w.min(h).max(1));
     let nw = ((f64::from(w) * scale).round() as u32).max(side);
     let nh = ((f64::from(h) * scale).round() as u32).max(side);
-    let resized = resize_bilinear(img, nw, nh);
     let (x0, y0) = ((nw - side) / 2, (nh - side) / 2);
-    image::imageops::crop_imm(&resized, x0, y0, side, side).to_image()
+    resize_window(img, region, nw, nh, (x0, y0, side, side))
 }
 
-/// Bilinear resize with half-pixel centres and edge clamping (OpenCV `INTER_LINEAR`).
+/// Bilinear resize (no antialiasing, pixel centres aligned as OpenCV's `INTER_LINEAR`).
 pub fn resize_bilinear(img: &RgbImage, nw: u32, nh: u32) -> RgbImage {
-    let (w, h) = img.dimensions();
+    resize_window(img, whole(img), nw, nh, (0, 0, nw, nh))
+}
+
+/// The `window` (in output pixels) of `img`'s `region` resized to `nw`×`nh` by
+/// [`resize_bilinear`]: each output pixel is computed alone, so a window is exactly those
+/// pixels of the whole resize.
+pub fn resize_window(img: &RgbImage, region: Region, nw: u32, nh: u32, window: Region) -> RgbImage {
+    let (rx, ry, w, h) = region;
+    let (w, h) = (w.max(1), h.max(1));
+    let (ox, oy, ow, oh) = window;
     let src = img.as_raw();
-    let axis = |out: u32, inp: u32| -> Vec<(usize, usize, f32)> {
-        let scale = f64::from(inp) / f64::from(out);
-        (0..out)
-            .map(|o| {
-                let f = ((f64::from(o) + 0.5) * scale - 0.5).max(0.0);
-                let i0 = (f.floor() as u32).min(inp - 1);
-                let i1 = (i0 + 1).min(inp - 1);
-                (
-                    i0 as usize,
-                    i1 as usize,
-                    (f - f64::from(i0)).clamp(0.0, 1.0) as f32,
-                )
-            })
-            .collect()
-    };
-    let xs = axis(nw, w);
-    let ys = axis(nh, h);
-    let stride = w as usize * 3;
-    let mut out = Vec::with_capacity(nw as usize * nh as usize * 3);
+    let axis =
+        |from: u32, count: u32, out: u32, inp: u32, offset: u32| -> Vec<(usize, usize, f32)> {
+            let scale = f64::from(inp) / f64::from(out.max(1));
+            (from..from + count)
+                .map(|o| {
+                    let f = ((f64::from(o) + 0.5) * scale - 0.5).max(0.0);
+                    let i0 = (f.floor() as u32).min(inp - 1);
+                    let i1 = (i0 + 1).min(inp - 1);
+                    (
+                        (offset + i0) as usize,
+                        (offset + i1) as usize,
+                        (f - f64::from(i0)).clamp(0.0, 1.0) as f32,
+                    )
+                })
+                .collect()
+        };
+    let xs = axis(ox, ow, nw, w, rx);
+    let ys = axis(oy, oh, nh, h, ry);
+    let stride = img.width() as usize * 3;
+    let mut out = Vec::with_capacity(ow as usize * oh as usize * 3);
     for &(y0, y1, fy) in &ys {
         let (r0, r1) = (&src[y0 * stride..][..stride], &src[y1 * stride..][..stride]);
         for &(x0, x1, fx) in &xs {
@@ -301,7 +330,7 @@ pub fn resize_bilinear(img: &RgbImage, nw: u32, nh: u32) -> RgbImage {
             }
         }
     }
-    RgbImage::from_raw(nw, nh, out).unwrap_or_else(|| RgbImage::new(nw, nh))
+    RgbImage::from_raw(ow, oh, out).unwrap_or_else(|| RgbImage::new(ow, oh))
 }
 
 /// A 224×224 RGB image as EfficientNet-Lite0's CHW tensor data, (x − 127) / 128.
@@ -410,6 +439,11 @@ impl ImageNetModel {
     /// this is [`preprocess_imagenet`]).
     pub fn preprocess(&self, img: &RgbImage) -> Vec<f32> {
         self.spec.input.prepare(img)
+    }
+
+    /// [`ImageNetModel::preprocess`] of the `region` of `img` (a garment's box).
+    pub fn preprocess_region(&self, img: &RgbImage, region: Region) -> Vec<f32> {
+        self.spec.input.prepare_region(img, region)
     }
 
     /// Runs a batch of preprocessed images (each `3·side·side` floats from

@@ -72,8 +72,14 @@ pub struct ImageInput {
 impl ImageInput {
     /// The input tensor data for one image.
     pub fn prepare(&self, img: &image::RgbImage) -> Vec<f32> {
+        self.prepare_region(img, crate::whole(img))
+    }
+
+    /// The input tensor data for the `region` of an image (a garment's box), without copying
+    /// the region out first.
+    pub fn prepare_region(&self, img: &image::RgbImage, region: crate::Region) -> Vec<f32> {
         crate::to_chw(
-            &crate::fit_square(img, self.resize_short_side, self.side),
+            &crate::fit_square_region(img, region, self.resize_short_side, self.side),
             self.mean,
             self.std,
         )

@@ -52,6 +52,11 @@ impl Tagger {
         self.spec.input.prepare(img)
     }
 
+    /// [`Tagger::prepare`] of the `region` of `img` (a garment's box), read in place.
+    pub fn prepare_region(&self, img: &image::RgbImage, region: crate::Region) -> Vec<f32> {
+        self.spec.input.prepare_region(img, region)
+    }
+
     /// Runs a batch of prepared crops. Blocking.
     pub fn infer(&self, batch: &[Vec<f32>]) -> Result<Vec<Tags>> {
         if batch.is_empty() {

@@ -287,3 +287,28 @@ fn two_sessions_give_one_sessions_answers() {
         assert_eq!(x.top_k(1)[0].0, y.top_k(1)[0].0);
     }
 }
+
+/// A region resized in place gives the pixels of the region copied out and then resized, for
+/// centre-cropped and stretched inputs, at odd offsets and sizes.
+#[test]
+fn a_region_is_resized_as_its_copy_would_be() {
+    let img = image::open(fixtures().join("photos/motorcycle.jpg"))
+        .expect("photo")
+        .to_rgb8();
+    for region in [
+        (0, 0, 741, 500),
+        (37, 11, 300, 451),
+        (500, 200, 241, 95),
+        (3, 5, 2, 2),
+    ] {
+        let copy =
+            image::imageops::crop_imm(&img, region.0, region.1, region.2, region.3).to_image();
+        for (short, side) in [(Some(256), 224), (None, 224), (Some(40), 17)] {
+            assert_eq!(
+                fit_square_region(&img, region, short, side),
+                fit_square(&copy, short, side),
+                "{region:?} {short:?} {side}"
+            );
+        }
+    }
+}

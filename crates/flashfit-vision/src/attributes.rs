@@ -11,8 +11,10 @@ use flashfit_schema::record::{Attributes as Record, ColorShare, DetectionSource}
 use flashfit_schema::taxonomy;
 use image::RgbImage;
 
-use crate::colour::{ColourConfig, ColourShare, GarmentPixels, extract_from, garment_pixels};
-use crate::enrich::{EnrichStage, Enricher, crop, record_bbox};
+use crate::colour::{
+    ColourConfig, ColourShare, GarmentPixels, extract_from, garment_pixels_of, shrink,
+};
+use crate::enrich::{EnrichStage, Enricher, record_bbox, region};
 
 pub type AttributesStage = EnrichStage<Attributes>;
 
@@ -193,7 +195,8 @@ fn style_tags(
 /// One garment waiting for the attributes stage's blocking half.
 pub struct Pending {
     category: String,
-    crop: RgbImage,
+    /// The garment's box shrunk to `max_side` (what the colours and texture are measured on).
+    small: RgbImage,
     /// The whole photo and the crop box, when the garment is worn and the mask model is on.
     worn: Option<(RgbImage, [f64; 4])>,
     /// The tagger's input for the crop, when a tagger is configured.
@@ -244,9 +247,9 @@ impl Attributes {
                     let y = (b[1] + f64::from(ry) * (b[3] - b[1])) as u32;
                     grid.at(x.min(fw - 1), y.min(fh - 1), fw, fh) >= t
                 };
-                (garment_pixels(&p.crop, &cfg, Some(&keep)), "person")
+                (garment_pixels_of(p.small, &cfg, Some(&keep)), "person")
             }
-            _ => (garment_pixels(&p.crop, &cfg, None), "border"),
+            _ => (garment_pixels_of(p.small, &cfg, None), "border"),
         };
         // A mask that kept (almost) nothing: fall back to the whole crop rather than no colour.
         let gp = if gp.count() < 20 {
@@ -304,7 +307,16 @@ impl Enricher for Attributes {
     fn prepare(&self, record: &GarmentRecord, img: RgbImage) -> Pending {
         let category = record.category().unwrap_or("").to_owned();
         let bbox = record_bbox(record);
-        let crop = bbox.map_or_else(|| img.clone(), |b| crop(&img, b));
+        // The box is read in place: shrunk for the colours, resized for a tagger.
+        let (x, y, w, h) = bbox.map_or_else(|| flashfit_models::whole(&img), |b| region(&img, b));
+        let small = shrink(
+            &*image::imageops::crop_imm(&img, x, y, w, h),
+            self.config.max_side,
+        );
+        let tagger_input = self
+            .tagger
+            .as_ref()
+            .map(|t| t.prepare_region(&img, (x, y, w, h)));
         let worn = (self.config.person_mask
             && self.mask.is_some()
             && record.detection.as_ref().map(|d| d.source) == Some(DetectionSource::Person))
@@ -313,10 +325,9 @@ impl Enricher for Attributes {
             let b = bbox.unwrap_or([0.0, 0.0, f64::from(w), f64::from(h)]);
             (img, b)
         });
-        let tagger_input = self.tagger.as_ref().map(|t| t.prepare(&crop));
         Pending {
             category,
-            crop,
+            small,
             worn,
             tagger_input,
         }

@@ -9,7 +9,7 @@ use flashfit_schema::record::{CategoryScore, Classification as Record, ModelVect
 use flashfit_schema::taxonomy;
 use image::RgbImage;
 
-use crate::enrich::{EnrichStage, Enricher, garment_crop};
+use crate::enrich::{EnrichStage, Enricher, garment_region};
 
 /// How ImageNet outputs become taxonomy categories.
 pub enum Scorer {
@@ -77,7 +77,8 @@ impl Enricher for Classifier {
     type Output = (Classification, Option<Vec<f32>>);
 
     fn prepare(&self, record: &GarmentRecord, img: RgbImage) -> Vec<f32> {
-        self.model.preprocess(&garment_crop(record, img))
+        self.model
+            .preprocess_region(&img, garment_region(record, &img))
     }
 
     fn infer(&self, batch: Vec<Vec<f32>>) -> Result<Vec<Self::Output>, String> {

@@ -121,6 +121,24 @@ impl GarmentPixels {
     }
 }
 
+/// `img` (a photo, or a view of a garment's box in one: nothing is copied) reduced to at most
+/// `max_side` pixels on its long side (area average).
+pub fn shrink<I>(img: &I, max_side: u32) -> RgbImage
+where
+    I: image::GenericImageView<Pixel = image::Rgb<u8>>,
+{
+    let (w, h) = img.dimensions();
+    if w == 0 || h == 0 {
+        return RgbImage::new(0, 0);
+    }
+    let scale = (f64::from(max_side) / f64::from(w.max(h))).min(1.0);
+    image::imageops::thumbnail(
+        img,
+        ((f64::from(w) * scale) as u32).max(1),
+        ((f64::from(h) * scale) as u32).max(1),
+    )
+}
+
 /// Reduces `img` to at most `cfg.max_side` and masks the background: with `keep` (a person
 /// mask, called with the pixel's relative position 0..1 in `img`) the pixels it rejects, else
 /// the pixels within `background_delta_e` of the border colour (flat-lay photos).
@@ -129,19 +147,21 @@ pub fn garment_pixels(
     cfg: &ColourConfig,
     keep: Option<&dyn Fn(f32, f32) -> bool>,
 ) -> GarmentPixels {
-    let (w, h) = img.dimensions();
-    if w == 0 || h == 0 {
+    garment_pixels_of(shrink(img, cfg.max_side), cfg, keep)
+}
+
+/// [`garment_pixels`] of an image already [`shrink`]ed to `cfg.max_side`.
+pub fn garment_pixels_of(
+    small: RgbImage,
+    cfg: &ColourConfig,
+    keep: Option<&dyn Fn(f32, f32) -> bool>,
+) -> GarmentPixels {
+    if small.width() == 0 || small.height() == 0 {
         return GarmentPixels {
             img: RgbImage::new(0, 0),
             mask: Vec::new(),
         };
     }
-    let scale = (f64::from(cfg.max_side) / f64::from(w.max(h))).min(1.0);
-    let small = image::imageops::thumbnail(
-        img,
-        ((f64::from(w) * scale) as u32).max(1),
-        ((f64::from(h) * scale) as u32).max(1),
-    );
     let (sw, sh) = (small.width() as f32, small.height() as f32);
     let mask = match keep {
         Some(keep) => small

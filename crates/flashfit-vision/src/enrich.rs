@@ -78,17 +78,31 @@ pub fn record_bbox(record: &GarmentRecord) -> Option<[f64; 4]> {
     record.bbox().map(|b| b.map(f64::from))
 }
 
-/// The part of `img` inside `[x1, y1, x2, y2]` (pixels), clamped; the whole image if empty.
-pub fn crop(img: &RgbImage, b: [f64; 4]) -> RgbImage {
+/// The region of `img` inside `[x1, y1, x2, y2]` (pixels), clamped; the whole image if empty.
+pub fn region(img: &RgbImage, b: [f64; 4]) -> flashfit_models::Region {
     let (w, h) = (f64::from(img.width()), f64::from(img.height()));
     let x1 = b[0].clamp(0.0, w) as u32;
     let y1 = b[1].clamp(0.0, h) as u32;
     let x2 = b[2].clamp(0.0, w) as u32;
     let y2 = b[3].clamp(0.0, h) as u32;
     if x2 <= x1 + 1 || y2 <= y1 + 1 {
+        return flashfit_models::whole(img);
+    }
+    (x1, y1, x2 - x1, y2 - y1)
+}
+
+/// The part of `img` inside `[x1, y1, x2, y2]` (pixels), clamped; the whole image if empty.
+pub fn crop(img: &RgbImage, b: [f64; 4]) -> RgbImage {
+    let (x, y, w, h) = region(img, b);
+    if (x, y, w, h) == flashfit_models::whole(img) {
         return img.clone();
     }
-    image::imageops::crop_imm(img, x1, y1, x2 - x1, y2 - y1).to_image()
+    image::imageops::crop_imm(img, x, y, w, h).to_image()
+}
+
+/// The garment's region of the photo: the record's detection box (the whole photo without one).
+pub fn garment_region(record: &GarmentRecord, img: &RgbImage) -> flashfit_models::Region {
+    record_bbox(record).map_or_else(|| flashfit_models::whole(img), |b| region(img, b))
 }
 
 /// The garment: the photo cropped to the record's detection box (the whole photo without one).

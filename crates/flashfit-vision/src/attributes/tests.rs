@@ -27,12 +27,12 @@ fn pattern_of(img: &RgbImage) -> (String, Texture) {
     let t = a
         .tag(Pending {
             category: "t_shirt".into(),
-            crop: img.clone(),
+            small: crate::colour::shrink(img, a.config.max_side),
             worn: None,
             tagger_input: None,
         })
         .expect("tag");
-    let gp = garment_pixels(img, &a.colour_config(), None);
+    let gp = crate::colour::garment_pixels(img, &a.colour_config(), None);
     (t.pattern, texture(&gp, a.config.pattern.edge_magnitude))
 }
 
