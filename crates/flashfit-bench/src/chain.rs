@@ -62,6 +62,8 @@ pub struct ChainBench {
     pub pace: f64,
     /// How long to wait for every status of a phase.
     pub timeout: Duration,
+    /// Rounds of every profile, alternating (the machine's noise is ±10%): medians reported.
+    pub rounds: usize,
 }
 
 /// The figures of one deployment of one profile.
@@ -521,8 +523,15 @@ async fn measure(
     })
 }
 
-/// Runs every profile (and deployment) in turn and prints each one's figures, then the
-/// ratios of the last profile to the first.
+/// The median of `v` (the lower middle for an even count).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len().saturating_sub(1) / 2).copied().unwrap_or(0.0)
+}
+
+/// Runs every profile (and deployment) `rounds` times, alternating, printing each run's
+/// figures, then per deployment the median images/s, CPU per image and paced p99 of each
+/// profile and the ratio of the last profile to the first.
 pub async fn chain(config: &Config, opts: &ChainBench) -> Result<Vec<Figures>> {
     let photos = photos(&opts.fixtures)?;
     let mut all = Vec::new();
@@ -531,35 +540,45 @@ pub async fn chain(config: &Config, opts: &ChainBench) -> Result<Vec<Figures>> {
     } else {
         &["chain"]
     };
-    for profile in &opts.profiles {
-        for deployment in deployments {
-            eprintln!("bench chain: {profile} / {deployment} ...");
-            let f = measure(config, opts, profile, deployment, &photos).await?;
-            print!("{f}");
-            all.push(f);
+    for round in 1..=opts.rounds.max(1) {
+        for profile in &opts.profiles {
+            for deployment in deployments {
+                eprintln!("bench chain: round {round}, {profile} / {deployment} ...");
+                let f = measure(config, opts, profile, deployment, &photos).await?;
+                print!("{f}");
+                all.push(f);
+            }
         }
     }
     for deployment in deployments {
-        let of = |p: &str| {
-            all.iter()
-                .find(|f| f.profile == p && f.deployment == *deployment)
+        let of = |p: &str| -> Option<(f64, f64, f64)> {
+            let runs: Vec<&Figures> = all
+                .iter()
+                .filter(|f| f.profile == p && f.deployment == *deployment)
+                .collect();
+            (!runs.is_empty()).then(|| {
+                (
+                    median(runs.iter().map(|f| f.images_per_s).collect()),
+                    median(runs.iter().map(|f| f.cpu_per_image()).collect()),
+                    median(runs.iter().map(|f| f.paced_p99_ms).collect()),
+                )
+            })
         };
-        if let (Some(first), Some(last)) = (
-            opts.profiles.first().and_then(|p| of(p)),
-            opts.profiles.last().and_then(|p| of(p)),
-        ) && opts.profiles.len() > 1
+        for p in &opts.profiles {
+            if let Some((ips, cpu, p99)) = of(p) {
+                println!(
+                    "{deployment} {p}: median of {} rounds: {ips:.2} images/s, CPU {cpu:.3} s/image, paced p99 {p99:.0} ms",
+                    opts.rounds.max(1)
+                );
+            }
+        }
+        if let (Some(first), Some(last)) = (opts.profiles.first(), opts.profiles.last())
+            && first != last
+            && let (Some(a), Some(b)) = (of(first), of(last))
         {
             println!(
-                "{deployment}: {} {:.2} images/s vs {} {:.2} images/s = {:.2}x; CPU/image {:.3} s vs {:.3} s; paced p99 {:.0} ms vs {:.0} ms",
-                last.profile,
-                last.images_per_s,
-                first.profile,
-                first.images_per_s,
-                last.images_per_s / first.images_per_s.max(1e-9),
-                last.cpu_per_image(),
-                first.cpu_per_image(),
-                last.paced_p99_ms,
-                first.paced_p99_ms,
+                "{deployment}: {last} / {first} = {:.2}x images/s (medians)",
+                b.0 / a.0.max(1e-9)
             );
         }
     }
@@ -602,6 +621,13 @@ mod tests {
             (c.detect.threads, c.detect.jobs, c.detect.foreground_side),
             (2, 1, 0)
         );
+    }
+
+    #[test]
+    fn median_is_the_middle_value() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.0);
+        assert_eq!(median(Vec::new()), 0.0);
     }
 
     #[test]

@@ -403,6 +403,9 @@ pub enum BenchCommand {
         /// Seconds each phase may take.
         #[arg(long, default_value_t = 600)]
         timeout: u64,
+        /// Rounds of every profile, alternating; medians are reported.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
         /// Repository root (for tests/fixtures).
         #[arg(long, default_value = ".")]
         repo: PathBuf,

@@ -532,6 +532,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                     embedded,
                     pace,
                     timeout,
+                    rounds,
                     repo,
                 },
         } => {
@@ -543,6 +544,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 embedded,
                 pace,
                 timeout: std::time::Duration::from_secs(timeout),
+                rounds: rounds.max(1),
             };
             bench::chain(&config, &opts).await?;
             Ok(())
