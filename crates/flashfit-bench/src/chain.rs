@@ -23,7 +23,7 @@ use flashfit_pipeline::{Error, Result};
 use flashfit_schema::{Status, StatusEvent, Topics, UploadEvent};
 use rdkafka::Message as _;
 
-use crate::Latencies;
+use crate::{Latencies, median, peak_rss_mib};
 
 /// The stages of the chain, in order, as `flashfit worker` names them.
 pub const CHAIN: [&str; 5] = ["quality", "detect", "classify", "attributes", "embed"];
@@ -200,14 +200,6 @@ fn machine_busy_seconds() -> Option<f64> {
     let total: f64 = v.iter().take(8).sum();
     let idle = v.get(3)? + v.get(4).unwrap_or(&0.0);
     Some((total - idle) / 100.0)
-}
-
-/// A process's peak resident set size (VmHWM), in MiB.
-fn peak_rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
 }
 
 /// The bench's processes and how to reach the chain they run.
@@ -521,12 +513,6 @@ async fn measure(
         machine_cpu_per_image: machine / opts.images.max(1) as f64,
         machine_cores_busy: machine / wall.max(1e-3),
     })
-}
-
-/// The median of `v` (the lower middle for an even count).
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len().saturating_sub(1) / 2).copied().unwrap_or(0.0)
 }
 
 /// Runs every profile (and deployment) `rounds` times, alternating, printing each run's

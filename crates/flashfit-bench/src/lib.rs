@@ -642,12 +642,21 @@ async fn bench_stage<E: flashfit_vision::Enricher>(
             .map(|r| (r.key.clone(), r.value.clone()))
             .collect();
     }
-    Ok((median(&mut bare), median(&mut staged), output))
+    Ok((median(bare), median(staged), output))
 }
 
-fn median(v: &mut [f64]) -> f64 {
+/// The median of `v` (the lower middle for an even count).
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
+    v.get(v.len().saturating_sub(1) / 2).copied().unwrap_or(0.0)
+}
+
+/// A process's peak resident set size (VmHWM), in MiB.
+pub(crate) fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 /// Fixture photos the model benches cycle through (a person, objects, an animal).
@@ -829,7 +838,7 @@ pub async fn parquet(opts: &ParquetBench) -> Result<()> {
             }
         }
     }
-    let rate = median(&mut rates);
+    let rate = median(rates);
     let mb = in_bytes as f64 / opts.records as f64 * rate / 1e6;
     println!(
         "parquet sink: {} records ({:.1} MB of JSON input, vectors included), files of {} rows, median of {} rounds",

@@ -31,12 +31,9 @@ fn invalid(e: impl std::fmt::Display) -> Error {
     Error::Invalid(e.to_string())
 }
 
-/// The process's peak resident set size (VmHWM), in MiB.
+/// This process's peak resident set size (VmHWM), in MiB.
 fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
+    crate::peak_rss_mib(std::process::id())
 }
 
 /// Resets the peak RSS to the current RSS (Linux `clear_refs` 5); false where not allowed.

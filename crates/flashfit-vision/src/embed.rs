@@ -69,9 +69,14 @@ pub fn caption(record: &GarmentRecord) -> String {
 /// One garment waiting for the embedder: its crop, or the image vector the classify stage
 /// already made with the same model.
 pub struct Pending {
-    crop: Option<RgbImage>,
-    shared: Option<Vec<f32>>,
+    image: Image,
     caption: String,
+}
+
+/// Where a garment's image vector comes from.
+enum Image {
+    Crop(RgbImage),
+    Shared(Vec<f32>),
 }
 
 impl Embed {
@@ -91,23 +96,32 @@ impl Enricher for Embed {
 
     fn prepare(&self, record: &GarmentRecord, img: RgbImage) -> Pending {
         Pending {
-            crop: Some(garment_crop(record, img)),
-            shared: None,
+            image: Image::Crop(garment_crop(record, img)),
             caption: caption(record),
         }
     }
 
     fn prepare_without_image(&self, record: &GarmentRecord) -> Option<Pending> {
         self.shared_vector(record).map(|v| Pending {
-            crop: None,
-            shared: Some(v),
+            image: Image::Shared(v),
             caption: caption(record),
         })
     }
 
     fn infer(&self, batch: Vec<Pending>) -> Result<Vec<Self::Output>, String> {
-        let crops: Vec<RgbImage> = batch.iter().filter_map(|p| p.crop.clone()).collect();
-        let captions: Vec<String> = batch.iter().map(|p| p.caption.clone()).collect();
+        let mut crops = Vec::new();
+        let mut captions = Vec::with_capacity(batch.len());
+        let mut shared = Vec::with_capacity(batch.len());
+        for p in batch {
+            captions.push(p.caption);
+            shared.push(match p.image {
+                Image::Crop(c) => {
+                    crops.push(c);
+                    None
+                }
+                Image::Shared(v) => Some(v),
+            });
+        }
         let mut computed = self
             .embedder
             .embed_images(&crops)
@@ -118,18 +132,18 @@ impl Enricher for Embed {
             .embedder
             .embed_texts(&captions)
             .map_err(|e| e.to_string())?;
-        if texts.len() != batch.len() {
+        if texts.len() != captions.len() {
             return Err("embedder returned a different number of vectors".into());
         }
-        let mut out = Vec::with_capacity(batch.len());
-        for (p, text) in batch.into_iter().zip(texts) {
-            let image = match p.shared {
+        let mut out = Vec::with_capacity(captions.len());
+        for ((caption, shared), text) in captions.into_iter().zip(shared).zip(texts) {
+            let image = match shared {
                 Some(v) => v,
                 None => computed
                     .next()
                     .ok_or("embedder returned fewer image vectors than crops")?,
             };
-            out.push((p.caption, image, compact(text)));
+            out.push((caption, image, compact(text)));
         }
         Ok(out)
     }

@@ -121,11 +121,13 @@ impl<E: Enricher> EnrichStage<E> {
                 message,
             })
         };
-        if let Ok(record) = GarmentRecord::from_json(msg.payload())
-            && let Some(p) = self.enricher.prepare_without_image(&record)
+        // Parsed once: the record may carry what the photo would give (no fetch, no decode).
+        let parsed = GarmentRecord::from_json(msg.payload());
+        if let Ok(record) = &parsed
+            && let Some(p) = self.enricher.prepare_without_image(record)
         {
             return match UploadEvent::from_json(msg.payload()) {
-                Ok(upload) => Item::Ready(Box::new((record, upload, p))),
+                Ok(upload) => Item::Ready(Box::new((record.clone(), upload, p))),
                 Err(e) => invalid(e.0),
             };
         }
@@ -140,7 +142,7 @@ impl<E: Enricher> EnrichStage<E> {
             Ok(x) => x,
             Err(o) => return Item::Done(o),
         };
-        let record = match GarmentRecord::from_json(msg.payload()) {
+        let record = match parsed {
             Ok(r) => r,
             Err(e) => return invalid(e.to_string()),
         };
