@@ -17,9 +17,10 @@ source "${FLASHFIT_MODELS_DIR:-$( [ "$(id -u)" -eq 0 ] && echo /var/lib/flashfit
 # The cached models against the references in models/reference/ (fetch.sh checks only what it
 # converts), and the proof that the check rejects real conversion faults while last-bit
 # differences between CPUs pass.
-log "verifying the cached models (models/verify.py, models/test_verify.py)"
+log "verifying the cached models (models/verify.py, models/test_verify.py, models/test_optimise.py)"
 "$VENV/bin/python" "$ROOT/models/verify.py" --all "$FLASHFIT_MODELS_DIR"
 "$VENV/bin/python" "$ROOT/models/test_verify.py" "$FLASHFIT_MODELS_DIR"
+"$VENV/bin/python" "$ROOT/models/test_optimise.py"
 # shellcheck disable=SC1091
 source "$STACK_DIR/env.sh"
 require_cargo

@@ -175,9 +175,24 @@ if [ ! -f "$CENTER" ] || [ ! -f "$SELFIE" ]; then
   tf2onnx --tfjs "$d/selfie.patched.json" --opset 17 "$TMP/selfie.onnx"
   mkdir -p "$OUT/labels"
   cp "$HERE/labels/coco80.txt" "$OUT/labels/coco80.txt"
-  install_verified centernet-coco "$TMP/centernet.onnx" "$CENTER"
-  install_verified selfie-segmentation "$TMP/selfie.onnx" "$SELFIE"
+  # Their MobileNetV3 activations, spelled out element by element by the converter, fused
+  # into HardSigmoid and no-op reshapes dropped (models/optimise_onnx.py; CenterNet ~20% less
+  # CPU).
+  "$VENV/bin/python" "$HERE/optimise_onnx.py" "$TMP/centernet.onnx" "$TMP/centernet.fused.onnx"
+  "$VENV/bin/python" "$HERE/optimise_onnx.py" "$TMP/selfie.onnx" "$TMP/selfie.fused.onnx"
+  install_verified centernet-coco "$TMP/centernet.fused.onnx" "$CENTER"
+  install_verified selfie-segmentation "$TMP/selfie.fused.onnx" "$SELFIE"
 fi
+# A cache converted before that step was added is optimised in place (an optimised file has nothing
+# left to do and is left alone).
+for name in centernet-coco selfie-segmentation; do
+  f="$OUT/$name/1/model.onnx"
+  if "$VENV/bin/python" "$HERE/optimise_onnx.py" --check "$f"; then
+    log "optimising the cached $name (models/optimise_onnx.py)"
+    "$VENV/bin/python" "$HERE/optimise_onnx.py" "$f" "$TMP/$name.fused.onnx"
+    install_verified "$name" "$TMP/$name.fused.onnx" "$f"
+  fi
+done
 
 # all-MiniLM-L6-v2 sentence embedder (safetensors -> ONNX by hand) and its tokenizer.
 MINILM="$OUT/all-minilm-l6-v2/1/model.onnx"

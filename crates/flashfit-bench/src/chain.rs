@@ -7,10 +7,13 @@
 //! load of half the measured throughput, CPU-seconds per image per process (utime + stime from
 //! `/proc/<pid>/stat`, over the burst), and peak RSS per process (VmHWM).
 //!
-//! Each *profile* is a set of environment overrides: `baseline` pins the settings the first
-//! wave shipped with (fp32 models, two spinning intra-op threads per model, the embed stage
-//! running EfficientNet again), `default` is the configuration as it ships now. Both run in
-//! the same invocation, so the ratio is measured on the same machine in the same run.
+//! Each *profile* says what runs: `default` is today's binary as it ships; `baseline` is
+//! today's binary with environment overrides pinning the settings the first wave shipped with
+//! (two spinning intra-op threads per model, the embed stage running EfficientNet again), which
+//! cannot switch off code-level changes; `NAME=DIR` runs another build's `DIR/flashfit` with
+//! its own defaults and, if `DIR/models` exists, its own models (`infra/first_wave.sh` builds
+//! the first wave's code and models so: `first-wave=/var/cache/flashfit/first-wave`). All run
+//! in the same invocation, so the ratio is measured on the same machine in the same run.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -54,8 +57,8 @@ pub struct ChainBench {
     pub fixtures: PathBuf,
     /// The `flashfit` binary to start workers from.
     pub exe: PathBuf,
-    /// Profiles to run, in order (`baseline`, `default`).
-    pub profiles: Vec<String>,
+    /// Profiles to run, in order.
+    pub profiles: Vec<Profile>,
     /// Also run each profile as one embedded `flashfit run` process.
     pub embedded: bool,
     /// The paced phase's load, as a fraction of the burst's throughput (0: skip it).
@@ -137,17 +140,60 @@ fn invalid(e: impl std::fmt::Display) -> Error {
     Error::Invalid(e.to_string())
 }
 
-/// The environment overrides of a profile.
-pub fn profile_env(name: &str) -> Result<Vec<(String, String)>> {
-    match name {
-        "baseline" => Ok(BASELINE
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()),
-        "default" => Ok(Vec::new()),
-        other => Err(Error::Invalid(format!(
-            "unknown profile {other:?}: baseline or default"
-        ))),
+/// What one profile runs: a `flashfit` binary and environment overrides for its workers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub name: String,
+    /// Another build's binary (`NAME=DIR`); `None`: this one.
+    pub exe: Option<PathBuf>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Profile {
+    /// `default`, `baseline`, or `NAME=DIR` (`DIR/flashfit`, with `DIR/models` as its models
+    /// directory when there is one).
+    pub fn parse(spec: &str) -> Result<Self> {
+        let (name, exe, env) = match spec.split_once('=') {
+            Some((name, dir)) => {
+                let dir = PathBuf::from(dir);
+                let exe = dir.join("flashfit");
+                if !exe.is_file() {
+                    return Err(Error::Invalid(format!(
+                        "profile {name}: {} is not a file (build it with infra/first_wave.sh)",
+                        exe.display()
+                    )));
+                }
+                let models = dir.join("models");
+                let env = if models.is_dir() {
+                    vec![(
+                        "FLASHFIT_MODELS_DIR".to_owned(),
+                        models.display().to_string(),
+                    )]
+                } else {
+                    Vec::new()
+                };
+                (name, Some(exe), env)
+            }
+            None if spec == "baseline" => (
+                spec,
+                None,
+                BASELINE
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            ),
+            None if spec == "default" => (spec, None, Vec::new()),
+            None => {
+                return Err(Error::Invalid(format!(
+                    "unknown profile {spec:?}: baseline, default or NAME=DIR"
+                )));
+            }
+        };
+        Ok(Profile {
+            name: name.to_owned(),
+            exe,
+            env,
+        })
     }
 }
 
@@ -371,7 +417,7 @@ struct Phase {
 async fn measure(
     config: &Config,
     opts: &ChainBench,
-    profile: &str,
+    profile: &Profile,
     deployment: &'static str,
     photos: &[(String, Vec<u8>)],
 ) -> Result<Figures> {
@@ -388,7 +434,7 @@ async fn measure(
         ("FLASHFIT_ADMIN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("FLASHFIT_LOG_FORMAT".to_owned(), "json".to_owned()),
     ];
-    env.extend(profile_env(profile)?);
+    env.extend(profile.env.iter().cloned());
     let mut kafka = config.kafka.clone();
     kafka.topic_prefix = prefix.clone();
     let topics = Topics::new(prefix.clone());
@@ -421,7 +467,7 @@ async fn measure(
     let mut children = Vec::new();
     let spawn = |name: &str, args: &[&str], extra: &[(String, String)]| -> Result<_> {
         let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
-        let mut cmd = tokio::process::Command::new(&opts.exe);
+        let mut cmd = tokio::process::Command::new(profile.exe.as_ref().unwrap_or(&opts.exe));
         cmd.args(args)
             .envs(env.iter().cloned())
             .envs(extra.iter().cloned())
@@ -499,7 +545,7 @@ async fn measure(
     drop(d);
     let _ = std::fs::remove_dir_all(&logs);
     Ok(Figures {
-        profile: profile.to_owned(),
+        profile: profile.name.clone(),
         deployment,
         images: opts.images,
         images_per_s: burst.images_per_s,
@@ -529,7 +575,10 @@ pub async fn chain(config: &Config, opts: &ChainBench) -> Result<Vec<Figures>> {
     for round in 1..=opts.rounds.max(1) {
         for profile in &opts.profiles {
             for deployment in deployments {
-                eprintln!("bench chain: round {round}, {profile} / {deployment} ...");
+                eprintln!(
+                    "bench chain: round {round}, {} / {deployment} ...",
+                    profile.name
+                );
                 let f = measure(config, opts, profile, deployment, &photos).await?;
                 print!("{f}");
                 all.push(f);
@@ -550,7 +599,7 @@ pub async fn chain(config: &Config, opts: &ChainBench) -> Result<Vec<Figures>> {
                 )
             })
         };
-        for p in &opts.profiles {
+        for p in opts.profiles.iter().map(|p| &p.name) {
             if let Some((ips, cpu, p99)) = of(p) {
                 println!(
                     "{deployment} {p}: median of {} rounds: {ips:.2} images/s, CPU {cpu:.3} s/image, paced p99 {p99:.0} ms",
@@ -558,8 +607,10 @@ pub async fn chain(config: &Config, opts: &ChainBench) -> Result<Vec<Figures>> {
                 );
             }
         }
-        if let (Some(first), Some(last)) = (opts.profiles.first(), opts.profiles.last())
-            && first != last
+        if let (Some(first), Some(last)) = (
+            opts.profiles.first().map(|p| &p.name),
+            opts.profiles.last().map(|p| &p.name),
+        ) && first != last
             && let (Some(a), Some(b)) = (of(first), of(last))
         {
             println!(
@@ -598,7 +649,7 @@ mod tests {
     /// the workers refuse to start mid-bench).
     #[test]
     fn the_baseline_overrides_are_valid_configuration() {
-        let env: Vec<(String, String)> = profile_env("baseline").expect("baseline");
+        let env = Profile::parse("baseline").expect("baseline").env;
         assert!(!env.is_empty());
         let c = Config::from_sources(None, env).unwrap_or_else(|e| panic!("{e}"));
         assert!(c.onnx.spinning);
@@ -617,9 +668,30 @@ mod tests {
     }
 
     #[test]
-    fn profiles_are_known_by_name() {
-        assert!(profile_env("default").expect("default").is_empty());
-        assert!(profile_env("baseline").is_ok());
-        assert!(profile_env("fast").is_err());
+    fn profiles_are_known_by_name_or_given_a_build() {
+        let default = Profile::parse("default").expect("default");
+        assert!(default.env.is_empty() && default.exe.is_none());
+        assert!(Profile::parse("baseline").is_ok());
+        assert!(Profile::parse("fast").is_err());
+        // NAME=DIR: that build's binary, with its models directory when it has one.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = format!("old={}", dir.path().display());
+        let e = Profile::parse(&missing).expect_err("no binary there");
+        assert!(e.to_string().contains("first_wave.sh"), "{e}");
+        std::fs::write(dir.path().join("flashfit"), b"").expect("write");
+        let p = Profile::parse(&missing).expect("a binary");
+        assert_eq!(
+            (p.name.as_str(), p.exe, p.env.len()),
+            ("old", Some(dir.path().join("flashfit")), 0)
+        );
+        std::fs::create_dir(dir.path().join("models")).expect("mkdir");
+        let p = Profile::parse(&missing).expect("a binary and models");
+        assert_eq!(
+            p.env,
+            vec![(
+                "FLASHFIT_MODELS_DIR".to_owned(),
+                dir.path().join("models").display().to_string()
+            )]
+        );
     }
 }

@@ -387,11 +387,13 @@ pub enum BenchCommand {
     /// local stack (FLASHFIT_KAFKA_BROKERS, FLASHFIT_UPLOADS_URI), fed ~1024 px photos:
     /// images/s end to end, upload→processed p50/p99 (in the burst and at a paced load), CPU
     /// per image and peak RSS per stage; per profile (`baseline` = the first wave's settings,
-    /// `default` = today's), with their ratio.
+    /// `default` = today's, `NAME=DIR` = another build, e.g. the first wave's from
+    /// infra/first_wave.sh), with their ratio.
     Chain {
         #[arg(long, default_value_t = 200)]
         images: usize,
-        /// Profiles, in order; the last is compared with the first.
+        /// Profiles, in order (`default`, `baseline`, `NAME=DIR` running `DIR/flashfit` with
+        /// `DIR/models`); the last is compared with the first.
         #[arg(long, value_delimiter = ',', default_value = "baseline,default")]
         profiles: Vec<String>,
         /// Also measure each profile as one embedded `flashfit run` process.

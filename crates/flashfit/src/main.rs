@@ -540,7 +540,10 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 images: images.max(1),
                 fixtures: repo.join("tests/fixtures/photos"),
                 exe: std::env::current_exe()?,
-                profiles,
+                profiles: profiles
+                    .iter()
+                    .map(|p| bench::chain::Profile::parse(p))
+                    .collect::<Result<_, _>>()?,
                 embedded,
                 pace,
                 timeout: std::time::Duration::from_secs(timeout),
