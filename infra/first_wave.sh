@@ -6,8 +6,8 @@
 #   flashfit bench chain --profiles first-wave=/var/cache/flashfit/first-wave,default
 #
 # The old sources are a git worktree; they build in the same CARGO_TARGET_DIR (the dependency
-# stack is shared, only FlashFit's own crates compile again) and today's `flashfit` binary is
-# put back afterwards. Its models come from the old models/fetch.sh (same sources, that day's
+# stack is shared, only FlashFit's own crates compile again), today's `flashfit` binary is put
+# back afterwards and today's sources are touched so the next build compiles them again. Its models come from the old models/fetch.sh (same sources, that day's
 # recipe). Reruns reuse what is there.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -29,6 +29,10 @@ if [ ! -x "$DEST/flashfit" ]; then
   (cd "$DEST/src" && cargo build --locked -p flashfit --bin flashfit)
   cp "$CARGO_TARGET_DIR/debug/flashfit" "$DEST/flashfit.tmp" && mv "$DEST/flashfit.tmp" "$DEST/flashfit"
   if [ -f "$DEST/flashfit.today" ]; then mv "$DEST/flashfit.today" "$today"; fi
+  # Cargo gives a workspace crate the same artifact name whatever its directory, so the old
+  # crates' artifacts and fingerprints replaced today's: make the next build compile today's
+  # sources again (FlashFit's crates only, a few minutes).
+  find "$ROOT/crates" "$ROOT/tests" -name '*.rs' -exec touch {} +
 fi
 FLASHFIT_MODELS_DIR="$DEST/models" bash "$DEST/src/models/fetch.sh"
 log "first wave ready: --profiles first-wave=$DEST,default"

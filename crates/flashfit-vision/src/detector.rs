@@ -98,15 +98,21 @@ impl Detector {
             Layout::NchwF32 => vec![1, 3, h as usize, w as usize],
             _ => vec![1, h as usize, w as usize, 3],
         };
+        // Only the outputs the decoder reads are copied out of the session.
+        let wanted: Vec<&str> = [Some(&s.boxes), s.scores.as_ref(), s.classes.as_ref()]
+            .into_iter()
+            .chain([s.count.as_ref()])
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        let only = Some(wanted.as_slice());
         let mut out = match (input, s.size) {
-            (Pixels::U8(px, w, h), _) => {
-                self.session
-                    .run(&[Input::U8(&s.input_name, shape_dims(*w, *h), px)])?
-            }
-            (Pixels::F32(px), Some([w, h])) => {
-                self.session
-                    .run(&[Input::F32(&s.input_name, shape_dims(w, h), px)])?
-            }
+            (Pixels::U8(px, w, h), _) => self
+                .session
+                .run_some(&[Input::U8(&s.input_name, shape_dims(*w, *h), px)], only)?,
+            (Pixels::F32(px), Some([w, h])) => self
+                .session
+                .run_some(&[Input::F32(&s.input_name, shape_dims(w, h), px)], only)?,
             (Pixels::F32(_), None) => unreachable_size(&self.name)?,
         };
         let bad = Error::Inference;

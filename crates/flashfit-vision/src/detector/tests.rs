@@ -45,11 +45,14 @@ fn detectors_match_python_onnxruntime_and_an_independent_decoder() {
                 })
                 .collect();
             // Decoders differ only by resize/JPEG rounding: skip detections near the threshold.
+            // The golden file was made before models/optimise_onnx.py rewrote CenterNet and
+            // the selfie model: this is also issue 17's floor for the optimised graphs (same
+            // classes, boxes IoU >= 0.9).
             let margin = conf + 0.03;
             for (class, c, bbox) in want.iter().filter(|w| w.1 >= margin) {
                 let m = got
                     .iter()
-                    .find(|g| &g.class == class && iou(g.bbox, *bbox) > 0.85);
+                    .find(|g| &g.class == class && iou(g.bbox, *bbox) >= 0.9);
                 let m =
                     m.unwrap_or_else(|| panic!("{name} {photo}: {class} {c} not found in {got:?}"));
                 assert!(
@@ -62,7 +65,7 @@ fn detectors_match_python_onnxruntime_and_an_independent_decoder() {
             for g in got.iter().filter(|g| g.confidence >= margin) {
                 assert!(
                     want.iter()
-                        .any(|w| w.0 == g.class && iou(w.2, g.bbox) > 0.85),
+                        .any(|w| w.0 == g.class && iou(w.2, g.bbox) >= 0.9),
                     "{name} {photo}: extra {g:?}"
                 );
             }
