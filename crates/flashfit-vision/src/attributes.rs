@@ -12,7 +12,7 @@ use flashfit_schema::taxonomy;
 use image::RgbImage;
 
 use crate::colour::{
-    ColourConfig, ColourShare, GarmentPixels, extract_from, garment_pixels_of, shrink,
+    ColourConfig, ColourShare, GarmentPixels, extract_from, garment_pixels_of, shrink_region,
 };
 use crate::enrich::{EnrichStage, Enricher, record_bbox, region};
 
@@ -309,10 +309,7 @@ impl Enricher for Attributes {
         let bbox = record_bbox(record);
         // The box is read in place: shrunk for the colours, resized for a tagger.
         let (x, y, w, h) = bbox.map_or_else(|| flashfit_models::whole(&img), |b| region(&img, b));
-        let small = shrink(
-            &*image::imageops::crop_imm(&img, x, y, w, h),
-            self.config.max_side,
-        );
+        let small = shrink_region(&img, (x, y, w, h), self.config.max_side);
         let tagger_input = self
             .tagger
             .as_ref()

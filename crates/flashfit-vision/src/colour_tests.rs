@@ -128,3 +128,133 @@ fn the_linear_light_table_is_the_formula() {
         assert_eq!(linear(c).to_bits(), linear_of(c).to_bits(), "{c}");
     }
 }
+
+/// k-means as first written (seeding recomputed every distance per comparison, all 20 rounds
+/// run): the faster one must give exactly its centres and assignments.
+fn kmeans_reference(points: &[[f32; 3]], k: usize, iters: usize) -> (Vec<[f32; 3]>, Vec<usize>) {
+    let near = |p: &[f32; 3], centres: &[[f32; 3]]| {
+        centres
+            .iter()
+            .map(|c| dist2(*p, *c))
+            .fold(f32::MAX, f32::min)
+    };
+    let mut centres = vec![points[0]];
+    while centres.len() < k {
+        let far = points
+            .iter()
+            .max_by(|a, b| near(a, &centres).total_cmp(&near(b, &centres)))
+            .copied()
+            .unwrap_or(points[0]);
+        centres.push(far);
+    }
+    let mut assign = vec![0usize; points.len()];
+    for _ in 0..iters {
+        for (a, p) in assign.iter_mut().zip(points) {
+            *a = (0..centres.len())
+                .min_by(|i, j| dist2(*p, centres[*i]).total_cmp(&dist2(*p, centres[*j])))
+                .unwrap_or(0);
+        }
+        let mut sums = vec![[0f32; 4]; centres.len()];
+        for (a, p) in assign.iter().zip(points) {
+            for d in 0..3 {
+                sums[*a][d] += p[d];
+            }
+            sums[*a][3] += 1.0;
+        }
+        for (c, s) in centres.iter_mut().zip(&sums) {
+            if s[3] > 0.0 {
+                *c = [s[0] / s[3], s[1] / s[3], s[2] / s[3]];
+            }
+        }
+    }
+    (centres, assign)
+}
+
+/// Same centres and assignments as the reference, bit for bit, on photo pixels (ties and
+/// duplicates included) and on a few clustered or degenerate sets, for every k used.
+#[test]
+fn kmeans_gives_exactly_the_reference_clusters() {
+    let photo = image::open(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/photos/person_suit.jpg"),
+    )
+    .expect("photo")
+    .to_rgb8();
+    let small = shrink(&photo, 160);
+    let from_photo: Vec<[f32; 3]> = small.pixels().map(|p| lab(p.0)).collect();
+    let mut seed = 0x9e37_79b9_u32;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        (seed % 1000) as f32 / 10.0
+    };
+    let noise: Vec<[f32; 3]> = (0..3000).map(|_| [next(), next(), next()]).collect();
+    let two_blobs: Vec<[f32; 3]> = (0..500)
+        .map(|i| {
+            if i % 3 == 0 {
+                [20.0, 5.0, 5.0]
+            } else {
+                [70.0, -10.0, 30.0]
+            }
+        })
+        .collect();
+    let one_colour = vec![[50.0, 0.0, 0.0]; 64];
+    for points in [&from_photo, &noise, &two_blobs, &one_colour] {
+        for k in 1..=8 {
+            let (c, a) = kmeans(points, k, 20);
+            let (rc, ra) = kmeans_reference(points, k, 20);
+            assert_eq!(a, ra, "assignments, k {k}");
+            let bits = |v: &[[f32; 3]]| v.iter().flatten().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&c), bits(&rc), "centres, k {k}");
+        }
+    }
+}
+
+/// Shrinking a region read in place gives exactly image's `thumbnail` of the region copied
+/// out, for photos and noise, odd regions and sizes, boxes under `max_side` (kept as they are).
+#[test]
+fn shrinking_a_region_is_images_thumbnail_of_it() {
+    let photo = image::open(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/photos/motorcycle.jpg"),
+    )
+    .expect("photo")
+    .to_rgb8();
+    let mut seed = 0x1234_5678_u32;
+    let noise = RgbImage::from_fn(333, 217, |_, _| {
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed as u8
+        };
+        image::Rgb([next(), next(), next()])
+    });
+    for img in [&photo, &noise] {
+        let (w, h) = img.dimensions();
+        for region in [
+            (0, 0, w, h),
+            (13, 7, w / 2 + 3, h / 3 + 1),
+            (5, 9, 161, 40),
+            (1, 1, 3, 2),
+        ] {
+            for max_side in [160, 97, 512, 1] {
+                let (x, y, rw, rh) = region;
+                let copy = image::imageops::crop_imm(img, x, y, rw, rh).to_image();
+                let scale = (f64::from(max_side) / f64::from(rw.max(rh))).min(1.0);
+                let (nw, nh) = (
+                    ((f64::from(rw) * scale) as u32).max(1),
+                    ((f64::from(rh) * scale) as u32).max(1),
+                );
+                assert_eq!(
+                    shrink_region(img, region, max_side),
+                    image::imageops::thumbnail(&copy, nw, nh),
+                    "{region:?} to {max_side}"
+                );
+            }
+        }
+    }
+    // Enlarging takes image's own path: still its thumbnail.
+    assert!(thumbnail_blocks(&noise, (0, 0, 3, 2), 7, 5).is_none());
+}
