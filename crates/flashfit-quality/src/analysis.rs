@@ -165,7 +165,8 @@ pub(crate) fn decode_rgb(
         image::ImageError::Limits(l) => AnalyzeError::TooLarge(l.to_string()),
         other => AnalyzeError::Undecodable(other.to_string()),
     })?;
-    Ok((img.to_rgb8(), orientation))
+    // `into_rgb8`: a JPEG decodes to RGB8 already, so no copy of the pixels.
+    Ok((img.into_rgb8(), orientation))
 }
 
 /// Stats of the stored (unrotated) RGB image; dimensions as displayed. The Laplacian variance
