@@ -129,6 +129,28 @@ fn the_linear_light_table_is_the_formula() {
     }
 }
 
+/// A fixture photo.
+fn photo(name: &str) -> RgbImage {
+    image::open(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/photos")
+            .join(name),
+    )
+    .expect("photo")
+    .to_rgb8()
+}
+
+/// A `w`×`h` image of xorshift noise (every rounding case, no structure).
+fn noise(w: u32, h: u32, mut seed: u32) -> RgbImage {
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        seed as u8
+    };
+    RgbImage::from_fn(w, h, |_, _| image::Rgb([next(), next(), next()]))
+}
+
 /// k-means as first written (seeding recomputed every distance per comparison, all 20 rounds
 /// run): the faster one must give exactly its centres and assignments.
 fn kmeans_reference(points: &[[f32; 3]], k: usize, iters: usize) -> (Vec<[f32; 3]>, Vec<usize>) {
@@ -174,22 +196,12 @@ fn kmeans_reference(points: &[[f32; 3]], k: usize, iters: usize) -> (Vec<[f32; 3
 /// duplicates included) and on a few clustered or degenerate sets, for every k used.
 #[test]
 fn kmeans_gives_exactly_the_reference_clusters() {
-    let photo = image::open(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/photos/person_suit.jpg"),
-    )
-    .expect("photo")
-    .to_rgb8();
-    let small = shrink(&photo, 160);
+    let small = shrink(&photo("person_suit.jpg"), 160);
     let from_photo: Vec<[f32; 3]> = small.pixels().map(|p| lab(p.0)).collect();
-    let mut seed = 0x9e37_79b9_u32;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 17;
-        seed ^= seed << 5;
-        (seed % 1000) as f32 / 10.0
-    };
-    let noise: Vec<[f32; 3]> = (0..3000).map(|_| [next(), next(), next()]).collect();
+    let noise: Vec<[f32; 3]> = noise(60, 50, 0x9e37_79b9)
+        .pixels()
+        .map(|p| p.0.map(|v| f32::from(v) / 2.55))
+        .collect();
     let two_blobs: Vec<[f32; 3]> = (0..500)
         .map(|i| {
             if i % 3 == 0 {
@@ -215,22 +227,8 @@ fn kmeans_gives_exactly_the_reference_clusters() {
 /// out, for photos and noise, odd regions and sizes, boxes under `max_side` (kept as they are).
 #[test]
 fn shrinking_a_region_is_images_thumbnail_of_it() {
-    let photo = image::open(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/photos/motorcycle.jpg"),
-    )
-    .expect("photo")
-    .to_rgb8();
-    let mut seed = 0x1234_5678_u32;
-    let noise = RgbImage::from_fn(333, 217, |_, _| {
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            seed as u8
-        };
-        image::Rgb([next(), next(), next()])
-    });
+    let photo = photo("motorcycle.jpg");
+    let noise = noise(333, 217, 0x1234_5678);
     for img in [&photo, &noise] {
         let (w, h) = img.dimensions();
         for region in [
