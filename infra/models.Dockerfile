@@ -8,6 +8,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends curl unzip ca-c
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY models/ models/
+# verify.py and optimise_onnx.py run the models on the reference images, two of them fixtures.
+COPY tests/fixtures/models/cat_224.png tests/fixtures/models/motorcycle_224.png tests/fixtures/models/
 COPY infra/common.sh infra/common.sh
 ENV FLASHFIT_MODELS_DIR=/models FLASHFIT_VENV=/opt/venv
 RUN bash models/fetch.sh && rm -rf /opt/venv /root/.cache

@@ -20,7 +20,7 @@ source "${FLASHFIT_MODELS_DIR:-$( [ "$(id -u)" -eq 0 ] && echo /var/lib/flashfit
 log "verifying the cached models (models/verify.py, models/test_verify.py, models/test_optimise.py)"
 "$VENV/bin/python" "$ROOT/models/verify.py" --all "$FLASHFIT_MODELS_DIR"
 "$VENV/bin/python" "$ROOT/models/test_verify.py" "$FLASHFIT_MODELS_DIR"
-"$VENV/bin/python" "$ROOT/models/test_optimise.py"
+"$VENV/bin/python" "$ROOT/models/test_optimise.py" "$FLASHFIT_MODELS_DIR"
 # shellcheck disable=SC1091
 source "$STACK_DIR/env.sh"
 require_cargo

@@ -193,6 +193,15 @@ for name in centernet-coco selfie-segmentation; do
     install_verified "$name" "$TMP/$name.fused.onnx" "$f"
   fi
 done
+# CenterNet's serving graph (what the detect stage runs): derived from the verified model.onnx,
+# channels-first input and the raw heads as outputs; the script checks that the derived graph's
+# heads give the same detections as model.onnx on the reference images before writing it.
+HEADS="$OUT/centernet-coco/1/heads.onnx"
+if [ ! -f "$HEADS" ] || [ "$CENTER" -nt "$HEADS" ]; then
+  log "deriving centernet-coco's serving graph (models/optimise_onnx.py --centernet-heads)"
+  "$VENV/bin/python" "$HERE/optimise_onnx.py" --centernet-heads "$CENTER" "$TMP/heads.onnx"
+  mv "$TMP/heads.onnx" "$HEADS"
+fi
 
 # all-MiniLM-L6-v2 sentence embedder (safetensors -> ONNX by hand) and its tokenizer.
 MINILM="$OUT/all-minilm-l6-v2/1/model.onnx"

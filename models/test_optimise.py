@@ -5,7 +5,12 @@ onnxruntime before and after: same outputs (within the fp16 1/6 difference the d
 explains), the patterns gone, and a second pass finds nothing. Also checks that a Reshape
 that does change the shape and a Clip that is not an activation are left alone.
 
-Usage: test_optimise.py   (exit 0 when every check passes; infra/test.sh runs it)
+With the models cached (argument: the models directory), also derives CenterNet's serving
+graph (--centernet-heads): its heads, decoded, give model.onnx's detection rows on the
+reference images, the graph has no max-pool or top-k left and takes channels-first input; and a
+derived graph whose box distances are 5% off is caught by that check.
+
+Usage: test_optimise.py [MODELS_DIR]   (exit 0 when every check passes; infra/test.sh runs it)
 """
 import os
 import sys
@@ -68,6 +73,35 @@ def ops(model):
     return [n.op_type for n in model.graph.node]
 
 
+def centernet_heads_checks(models_dir, failures):
+    path = os.path.join(models_dir, "centernet-coco", "1", "model.onnx")
+    if not os.path.exists(path):
+        print(f"test_optimise.py: {path} not cached, CenterNet heads not checked")
+        return 0
+    original = onnx.load(path)
+    heads = onnx.load(path)
+    optimise_onnx.centernet_heads(heads)
+    onnx.checker.check_model(heads)
+    left = {"MaxPool", "TopK", "Equal"} & set(ops(heads))
+    if left:
+        failures.append(f"the heads graph still decodes: {sorted(left)}")
+    dims = [d.dim_value for d in heads.graph.input[0].type.tensor_type.shape.dim]
+    if dims != [1, 3, 512, 512]:
+        failures.append(f"the heads graph's input is {dims}, not [1, 3, 512, 512]")
+    compared = optimise_onnx.check_heads(original, heads)
+    # A fault the check must catch: box distances scaled by 1.05.
+    for n in heads.graph.node:
+        n.output[:] = ["wh_raw" if o == "wh" else o for o in n.output]
+    heads.graph.initializer.append(const("five_percent", 1.05))
+    heads.graph.node.append(helper.make_node("Mul", ["wh_raw", "five_percent"], ["wh"]))
+    try:
+        optimise_onnx.check_heads(original, heads)
+        failures.append("box distances 5% off passed the heads check")
+    except ValueError:
+        pass
+    return compared
+
+
 def main():
     original = graph()
     optimised = graph()
@@ -88,11 +122,13 @@ def main():
         failures.append(f"outputs differ by up to {err:.2e} of RMS + |value|")
     if any(optimise_onnx.optimise(optimised)):
         failures.append("a second pass found something to do (not idempotent)")
+    compared = centernet_heads_checks(sys.argv[1] if len(sys.argv) > 1 else "/var/lib/flashfit/models", failures)
     for f in failures:
         print("FAIL:", f)
     if failures:
         sys.exit(1)
-    print(f"test_optimise.py: OK (2 activations fused, 1 no-op reshape dropped, outputs within {err:.1e})")
+    print(f"test_optimise.py: OK (2 activations fused, 1 no-op reshape dropped, outputs within {err:.1e}; "
+          f"CenterNet heads: {compared} detection rows as model.onnx's)")
 
 
 if __name__ == "__main__":

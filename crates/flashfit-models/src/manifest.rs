@@ -181,6 +181,11 @@ pub enum Decoder {
     SsdNms,
     /// CenterNet export with top-k in the graph: `[1, 100, 6]` = x1, y1, x2, y2, score, class.
     Centernet,
+    /// CenterNet's raw heads (`scores`: `[1, classes, h, w]` after the sigmoid; `boxes`:
+    /// `[1, 4, h, w]` distances to the box sides in input px): peaks and top-k in Rust, the
+    /// same rows as the export's own graph ([`Decoder::Centernet`]) without its passes over
+    /// every score (`models/optimise_onnx.py --centernet-heads`).
+    CenternetHeads,
 }
 
 /// How pixels become the model's input tensor.
@@ -198,6 +203,10 @@ pub enum Layout {
 #[derive(Debug, Clone, Deserialize)]
 pub struct DetectorSpec {
     pub decoder: Decoder,
+    /// The graph file the detector runs, in the model's version directory (default
+    /// `model.onnx`, the verified conversion; a serving graph `models/fetch.sh` derives from it
+    /// and checks against it).
+    pub graph: Option<String>,
     pub input_name: String,
     /// Model input `[width, height]`; absent for graphs that take any size.
     pub size: Option<[u32; 2]>,
@@ -300,7 +309,7 @@ mod tests {
             .collect();
         assert!(decoders.contains(&Decoder::SsdRaw));
         assert!(decoders.contains(&Decoder::SsdNms));
-        assert!(decoders.contains(&Decoder::Centernet));
+        assert!(decoders.contains(&Decoder::CenternetHeads));
         assert!(m.get("efficientnet-lite0").is_ok());
         assert!(m.get("nope").is_err());
     }

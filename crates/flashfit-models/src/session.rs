@@ -41,7 +41,19 @@ impl OnnxSession {
         version: &str,
         threads: impl Into<Threads>,
     ) -> Result<Self> {
-        let path = dir.file(&format!("{name}/{version}/model.onnx"))?;
+        Self::load_file(dir, name, version, "model.onnx", threads)
+    }
+
+    /// Like [`OnnxSession::load`], for another graph file in the model's version directory
+    /// (a serving graph `models/fetch.sh` derives from the verified `model.onnx`).
+    pub fn load_file(
+        dir: &ModelDir,
+        name: &str,
+        version: &str,
+        file: &str,
+        threads: impl Into<Threads>,
+    ) -> Result<Self> {
+        let path = dir.file(&format!("{name}/{version}/{file}"))?;
         let pool = Pool::load(dir, &path, threads.into())?;
         Ok(OnnxSession {
             name: name.to_owned(),
@@ -63,24 +75,7 @@ impl OnnxSession {
         inputs: &[Input<'_>],
         only: Option<&[&str]>,
     ) -> Result<HashMap<String, Output>> {
-        let bad = |e: ndarray::ShapeError| Error::BadInput(e.to_string());
-        let mut values: Vec<(String, ort::session::SessionInputValue<'_>)> = Vec::new();
-        for input in inputs {
-            match input {
-                Input::F32(n, s, d) => {
-                    let v = ndarray::ArrayViewD::from_shape(s.clone(), d).map_err(bad)?;
-                    values.push(((*n).to_owned(), TensorRef::from_array_view(v)?.into()));
-                }
-                Input::U8(n, s, d) => {
-                    let v = ndarray::ArrayViewD::from_shape(s.clone(), d).map_err(bad)?;
-                    values.push(((*n).to_owned(), TensorRef::from_array_view(v)?.into()));
-                }
-                Input::I64(n, s, d) => {
-                    let v = ndarray::ArrayViewD::from_shape(s.clone(), d).map_err(bad)?;
-                    values.push(((*n).to_owned(), TensorRef::from_array_view(v)?.into()));
-                }
-            }
-        }
+        let values = input_values(inputs)?;
         self.pool
             .with(|session| -> Result<HashMap<String, Output>> {
                 let outputs = session.run(values)?;
@@ -107,10 +102,61 @@ impl OnnxSession {
             })
     }
 
+    /// Runs the model and hands `read` the f32 outputs named in `names`, in that order, as
+    /// (shape, data) borrowed from the session: nothing is copied (a detector's raw heads are
+    /// millions of floats per photo). An output that is missing or not f32 is an error.
+    pub fn run_view<R>(
+        &self,
+        inputs: &[Input<'_>],
+        names: &[&str],
+        read: impl FnOnce(&[(Vec<usize>, &[f32])]) -> Result<R>,
+    ) -> Result<R> {
+        let values = input_values(inputs)?;
+        self.pool.with(|session| -> Result<R> {
+            let outputs = session.run(values)?;
+            let mut views = Vec::with_capacity(names.len());
+            for name in names {
+                let value = outputs
+                    .get(name)
+                    .ok_or_else(|| Error::Inference(format!("model has no output {name:?}")))?;
+                let (shape, data) = value
+                    .try_extract_tensor::<f32>()
+                    .map_err(|e| Error::Inference(format!("output {name:?} is not f32: {e}")))?;
+                views.push((shape.iter().map(|&d| d.max(0) as usize).collect(), data));
+            }
+            read(&views)
+        })
+    }
+
     /// Sessions of this model (calls that may run at once).
     pub fn jobs(&self) -> usize {
         self.pool.jobs()
     }
+}
+
+/// The session inputs, borrowing the callers' buffers.
+fn input_values<'a>(
+    inputs: &'a [Input<'_>],
+) -> Result<Vec<(String, ort::session::SessionInputValue<'a>)>> {
+    let bad = |e: ndarray::ShapeError| Error::BadInput(e.to_string());
+    let mut values: Vec<(String, ort::session::SessionInputValue<'_>)> = Vec::new();
+    for input in inputs {
+        match input {
+            Input::F32(n, s, d) => {
+                let v = ndarray::ArrayViewD::from_shape(s.clone(), d).map_err(bad)?;
+                values.push(((*n).to_owned(), TensorRef::from_array_view(v)?.into()));
+            }
+            Input::U8(n, s, d) => {
+                let v = ndarray::ArrayViewD::from_shape(s.clone(), d).map_err(bad)?;
+                values.push(((*n).to_owned(), TensorRef::from_array_view(v)?.into()));
+            }
+            Input::I64(n, s, d) => {
+                let v = ndarray::ArrayViewD::from_shape(s.clone(), d).map_err(bad)?;
+                values.push(((*n).to_owned(), TensorRef::from_array_view(v)?.into()));
+            }
+        }
+    }
+    Ok(values)
 }
 
 /// Takes a named output or says which is missing.

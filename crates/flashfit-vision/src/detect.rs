@@ -312,6 +312,74 @@ pub fn decode_centernet(
     Ok(nms(dets, iou_threshold))
 }
 
+/// How many peaks a CenterNet export keeps (its graph's top-k).
+pub const CENTERNET_TOP_K: usize = 100;
+
+/// CenterNet rows (as [`decode_centernet`] takes them) from the raw heads: `heat` `[classes,
+/// h, w]` class scores after the sigmoid, `wh` `[4, h, w]` distances (input px) from a grid
+/// cell to the box's left, top, right and bottom, `stride` input px per cell. What the export's
+/// own graph does after its heads, without its passes over every score: a peak is a score equal
+/// to the maximum of its 3×3 neighbourhood (the graph's max-pool), the `k` highest peaks are
+/// kept, ties going to the lower index in the graph's channels-last order (its top-k). Only
+/// peaks scoring at least `min_score` are considered: the same rows as the graph's top-k
+/// followed by a `min_score` filter.
+pub fn centernet_peaks(
+    heat: &[f32],
+    wh: &[f32],
+    [classes, h, w]: [usize; 3],
+    stride: f32,
+    k: usize,
+    min_score: f32,
+) -> Result<Vec<f32>, String> {
+    let cells = h * w;
+    if heat.len() != classes * cells || wh.len() != 4 * cells {
+        return Err(format!(
+            "CenterNet heads have {} and {} values, not {classes}x{h}x{w} and 4x{h}x{w}",
+            heat.len(),
+            wh.len()
+        ));
+    }
+    // (score, index in the graph's [h, w, classes] order)
+    let mut peaks: Vec<(f32, usize)> = Vec::new();
+    for (c, plane) in heat.chunks_exact(cells.max(1)).enumerate() {
+        for (i, &v) in plane.iter().enumerate() {
+            // Most scores are far below the threshold: one comparison each.
+            if v.is_nan() || v < min_score {
+                continue;
+            }
+            let (y, x) = (i / w, i % w);
+            let rows = y.saturating_sub(1)..(y + 2).min(h);
+            let peak = rows.into_iter().all(|ny| {
+                let row = &plane[ny * w..][..w];
+                row[x.saturating_sub(1)..(x + 2).min(w)]
+                    .iter()
+                    .all(|&n| n <= v)
+            });
+            if peak {
+                peaks.push((v, i * classes + c));
+            }
+        }
+    }
+    peaks.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    peaks.truncate(k);
+    let mut rows = Vec::with_capacity(peaks.len() * 6);
+    for (score, index) in peaks {
+        let (cell, class) = (index / classes, index % classes);
+        let (y, x) = (cell / w, cell % w);
+        let d = |j: usize| wh[j * cells + cell];
+        let (cx, cy) = (x as f32 * stride, y as f32 * stride);
+        rows.extend([
+            cx - d(0),
+            cy - d(1),
+            cx + d(2),
+            cy + d(3),
+            score,
+            class as f32,
+        ]);
+    }
+    Ok(rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,6 +527,40 @@ mod tests {
             d[0].bbox
         );
         assert!(decode_centernet(&rows[..5], [512, 512], &coco, 0.5, 0.45, (1, 1)).is_err());
+    }
+
+    /// Peaks from hand-built heads: a neighbour of a higher score is no peak, equal neighbours
+    /// both are (the graph's max-pool equality), borders count, the threshold and the top-k cut
+    /// apply, ties go to the lower channels-last index; boxes from the distances.
+    #[test]
+    fn centernet_peaks_from_hand_built_heads() {
+        let (classes, h, w) = (2, 4, 5);
+        let mut heat = vec![0.0f32; classes * h * w];
+        let at = |c: usize, y: usize, x: usize| c * h * w + y * w + x;
+        heat[at(0, 1, 1)] = 0.9; // peak
+        heat[at(0, 1, 2)] = 0.8; // beside a higher score: not a peak
+        heat[at(0, 3, 0)] = 0.3; // a peak under the threshold
+        heat[at(1, 2, 2)] = 0.7; // a plateau: both are peaks
+        heat[at(1, 2, 3)] = 0.7;
+        heat[at(1, 0, 4)] = 0.6; // a corner cell
+        heat[at(1, 0, 0)] = f32::NAN;
+        let mut wh = vec![0.0f32; 4 * h * w];
+        for (j, v) in [1.0, 2.0, 3.0, 4.0].into_iter().enumerate() {
+            wh[j * h * w + w + 1] = v; // the cell of the 0.9 peak: (y 1, x 1)
+        }
+        let rows = centernet_peaks(&heat, &wh, [classes, h, w], 4.0, 100, 0.5).expect("peaks");
+        let got: Vec<(f32, f32)> = rows.chunks(6).map(|r| (r[4], r[5])).collect();
+        assert_eq!(got, vec![(0.9, 0.0), (0.7, 1.0), (0.7, 1.0), (0.6, 1.0)]);
+        // (x 1, y 1) * stride 4 = (4, 4): left 1, top 2, right 3, bottom 4.
+        assert_eq!(&rows[..4], &[3.0, 2.0, 7.0, 8.0]);
+        // The plateau's two cells in index order: (2, 2) before (2, 3).
+        assert_eq!((rows[6], rows[12]), (8.0, 12.0));
+        let top = centernet_peaks(&heat, &wh, [classes, h, w], 4.0, 2, 0.5).expect("peaks");
+        assert_eq!(top.len(), 12);
+        assert_eq!(top[6], 8.0);
+        let low = centernet_peaks(&heat, &wh, [classes, h, w], 4.0, 100, 0.2).expect("peaks");
+        assert_eq!(low.len(), 5 * 6);
+        assert!(centernet_peaks(&heat[1..], &wh, [classes, h, w], 4.0, 100, 0.5).is_err());
     }
 
     #[test]

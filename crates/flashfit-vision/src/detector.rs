@@ -7,8 +7,8 @@ use flashfit_models::{Error, ModelDir, Result, resize_bilinear};
 use image::RgbImage;
 
 use crate::detect::{
-    Detection, Letterbox, decode_centernet, decode_ssd_nms, decode_ssd_raw, decode_yolov8,
-    ssd_mobilenet_300_anchors,
+    CENTERNET_TOP_K, Detection, Letterbox, centernet_peaks, decode_centernet, decode_ssd_nms,
+    decode_ssd_raw, decode_yolov8, ssd_mobilenet_300_anchors,
 };
 
 /// What a detected class means for a wardrobe.
@@ -53,7 +53,8 @@ impl Detector {
             Decoder::SsdRaw => ssd_mobilenet_300_anchors(),
             _ => Vec::new(),
         };
-        let session = OnnxSession::load(dir, &entry.name, &entry.version, threads)?;
+        let graph = spec.graph.as_deref().unwrap_or("model.onnx");
+        let session = OnnxSession::load_file(dir, &entry.name, &entry.version, graph, threads)?;
         Ok(Detector {
             name: entry.name.clone(),
             version: entry.version.clone(),
@@ -98,6 +99,44 @@ impl Detector {
             Layout::NchwF32 => vec![1, 3, h as usize, w as usize],
             _ => vec![1, h as usize, w as usize, 3],
         };
+        let input = match (input, s.size) {
+            (Pixels::U8(px, w, h), _) => Input::U8(&s.input_name, shape_dims(*w, *h), px),
+            (Pixels::F32(px), Some([w, h])) => Input::F32(&s.input_name, shape_dims(w, h), px),
+            (Pixels::F32(_), None) => {
+                return Err(Error::BadInput(format!(
+                    "detector {}: float input without a size",
+                    self.name
+                )));
+            }
+        };
+        if s.decoder == Decoder::CenternetHeads {
+            // Millions of scores per photo: read in place, never copied out of the session.
+            let heat_name = self.named(&s.scores, "scores")?;
+            let size = s.size.unwrap_or([original.0, original.1]);
+            let rows =
+                self.session
+                    .run_view(&[input], &[heat_name, s.boxes.as_str()], |views| {
+                        let ((hs, heat), (_, wh)) = (&views[0], &views[1]);
+                        let [_, classes, h, w] = hs[..] else {
+                            return Err(Error::Inference(format!(
+                                "detector {}: heat map of shape {hs:?}, not [1, classes, h, w]",
+                                self.name
+                            )));
+                        };
+                        let stride = size[0] as f32 / w.max(1) as f32;
+                        centernet_peaks(
+                            heat,
+                            wh,
+                            [classes, h, w],
+                            stride,
+                            CENTERNET_TOP_K,
+                            confidence,
+                        )
+                        .map_err(Error::Inference)
+                    })?;
+            return decode_centernet(&rows, size, &self.labels, confidence, iou, original)
+                .map_err(Error::Inference);
+        }
         // Only the outputs the decoder reads are copied out of the session.
         let wanted: Vec<&str> = [Some(&s.boxes), s.scores.as_ref(), s.classes.as_ref()]
             .into_iter()
@@ -105,16 +144,7 @@ impl Detector {
             .flatten()
             .map(String::as_str)
             .collect();
-        let only = Some(wanted.as_slice());
-        let mut out = match (input, s.size) {
-            (Pixels::U8(px, w, h), _) => self
-                .session
-                .run_some(&[Input::U8(&s.input_name, shape_dims(*w, *h), px)], only)?,
-            (Pixels::F32(px), Some([w, h])) => self
-                .session
-                .run_some(&[Input::F32(&s.input_name, shape_dims(w, h), px)], only)?,
-            (Pixels::F32(_), None) => unreachable_size(&self.name)?,
-        };
+        let mut out = self.session.run_some(&[input], Some(wanted.as_slice()))?;
         let bad = Error::Inference;
         let dets = match s.decoder {
             Decoder::SsdRaw => {
@@ -147,6 +177,8 @@ impl Detector {
                     original,
                 )
             }
+            // Read in place above; never copied into `out`.
+            Decoder::CenternetHeads => Err("CenterNet heads are decoded in place".into()),
             Decoder::Centernet => {
                 let rows = take(&mut out, &s.boxes)?;
                 let size = s.size.unwrap_or([original.0, original.1]);
@@ -236,14 +268,6 @@ pub struct Prepared {
 enum Pixels {
     U8(Vec<u8>, u32, u32),
     F32(Vec<f32>),
-}
-
-fn unreachable_size(
-    name: &str,
-) -> Result<std::collections::HashMap<String, flashfit_models::session::Output>> {
-    Err(Error::BadInput(format!(
-        "detector {name}: float input without a size"
-    )))
 }
 
 /// `img` scaled by `lb` onto a grey (114) `side`×`side` square.
