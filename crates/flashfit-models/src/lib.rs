@@ -321,18 +321,49 @@ pub fn resize_window(img: &RgbImage, region: Region, nw: u32, nh: u32, window: R
     let xs = axis(ox, ow, nw, w, rx, 3);
     let ys = axis(oy, oh, nh, h, ry, 1);
     let stride = img.width() as usize * 3;
-    let mut out = vec![0u8; ow as usize * oh as usize * 3];
-    for (row, &(y0, y1, fy)) in out.chunks_exact_mut(ow as usize * 3).zip(&ys) {
-        let (r0, r1) = (&src[y0 * stride..][..stride], &src[y1 * stride..][..stride]);
-        for (px, &(x0, x1, fx)) in row.chunks_exact_mut(3).zip(&xs) {
-            let (a0, a1) = (&r0[x0..x0 + 3], &r0[x1..x1 + 3]);
-            let (b0, b1) = (&r1[x0..x0 + 3], &r1[x1..x1 + 3]);
+    let row_len = ow as usize * 3;
+    // One source row interpolated across: each value is exactly the old loop's `top` (or
+    // `bottom`). Output rows share source rows (a 768 -> 512 resize reads 768 rows, not 1024),
+    // so the last two are kept.
+    let across = |y: usize, dst: &mut [f32]| {
+        let r = &src[y * stride..][..stride];
+        for (d, &(x0, x1, fx)) in dst.chunks_exact_mut(3).zip(&xs) {
+            let (a0, a1) = (&r[x0..x0 + 3], &r[x1..x1 + 3]);
             for c in 0..3 {
-                let p = |v: &[u8]| f32::from(v[c]);
-                let top = p(a0) + (p(a1) - p(a0)) * fx;
-                let bottom = p(b0) + (p(b1) - p(b0)) * fx;
-                px[c] = round_u8(top + (bottom - top) * fy);
+                let p0 = f32::from(a0[c]);
+                d[c] = p0 + (f32::from(a1[c]) - p0) * fx;
             }
+        }
+    };
+    let mut cached: [(usize, Vec<f32>); 2] = [
+        (usize::MAX, vec![0.0; row_len]),
+        (usize::MAX, vec![0.0; row_len]),
+    ];
+    let mut out = vec![0u8; row_len * oh as usize];
+    for (row, &(y0, y1, fy)) in out.chunks_exact_mut(row_len).zip(&ys) {
+        let slot = |cached: &[(usize, Vec<f32>); 2], y: usize| cached.iter().position(|c| c.0 == y);
+        let s0 = match slot(&cached, y0) {
+            Some(i) => i,
+            None => {
+                // Not the slot holding y1, if it is there.
+                let i = usize::from(cached[0].0 == y1);
+                across(y0, &mut cached[i].1);
+                cached[i].0 = y0;
+                i
+            }
+        };
+        let s1 = match slot(&cached, y1) {
+            Some(i) => i,
+            None => {
+                let i = 1 - s0;
+                across(y1, &mut cached[i].1);
+                cached[i].0 = y1;
+                i
+            }
+        };
+        let (top, bottom) = (&cached[s0].1, &cached[s1].1);
+        for ((px, &t), &b) in row.iter_mut().zip(top).zip(bottom) {
+            *px = round_u8(t + (b - t) * fy);
         }
     }
     RgbImage::from_raw(ow, oh, out).unwrap_or_else(|| RgbImage::new(ow, oh))
@@ -342,9 +373,11 @@ pub fn resize_window(img: &RgbImage, region: Region, nw: u32, nh: u32, window: R
 /// x86-64's baseline (no SSE4.1): the fractional part of a value in [0, 255] is exact.
 #[inline]
 fn round_u8(v: f32) -> u8 {
-    let v = v.clamp(0.0, 255.0);
-    let t = v as u8;
-    t + u8::from(v - f32::from(t) >= 0.5)
+    // v + 0.5 is exact or rounds onto the integer it reaches (0.5 is a multiple of the
+    // spacing of floats below 2^23, and crossing a power of two only happens at an integer),
+    // so truncating it rounds half away from zero, as `round` does: a conversion that
+    // vectorises (tested against the `round` loop on every rounding case).
+    (v.clamp(0.0, 255.0) + 0.5) as i32 as u8
 }
 
 /// A 224×224 RGB image as EfficientNet-Lite0's CHW tensor data, (x − 127) / 128.
