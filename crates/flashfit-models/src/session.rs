@@ -138,25 +138,28 @@ impl OnnxSession {
 fn input_values<'a>(
     inputs: &'a [Input<'_>],
 ) -> Result<Vec<(String, ort::session::SessionInputValue<'a>)>> {
-    let bad = |e: ndarray::ShapeError| Error::BadInput(e.to_string());
-    let mut values: Vec<(String, ort::session::SessionInputValue<'_>)> = Vec::new();
-    for input in inputs {
-        match input {
-            Input::F32(n, s, d) => {
-                let v = ndarray::ArrayViewD::from_shape(s.clone(), d).map_err(bad)?;
-                values.push(((*n).to_owned(), TensorRef::from_array_view(v)?.into()));
-            }
-            Input::U8(n, s, d) => {
-                let v = ndarray::ArrayViewD::from_shape(s.clone(), d).map_err(bad)?;
-                values.push(((*n).to_owned(), TensorRef::from_array_view(v)?.into()));
-            }
-            Input::I64(n, s, d) => {
-                let v = ndarray::ArrayViewD::from_shape(s.clone(), d).map_err(bad)?;
-                values.push(((*n).to_owned(), TensorRef::from_array_view(v)?.into()));
-            }
-        }
-    }
-    Ok(values)
+    inputs
+        .iter()
+        .map(|input| match input {
+            Input::F32(n, s, d) => input_value(n, s, d),
+            Input::U8(n, s, d) => input_value(n, s, d),
+            Input::I64(n, s, d) => input_value(n, s, d),
+        })
+        .collect()
+}
+
+/// One input tensor as a view of `data` in `shape`.
+fn input_value<'a, T>(
+    name: &str,
+    shape: &[usize],
+    data: &'a [T],
+) -> Result<(String, ort::session::SessionInputValue<'a>)>
+where
+    T: ort::value::PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static,
+{
+    let view = ndarray::ArrayViewD::from_shape(shape.to_vec(), data)
+        .map_err(|e| Error::BadInput(e.to_string()))?;
+    Ok((name.to_owned(), TensorRef::from_array_view(view)?.into()))
 }
 
 /// Takes a named output or says which is missing.

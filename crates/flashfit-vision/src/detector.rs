@@ -110,32 +110,7 @@ impl Detector {
             }
         };
         if s.decoder == Decoder::CenternetHeads {
-            // Millions of scores per photo: read in place, never copied out of the session.
-            let heat_name = self.named(&s.scores, "scores")?;
-            let size = s.size.unwrap_or([original.0, original.1]);
-            let rows =
-                self.session
-                    .run_view(&[input], &[heat_name, s.boxes.as_str()], |views| {
-                        let ((hs, heat), (_, wh)) = (&views[0], &views[1]);
-                        let [_, classes, h, w] = hs[..] else {
-                            return Err(Error::Inference(format!(
-                                "detector {}: heat map of shape {hs:?}, not [1, classes, h, w]",
-                                self.name
-                            )));
-                        };
-                        let stride = size[0] as f32 / w.max(1) as f32;
-                        centernet_peaks(
-                            heat,
-                            wh,
-                            [classes, h, w],
-                            stride,
-                            CENTERNET_TOP_K,
-                            confidence,
-                        )
-                        .map_err(Error::Inference)
-                    })?;
-            return decode_centernet(&rows, size, &self.labels, confidence, iou, original)
-                .map_err(Error::Inference);
+            return self.run_heads(input, confidence, iou, original);
         }
         // Only the outputs the decoder reads are copied out of the session.
         let wanted: Vec<&str> = [Some(&s.boxes), s.scores.as_ref(), s.classes.as_ref()]
@@ -177,7 +152,7 @@ impl Detector {
                     original,
                 )
             }
-            // Read in place above; never copied into `out`.
+            // Decoded by `run_heads` from the session's own buffers.
             Decoder::CenternetHeads => Err("CenterNet heads are decoded in place".into()),
             Decoder::Centernet => {
                 let rows = take(&mut out, &s.boxes)?;
@@ -203,6 +178,36 @@ impl Detector {
             }
         };
         dets.map_err(bad)
+    }
+
+    /// CenterNet's raw heads, millions of scores per photo: read in place, never copied out
+    /// of the session.
+    fn run_heads(
+        &self,
+        input: Input<'_>,
+        confidence: f32,
+        iou: f32,
+        original: (u32, u32),
+    ) -> Result<Vec<Detection>> {
+        let s = &self.spec;
+        let heat_name = self.named(&s.scores, "scores")?;
+        let size = s.size.unwrap_or([original.0, original.1]);
+        let heads = [heat_name, s.boxes.as_str()];
+        let rows = self.session.run_view(&[input], &heads, |views| {
+            let ((shape, heat), (_, wh)) = (&views[0], &views[1]);
+            let [_, classes, h, w] = shape[..] else {
+                return Err(Error::Inference(format!(
+                    "detector {}: heat map of shape {shape:?}, not [1, classes, h, w]",
+                    self.name
+                )));
+            };
+            let stride = size[0] as f32 / w.max(1) as f32;
+            let cells = [classes, h, w];
+            centernet_peaks(heat, wh, cells, stride, CENTERNET_TOP_K, confidence)
+                .map_err(Error::Inference)
+        })?;
+        decode_centernet(&rows, size, &self.labels, confidence, iou, original)
+            .map_err(Error::Inference)
     }
 
     fn named<'a>(&self, v: &'a Option<String>, what: &str) -> Result<&'a str> {
