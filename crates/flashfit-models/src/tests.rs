@@ -273,10 +273,18 @@ fn two_sessions_give_one_sessions_answers() {
         one.preprocess(&img)
     })
     .collect();
+    // Twice the photos: more than MAX_RUN_BATCH per session, so both split into several runs.
+    let batch: Vec<Vec<f32>> = batch.iter().chain(&batch).cloned().collect();
+    assert!(batch.len() > 2 * MAX_RUN_BATCH);
     let a = one.infer(&batch).expect("one");
     let b = two.infer(&batch).expect("two");
-    assert_eq!(a.len(), b.len());
-    for (x, y) in a.iter().zip(&b) {
+    // Each photo alone: outputs come back in input order whatever the split.
+    let c: Vec<ImageNetOutput> = batch
+        .iter()
+        .flat_map(|x| one.infer(std::slice::from_ref(x)).expect("alone"))
+        .collect();
+    assert_eq!((a.len(), b.len(), c.len()), (10, 10, 10));
+    for (x, y) in a.iter().zip(&b).chain(a.iter().zip(&c)) {
         let d = x
             .embedding
             .iter()

@@ -23,6 +23,7 @@ use cli::{
 };
 
 fn main() -> ExitCode {
+    flashfit_models::keep_freed_memory();
     let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
