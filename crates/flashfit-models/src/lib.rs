@@ -208,8 +208,8 @@ impl Pool {
 /// block back to the kernel at once (its thresholds adapt, and a freed block at the top of the
 /// heap is trimmed), so every photo's buffers — a decoded 1024 px photo is 2.4 MB, CenterNet's
 /// input 3 MB — were fresh pages the kernel faulted in and zeroed: about 800 page faults per
-/// photo in the detect stage (`perf stat -e page-faults` during `flashfit bench chain`), 80
-/// with these fixed thresholds. Blocks under 32 MiB come from the heap and up to 128 MiB of
+/// photo in the detect stage (`perf stat -e page-faults` during `flashfit bench chain`), about
+/// 225 with these fixed thresholds. Blocks under 32 MiB come from the heap and up to 128 MiB of
 /// free heap is kept. Call once, at process start; nothing on other C libraries.
 #[allow(unsafe_code)]
 pub fn keep_freed_memory() {
