@@ -261,21 +261,19 @@ pub fn par_map<T: Send, R: Send>(items: Vec<T>, jobs: usize, f: impl Fn(T) -> R 
             }
         }
     };
-    let helped = Mutex::new(Vec::new());
-    let mut all: Vec<(usize, R)> = helpers().in_place_scope(|s| {
+    let done = Mutex::new(Vec::with_capacity(slots.len()));
+    let share = || {
+        let part = work();
+        done.lock().unwrap_or_else(|p| p.into_inner()).extend(part);
+    };
+    helpers().in_place_scope(|s| {
         for _ in 1..jobs {
-            s.spawn(|_| {
-                let done = work();
-                helped
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .extend(done);
-            });
+            s.spawn(|_| share());
         }
-        work()
+        share();
     });
     // A helper's panic was re-raised by the scope; here every job has returned.
-    all.extend(helped.into_inner().unwrap_or_else(|p| p.into_inner()));
+    let mut all: Vec<(usize, R)> = done.into_inner().unwrap_or_else(|p| p.into_inner());
     all.sort_by_key(|(i, _)| *i);
     all.into_iter().map(|(_, r)| r).collect()
 }
