@@ -5,7 +5,7 @@
 # `models-fetch` Job). Same environment contract as everywhere else (README "Configuration").
 FROM rust:1.95-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends \
-      cmake libcurl4-openssl-dev protobuf-compiler libssl-dev pkg-config mold \
+      cmake nasm libcurl4-openssl-dev protobuf-compiler libssl-dev pkg-config mold \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

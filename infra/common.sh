@@ -22,7 +22,7 @@ log() { printf '[infra] %s\n' "$*" >&2; }
 
 # Debian packages the build (rdkafka cmake-build, mold link), the stack and the tests need.
 install_debian_packages() {
-  local want=(cmake libcurl4-openssl-dev protobuf-compiler libssl-dev mold pkg-config
+  local want=(cmake nasm libcurl4-openssl-dev protobuf-compiler libssl-dev mold pkg-config
     postgresql python3-venv unzip curl dataset-fashion-mnist prometheus)
   local missing=()
   for p in "${want[@]}"; do

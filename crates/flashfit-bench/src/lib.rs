@@ -144,7 +144,7 @@ pub async fn quality(opts: &QualityBench) -> Result<()> {
     println!("{:<44} {:>10}", "implementation", "images/s");
     println!(
         "{:<44} {:>10.1}",
-        "flashfit quality (zune-jpeg + fused stats)", rust
+        "flashfit quality (libjpeg-turbo + fused stats)", rust
     );
     println!(
         "{:<44} {:>10.1}",

@@ -113,3 +113,44 @@ fn pixel_bombs_are_refused_from_the_header() {
     let err = analyze(&jpeg_bomb, LIMITS).expect_err("jpeg bomb");
     assert!(matches!(err, AnalyzeError::TooLarge(_)), "{err}");
 }
+
+/// libjpeg-turbo decodes the fixture photos to the pixels zune-jpeg gives, within the last
+/// bits of the two decoders' integer IDCTs; data it only warns about (a corrupted entropy
+/// segment, which it would fill in) is left to zune-jpeg, whose verdict stands.
+#[test]
+fn libjpeg_turbo_decodes_what_zune_jpeg_decodes_and_refuses_what_it_would_patch() {
+    for name in [
+        "person_suit.jpg",
+        "cat.jpg",
+        "motorcycle.jpg",
+        "rocket_exif_rotated.jpg",
+    ] {
+        let bytes = std::fs::read(fixtures().join("photos").join(name)).expect("photo");
+        let mut zune = JpegDecoder::new(ZCursor::new(&bytes[..]));
+        let reference = zune.decode().expect("zune decodes the fixture");
+        let (w, h) = zune.dimensions().expect("dimensions");
+        let turbo = decode_jpeg_turbo(&bytes, w as u32, h as u32).expect("turbo decodes it");
+        assert_eq!(turbo.len(), reference.len(), "{name}");
+        let diffs: Vec<u32> = turbo
+            .iter()
+            .zip(&reference)
+            .map(|(a, b)| u32::from(a.abs_diff(*b)))
+            .collect();
+        let max = diffs.iter().copied().max().unwrap_or(0);
+        let mean = f64::from(diffs.iter().sum::<u32>()) / diffs.len() as f64;
+        assert!(max <= 8 && mean < 0.5, "{name}: max {max}, mean {mean}");
+        // Wrong dimensions (a caller's stale header) are refused, not misread.
+        assert!(decode_jpeg_turbo(&bytes, w as u32 + 1, h as u32).is_none());
+    }
+    // Noise written over the middle of the entropy-coded data: libjpeg-turbo warns (and would
+    // patch the rest grey), so the turbo path declines and the zune-jpeg path decides.
+    let mut broken = std::fs::read(fixtures().join("photos/person_suit.jpg")).expect("photo");
+    let mid = broken.len() / 2;
+    for (i, b) in broken[mid..mid + 512].iter_mut().enumerate() {
+        *b = (i as u32).wrapping_mul(2654435761).to_le_bytes()[1];
+    }
+    let mut zune = JpegDecoder::new(ZCursor::new(&broken[..]));
+    zune.decode_headers().expect("the header is intact");
+    let (w, h) = zune.dimensions().expect("dimensions");
+    assert!(decode_jpeg_turbo(&broken, w as u32, h as u32).is_none());
+}
