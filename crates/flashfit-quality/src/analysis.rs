@@ -37,8 +37,9 @@ pub enum AnalyzeError {
 /// Decodes `bytes` (JPEG or PNG) within `limits` and measures it. Never panics on input.
 ///
 /// JPEG is decoded to RGB by libjpeg-turbo (zune-jpeg where it refuses) and converted with
-/// OpenCV's fixed-point weights. (Decoding only the luma plane is faster, but JFIF luma differs from OpenCV's
-/// grey-of-clamped-RGB by over 1% in blur score on saturated photos, so it is not used.)
+/// OpenCV's fixed-point weights. (Decoding only the luma plane is faster, but JFIF luma differs
+/// from OpenCV's grey-of-clamped-RGB by over 1% in blur score on saturated photos, so it is not
+/// used.)
 pub fn analyze(bytes: &[u8], limits: Limits) -> Result<Analysis, AnalyzeError> {
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
         analyze_jpeg(bytes, limits)
