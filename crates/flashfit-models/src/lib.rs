@@ -537,6 +537,11 @@ impl ImageNetModel {
         self.spec.input.prepare_region(img, region)
     }
 
+    /// The side the preprocessing resizes a region's short side to.
+    pub fn source_side(&self) -> u32 {
+        self.spec.input.source_side()
+    }
+
     /// Runs a batch of preprocessed images (each `3·side·side` floats from
     /// [`ImageNetModel::preprocess`]). Blocking: call it off the async reactor.
     pub fn infer(&self, batch: &[Vec<f32>]) -> Result<Vec<ImageNetOutput>> {

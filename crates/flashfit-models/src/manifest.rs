@@ -89,6 +89,11 @@ impl ImageInput {
         3 * (self.side * self.side) as usize
     }
 
+    /// The side the model resizes an image's short side to (`side` when it stretches).
+    pub fn source_side(&self) -> u32 {
+        self.resize_short_side.unwrap_or(self.side)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.side == 0
     }

@@ -35,7 +35,7 @@ impl MaskGrid {
 impl PersonMask {
     pub const NAME: &'static str = "selfie-segmentation";
     pub const VERSION: &'static str = "1";
-    const SIDE: usize = 256;
+    pub const SIDE: usize = 256;
 
     pub fn load(dir: &ModelDir, threads: impl Into<crate::Threads>) -> Result<Self> {
         Ok(PersonMask {

@@ -57,6 +57,11 @@ impl Tagger {
         self.spec.input.prepare_region(img, region)
     }
 
+    /// The side the preprocessing resizes a region's short side to.
+    pub fn source_side(&self) -> u32 {
+        self.spec.input.source_side()
+    }
+
     /// Runs a batch of prepared crops. Blocking.
     pub fn infer(&self, batch: &[Vec<f32>]) -> Result<Vec<Tags>> {
         if batch.is_empty() {

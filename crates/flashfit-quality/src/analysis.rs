@@ -75,7 +75,7 @@ pub(crate) fn check_jpeg_complete(bytes: &[u8]) -> Result<(), AnalyzeError> {
     }
 }
 
-fn oriented(w: u32, h: u32, o: Orientation) -> (u32, u32) {
+pub(crate) fn oriented(w: u32, h: u32, o: Orientation) -> (u32, u32) {
     match o {
         Orientation::Rotate90
         | Orientation::Rotate270
@@ -129,13 +129,28 @@ const JPEG_SCAN_LIMIT: u32 = 500;
 /// warns about it (corrupt or truncated data, CMYK, 12-bit): the caller then decodes with
 /// zune-jpeg, whose verdict stands, so what is rejected and why does not change.
 pub(crate) fn decode_jpeg_turbo(bytes: &[u8], w: u32, h: u32) -> Option<Vec<u8>> {
+    decode_jpeg_turbo_reduced(bytes, w, h, 1).map(|(pixels, _, _)| pixels)
+}
+
+/// [`decode_jpeg_turbo`] at 1/`reduce` of the size (1, 2, 4 or 8; libjpeg-turbo's DCT
+/// scaling, which averages rather than skips pixels): the pixels and their width and height
+/// (each side rounded up).
+pub(crate) fn decode_jpeg_turbo_reduced(
+    bytes: &[u8],
+    w: u32,
+    h: u32,
+    reduce: u32,
+) -> Option<(Vec<u8>, u32, u32)> {
     let mut dec = turbojpeg::Decompressor::new().ok()?;
     dec.set_scan_limit(JPEG_SCAN_LIMIT).ok()?;
     let header = dec.read_header(bytes).ok()?;
-    let (width, height) = (w as usize, h as usize);
-    if (header.width, header.height) != (width, height) {
+    if (header.width, header.height) != (w as usize, h as usize) {
         return None;
     }
+    let factor = turbojpeg::ScalingFactor::new(1, reduce.clamp(1, 8) as usize);
+    let header = header.scaled(factor);
+    dec.set_scaling_factor(factor).ok()?;
+    let (width, height) = (header.width, header.height);
     let mut pixels = vec![0u8; width * height * 3];
     let image = turbojpeg::Image {
         pixels: &mut pixels[..],
@@ -145,7 +160,11 @@ pub(crate) fn decode_jpeg_turbo(bytes: &[u8], w: u32, h: u32) -> Option<Vec<u8>>
         format: turbojpeg::PixelFormat::RGB,
     };
     dec.decompress(bytes, image).ok()?;
-    Some(pixels)
+    Some((
+        pixels,
+        u32::try_from(width).ok()?,
+        u32::try_from(height).ok()?,
+    ))
 }
 
 fn classify_jpeg_error(msg: &str) -> AnalyzeError {
@@ -172,6 +191,17 @@ pub(crate) fn decode_rgb(
     bytes: &[u8],
     limits: Limits,
 ) -> Result<(image::RgbImage, Orientation), AnalyzeError> {
+    decode_rgb_reduced(bytes, limits, 1).map(|(img, o, _)| (img, o))
+}
+
+/// [`decode_rgb`] of a JPEG at 1/`reduce` of its size (1, 2, 4 or 8) where libjpeg-turbo
+/// decodes it; at full size otherwise (other formats, or data left to zune-jpeg). Also returns
+/// the full size (as stored): the image's own size against it gives the scale.
+pub(crate) fn decode_rgb_reduced(
+    bytes: &[u8],
+    limits: Limits,
+    reduce: u32,
+) -> Result<(image::RgbImage, Orientation, (u32, u32)), AnalyzeError> {
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| AnalyzeError::Undecodable(e.to_string()))?;
@@ -195,17 +225,17 @@ pub(crate) fn decode_rgb(
         .map_err(|e| AnalyzeError::TooLarge(e.to_string()))?;
     let orientation = dec.orientation().unwrap_or(Orientation::NoTransforms);
     if format == Some(image::ImageFormat::Jpeg)
-        && let Some(rgb) = decode_jpeg_turbo(bytes, w, h)
-        && let Some(img) = image::RgbImage::from_raw(w, h, rgb)
+        && let Some((rgb, rw, rh)) = decode_jpeg_turbo_reduced(bytes, w, h, reduce)
+        && let Some(img) = image::RgbImage::from_raw(rw, rh, rgb)
     {
-        return Ok((img, orientation));
+        return Ok((img, orientation, (w, h)));
     }
     let img = image::DynamicImage::from_decoder(dec).map_err(|e| match e {
         image::ImageError::Limits(l) => AnalyzeError::TooLarge(l.to_string()),
         other => AnalyzeError::Undecodable(other.to_string()),
     })?;
     // `into_rgb8`: a JPEG decodes to RGB8 already, so no copy of the pixels.
-    Ok((img.into_rgb8(), orientation))
+    Ok((img.into_rgb8(), orientation, (w, h)))
 }
 
 /// Stats of the stored (unrotated) RGB image; dimensions as displayed. The Laplacian variance

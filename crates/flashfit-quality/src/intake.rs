@@ -113,13 +113,26 @@ pub fn decode_outcome(e: AnalyzeError) -> Outcome {
 /// Decodes JPEG or PNG to RGB as displayed (EXIF orientation applied), refusing images over
 /// the caps before allocating pixels.
 pub fn decode_rgb_oriented(bytes: &[u8], limits: Limits) -> Result<RgbImage, AnalyzeError> {
+    decode_rgb_oriented_reduced(bytes, limits, 1).map(|(img, _)| img)
+}
+
+/// [`decode_rgb_oriented`] at 1/`reduce` of the photo's size (1, 2, 4 or 8) when it is a JPEG
+/// libjpeg-turbo decodes (DCT scaling: a quarter of the pixels for a fraction of the work);
+/// other photos come at full size. Also returns the photo's full size as displayed, which
+/// gives the scale.
+pub fn decode_rgb_oriented_reduced(
+    bytes: &[u8],
+    limits: Limits,
+    reduce: u32,
+) -> Result<(RgbImage, (u32, u32)), AnalyzeError> {
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
         crate::analysis::check_jpeg_complete(bytes)?;
     }
-    let (img, orientation) = crate::analysis::decode_rgb(bytes, limits)?;
+    let (img, orientation, (w, h)) = crate::analysis::decode_rgb_reduced(bytes, limits, reduce)?;
+    let full = crate::analysis::oriented(w, h, orientation);
     let mut img = image::DynamicImage::ImageRgb8(img);
     img.apply_orientation(orientation);
-    Ok(img.into_rgb8())
+    Ok((img.into_rgb8(), full))
 }
 
 #[cfg(test)]

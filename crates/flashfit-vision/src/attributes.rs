@@ -304,6 +304,18 @@ impl Enricher for Attributes {
     type Prepared = Pending;
     type Output = Tags;
 
+    /// Twice the largest side its pixels are resized to: the colour thumbnail, the tagger's
+    /// input and the person mask (which reads the whole photo, never smaller than the box).
+    fn min_region_side(&self) -> u32 {
+        let tagger = self.tagger.as_ref().map_or(0, Tagger::source_side);
+        let mask = if self.mask.is_some() && self.config.person_mask {
+            PersonMask::SIDE as u32
+        } else {
+            0
+        };
+        2 * self.config.max_side.max(tagger).max(mask)
+    }
+
     fn prepare(&self, record: &GarmentRecord, img: RgbImage) -> Pending {
         let category = record.category().unwrap_or("").to_owned();
         let bbox = record_bbox(record);

@@ -76,6 +76,12 @@ impl Enricher for Classifier {
     /// The classification and, when shared, the image vector.
     type Output = (Classification, Option<Vec<f32>>);
 
+    /// Twice the side the crop is resized to: the resize still halves the pixels, so a photo
+    /// decoded smaller gives the model the same view of the garment.
+    fn min_region_side(&self) -> u32 {
+        2 * self.model.source_side()
+    }
+
     fn prepare(&self, record: &GarmentRecord, img: RgbImage) -> Vec<f32> {
         self.model
             .preprocess_region(&img, garment_region(record, &img))

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use flashfit_config::QualityConfig;
 use flashfit_quality::Limits;
-use flashfit_quality::intake::{decode_outcome, decode_rgb_oriented, read_upload};
+use flashfit_quality::intake::{decode_outcome, decode_rgb_oriented_reduced, read_upload};
 use flashfit_runtime::{Emit, Message, Outcome, Stage, run_blocking};
 use flashfit_schema::record::ModelRef;
 use flashfit_schema::{GarmentRecord, Reason, Status, StatusEvent, UploadEvent};
@@ -31,6 +31,13 @@ pub trait Enricher: Send + Sync + 'static {
     /// fetched nor decoded.
     fn prepare_without_image(&self, _record: &GarmentRecord) -> Option<Self::Prepared> {
         None
+    }
+    /// The fewest pixels, on the short side of the garment's box (the whole photo without
+    /// one), this stage's pixels need: a JPEG is then decoded at 1/2, 1/4 or 1/8 of its size
+    /// (libjpeg-turbo's DCT scaling) as long as the box keeps that many. 0: the full size.
+    /// `prepare` then gets the smaller photo and a record whose box is in its pixels.
+    fn min_region_side(&self) -> u32 {
+        0
     }
     /// Blocking, per batch: one output per input, in order.
     fn infer(&self, batch: Vec<Self::Prepared>) -> Result<Vec<Self::Output>, String>;
@@ -73,9 +80,48 @@ enum Item<P> {
     Ready(Box<(GarmentRecord, UploadEvent, P)>),
 }
 
-/// The record's `detection.bbox` as `[x1, y1, x2, y2]`, if it has one.
+/// The record's `detection.bbox` as `[x1, y1, x2, y2]`, if it has one. (In `prepare`, pixels
+/// of the photo as decoded: see [`Enricher::min_region_side`].)
 pub fn record_bbox(record: &GarmentRecord) -> Option<[f64; 4]> {
     record.bbox().map(|b| b.map(f64::from))
+}
+
+/// The record as `prepare` sees it when the photo was decoded at `decoded` instead of its full
+/// size `full` (both as displayed): its box in the decoded photo's pixels. The record that is
+/// emitted keeps the box as it was.
+fn for_decoded(record: &GarmentRecord, full: (u32, u32), decoded: (u32, u32)) -> GarmentRecord {
+    let mut seen = record.clone();
+    if let Some(d) = seen.detection.as_mut() {
+        let sx = decoded.0 as f32 / full.0.max(1) as f32;
+        let sy = decoded.1 as f32 / full.1.max(1) as f32;
+        d.bbox = [
+            d.bbox[0] * sx,
+            d.bbox[1] * sy,
+            d.bbox[2] * sx,
+            d.bbox[3] * sy,
+        ];
+    }
+    seen
+}
+
+/// How much smaller (1, 2, 4 or 8) the photo of `record` may be decoded while the short side
+/// of its garment box keeps `min_side` pixels. 1 without the photo's size (a record the
+/// quality stage did not describe) or without a minimum.
+pub fn reduction(record: &GarmentRecord, min_side: u32) -> u32 {
+    let Some(q) = record.quality.as_ref() else {
+        return 1;
+    };
+    if min_side == 0 {
+        return 1;
+    }
+    let (w, h) = (f64::from(q.width), f64::from(q.height));
+    let b = record_bbox(record).unwrap_or([0.0, 0.0, w, h]);
+    let short =
+        (b[2].clamp(0.0, w) - b[0].clamp(0.0, w)).min(b[3].clamp(0.0, h) - b[1].clamp(0.0, h));
+    [8, 4, 2]
+        .into_iter()
+        .find(|&d| short / f64::from(d) >= f64::from(min_side))
+        .unwrap_or(1)
 }
 
 /// The region of `img` inside `[x1, y1, x2, y2]` (pixels), clamped; the whole image if empty.
@@ -151,10 +197,15 @@ impl<E: Enricher> EnrichStage<E> {
             max_side: self.io.caps.max_side,
         };
         let enricher = self.enricher.clone();
+        let reduce = reduction(&record, enricher.min_region_side());
         let permit = flashfit_quality::intake::reserve_decode(&bytes, &self.io.caps).await;
         let prepared = run_blocking(move || {
-            decode_rgb_oriented(&bytes, limits).map(|img| {
-                let p = enricher.prepare(&record, img);
+            decode_rgb_oriented_reduced(&bytes, limits, reduce).map(|(img, full)| {
+                let p = if img.dimensions() == full {
+                    enricher.prepare(&record, img)
+                } else {
+                    enricher.prepare(&for_decoded(&record, full, img.dimensions()), img)
+                };
                 (record, p)
             })
         })
@@ -282,3 +333,6 @@ impl<E: Enricher> Stage for EnrichStage<E> {
             .collect()
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests;

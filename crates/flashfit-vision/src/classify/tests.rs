@@ -240,3 +240,58 @@ async fn a_trained_head_scores_garments_onto_the_taxonomy() {
     );
     assert!(run.on("status").is_empty(), "not the last stage: no status");
 }
+
+/// Through the stage: a 2,560 px photo whose box has pixels to spare is decoded at 1/2, and
+/// its record comes out with the box as it came in (the photo's pixels) and the category and
+/// image vector of the full-size decode (forced here by a record that under-reports the
+/// photo's size, so the box seems to have no pixels to spare).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_photo_is_decoded_smaller_and_its_record_keeps_the_photo_s_box() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (bytes, (w, h)) = crate::enrich::tests::large_jpeg("person_suit.jpg", 5);
+    std::fs::write(dir.path().join("big.jpg"), bytes).expect("write");
+    let root = url::Url::from_directory_path(dir.path())
+        .expect("uri")
+        .to_string();
+    let detection = json!({"class": "person", "confidence": 0.9,
+        "bbox": [1300.0, 1300.0, 2500.0, 2500.0], "source": "person", "model": "m", "all": []});
+    let quality = |w: u32, h: u32| json!({"width": w, "height": h, "blur_score": 50.0, "brightness": 120.0, "warnings": []});
+    let input = vec![
+        record(
+            "reduced",
+            &format!("{root}big.jpg"),
+            json!({"detection": detection, "quality": quality(w, h)}),
+        ),
+        record(
+            "full",
+            &format!("{root}big.jpg"),
+            json!({"detection": detection, "quality": quality(224, 224)}),
+        ),
+    ];
+    let run = harness::run(stage(&root, false), input, RuntimeConfig::default()).await;
+    let out: Vec<Value> = run
+        .on("flashfit.classified")
+        .iter()
+        .map(|r| serde_json::from_slice(&r.value).expect("json"))
+        .collect();
+    let by = |id: &str| out.iter().find(|r| r["event_id"] == id).expect(id);
+    let (reduced, full) = (by("reduced"), by("full"));
+    assert_eq!(reduced["detection"]["bbox"], detection["bbox"]);
+    assert_eq!(
+        reduced["classification"]["category"],
+        full["classification"]["category"]
+    );
+    let vector = |r: &Value| -> Vec<f32> {
+        r["classification"]["image_vector"]["vector"]
+            .as_array()
+            .expect("image vector")
+            .iter()
+            .map(|v| v.as_f64().expect("number") as f32)
+            .collect()
+    };
+    let (a, b) = (vector(reduced), vector(full));
+    let dot: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let cos = dot / (norm(&a) * norm(&b));
+    assert!(cos >= 0.99, "image vector cosine {cos}");
+}

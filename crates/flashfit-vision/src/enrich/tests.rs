@@ -1,0 +1,154 @@
+//! Large photos decoded smaller where a stage needs fewer pixels (needs `models/fetch.sh`).
+
+use std::sync::Arc;
+
+use flashfit_config::AttributesConfig;
+use flashfit_models::taxonomy::{DEFAULT_IMAGENET_MAP, ImageNetMap};
+use flashfit_models::{ImageNetModel, ModelDir};
+use flashfit_quality::Limits;
+use flashfit_quality::intake::decode_rgb_oriented_reduced;
+use serde_json::json;
+
+use super::*;
+use crate::attributes::Attributes;
+use crate::classify::{Classifier, Scorer};
+
+const LIMITS: Limits = Limits {
+    max_pixels: 50_000_000,
+    max_side: 16_384,
+};
+
+/// A fixture photo scaled up `factor` times and saved as a quality-90 JPEG, as a phone would
+/// upload it.
+pub(crate) fn large_jpeg(name: &str, factor: u32) -> (Vec<u8>, (u32, u32)) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/photos")
+        .join(name);
+    let img = image::open(path).expect("fixture").into_rgb8();
+    let (w, h) = (img.width() * factor, img.height() * factor);
+    let big = image::imageops::resize(&img, w, h, image::imageops::FilterType::Triangle);
+    let mut bytes = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90)
+        .encode_image(&big)
+        .expect("encode");
+    (bytes, (w, h))
+}
+
+fn record(size: (u32, u32), bbox: [f32; 4]) -> GarmentRecord {
+    let v = json!({
+        "event_id": "e1", "user_id": "u1", "garment_id": "g1", "image_uri": "file:///x.jpg",
+        "uploaded_at": "2026-12-04T10:00:00Z",
+        "quality": {"width": size.0, "height": size.1, "blur_score": 50.0, "brightness": 120.0,
+            "warnings": []},
+        "detection": {"class": "person", "confidence": 0.9, "bbox": bbox, "source": "person",
+            "model": "m", "all": []},
+        "models": []
+    });
+    GarmentRecord::from_json(&serde_json::to_vec(&v).expect("json")).expect("record")
+}
+
+/// `stage`'s output for `record` when the photo is decoded at 1/`reduce`: `prepare` gets the
+/// smaller photo and the record with its box in that photo's pixels, as `EnrichStage` hands
+/// them over.
+fn through<E: Enricher>(stage: &E, bytes: &[u8], record: &GarmentRecord, reduce: u32) -> E::Output {
+    let (img, full) = decode_rgb_oriented_reduced(bytes, LIMITS, reduce).expect("decode");
+    let seen = if img.dimensions() == full {
+        record.clone()
+    } else {
+        for_decoded(record, full, img.dimensions())
+    };
+    let prepared = stage.prepare(&seen, img);
+    let mut out = stage.infer(vec![prepared]).expect("infer");
+    assert_eq!(out.len(), 1);
+    out.remove(0)
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let n = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (n(a) * n(b)).max(1e-12)
+}
+
+#[test]
+fn only_boxes_with_pixels_to_spare_are_decoded_smaller() {
+    let r = record((4032, 3024), [1000.0, 500.0, 3000.0, 2900.0]);
+    // Short side of the box 2,000: 1/2 keeps 1,000, 1/4 keeps 500.
+    assert_eq!(reduction(&r, 512), 2);
+    assert_eq!(reduction(&r, 320), 4);
+    assert_eq!(reduction(&r, 0), 1);
+    assert_eq!(reduction(&r, 1500), 1);
+    // A 1024 px photo is never decoded smaller for a 512 px need.
+    assert_eq!(
+        reduction(&record((1024, 768), [0.0, 0.0, 1024.0, 768.0]), 512),
+        1
+    );
+    // A box outside the photo counts only what is inside it.
+    assert_eq!(
+        reduction(&record((4032, 3024), [3500.0, 0.0, 9000.0, 3024.0]), 512),
+        1
+    );
+    // The record's box follows the scale of the photo as decoded.
+    let seen = for_decoded(&r, (4032, 3024), (2016, 1512));
+    assert_eq!(seen.bbox(), Some([500.0, 250.0, 1500.0, 1450.0]));
+    assert_eq!(r.bbox(), Some([1000.0, 500.0, 3000.0, 2900.0]));
+}
+
+/// A 2,560 px photo whose garment box has a 1,800 px short side: classify decodes it at 1/2
+/// and attributes at 1/4, and both say what they say on the full-size decode (same top
+/// category, image vector cosine ≥ 0.99; the same colours and pattern).
+#[test]
+fn a_large_photo_decoded_smaller_gives_the_same_class_vector_and_colours() {
+    let (bytes, size) = large_jpeg("person_suit.jpg", 5);
+    let r = record(size, [400.0, 100.0, 2200.0, 2500.0]);
+    let dir = ModelDir::from_env();
+    let model = ImageNetModel::load(&dir, 1).unwrap_or_else(|e| panic!("{e}"));
+    let map = ImageNetMap::parse(DEFAULT_IMAGENET_MAP, model.labels()).expect("map");
+    let classifier = Classifier {
+        model: Arc::new(model),
+        scorer: Scorer::ImageNet(map),
+        top_k: 3,
+        share_embedding: true,
+    };
+    let reduce = reduction(&r, classifier.min_region_side());
+    assert_eq!(
+        reduce,
+        2,
+        "classify needs {} px",
+        classifier.min_region_side()
+    );
+    let (full, full_vec) = through(&classifier, &bytes, &r, 1);
+    let (small, small_vec) = through(&classifier, &bytes, &r, reduce);
+    assert_eq!(small.category, full.category);
+    let cos = cosine(
+        &full_vec.expect("shared vector"),
+        &small_vec.expect("shared vector"),
+    );
+    assert!(cos >= 0.99, "image vector cosine {cos}");
+
+    let attributes = Attributes {
+        config: AttributesConfig::default(),
+        mask: None,
+        tagger: None,
+    };
+    let reduce = reduction(&r, attributes.min_region_side());
+    assert_eq!(
+        reduce,
+        4,
+        "attributes needs {} px",
+        attributes.min_region_side()
+    );
+    let full = through(&attributes, &bytes, &r, 1);
+    let small = through(&attributes, &bytes, &r, reduce);
+    assert_eq!(small.pattern, full.pattern);
+    let names = |t: &crate::attributes::Tags| t.colours.iter().map(|c| c.name).collect::<Vec<_>>();
+    assert_eq!(names(&small), names(&full));
+    for (a, b) in small.colours.iter().zip(&full.colours) {
+        assert!(
+            (a.percentage - b.percentage).abs() < 0.05,
+            "{}: {} against {}",
+            a.name,
+            a.percentage,
+            b.percentage
+        );
+    }
+}
