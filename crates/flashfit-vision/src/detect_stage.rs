@@ -98,15 +98,63 @@ fn rounded(b: [f32; 4]) -> [f32; 4] {
     b.map(f32::round)
 }
 
+/// `b` scaled by `(sx, sy)`: a box in the pixels of a photo decoded smaller, in the photo's.
+fn scaled(b: [f32; 4], (sx, sy): (f32, f32)) -> [f32; 4] {
+    [b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy]
+}
+
+impl Verdict {
+    /// Every box scaled by `s` (see [`scaled`]).
+    fn scaled(mut self, s: (f32, f32)) -> Self {
+        if s != (1.0, 1.0) {
+            self.bbox = scaled(self.bbox, s);
+            for f in &mut self.all {
+                f.det.bbox = scaled(f.det.bbox, s);
+            }
+        }
+        self
+    }
+}
+
 impl Enricher for Detect {
     const STAGE: &'static str = "detect";
-    /// The photo (for the foreground fallback) and each detector's prepared input.
-    type Prepared = (RgbImage, Vec<Prepared>);
+    /// The photo (for the foreground fallback), each detector's prepared input, and the scale
+    /// from the photo as decoded to the photo as uploaded.
+    type Prepared = (RgbImage, Vec<Prepared>, (f32, f32));
     type Output = Verdict;
 
     fn prepare(&self, _record: &GarmentRecord, img: RgbImage) -> Self::Prepared {
         let inputs = self.detectors.iter().map(|d| d.prepare(&img)).collect();
-        (img, inputs)
+        (img, inputs, (1.0, 1.0))
+    }
+
+    /// Twice the largest input side of its detectors and of the foreground fallback's sample:
+    /// every resize still halves the pixels. Never smaller with a detector that takes the
+    /// photo as it is, or with the fallback box on every pixel (`foreground_side` 0: exact).
+    fn min_photo_side(&self) -> u32 {
+        if self.foreground_side == 0 {
+            return u32::MAX;
+        }
+        let mut side = self.foreground_side;
+        for d in &self.detectors {
+            match d.input_side() {
+                Some(s) => side = side.max(s),
+                None => return u32::MAX,
+            }
+        }
+        side.saturating_mul(2)
+    }
+
+    /// The boxes are found in the decoded photo's pixels and written in the uploaded photo's.
+    fn prepare_at(
+        &self,
+        record: &GarmentRecord,
+        img: RgbImage,
+        full: (u32, u32),
+    ) -> Self::Prepared {
+        let scale = crate::enrich::scale(img.dimensions(), full);
+        let (img, inputs, _) = self.prepare(record, img);
+        (img, inputs, scale)
     }
 
     fn infer(&self, batch: Vec<Self::Prepared>) -> Result<Vec<Self::Output>, String> {
@@ -123,7 +171,7 @@ impl Enricher for Detect {
         });
         let mut found = found.into_iter();
         let mut out = Vec::with_capacity(batch.len());
-        for (img, _) in &batch {
+        for (img, _, scale) in &batch {
             let mut all = Vec::new();
             for d in &self.detectors {
                 let dets = found.next().ok_or("a detection job went missing")??;
@@ -133,12 +181,9 @@ impl Enricher for Detect {
                     det,
                 }));
             }
-            out.push(choose(
-                all,
-                img,
-                self.background_delta_e,
-                self.foreground_side,
-            ));
+            out.push(
+                choose(all, img, self.background_delta_e, self.foreground_side).scaled(*scale),
+            );
         }
         Ok(out)
     }

@@ -65,6 +65,15 @@ impl Detector {
         })
     }
 
+    /// The long side of the image the model sees (it resizes the photo to it), or `None` when
+    /// the graph takes the photo at any size as it is.
+    pub fn input_side(&self) -> Option<u32> {
+        match self.spec.layout {
+            Layout::NhwcU8 => self.spec.max_input_side,
+            _ => self.spec.size.map(|[w, h]| w.max(h)),
+        }
+    }
+
     pub fn role(&self, class: &str) -> Role {
         if self.spec.garments.iter().any(|g| g == class) {
             Role::Garment

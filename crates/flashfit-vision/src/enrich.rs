@@ -34,10 +34,32 @@ pub trait Enricher: Send + Sync + 'static {
     }
     /// The fewest pixels, on the short side of the garment's box (the whole photo without
     /// one), this stage's pixels need: a JPEG is then decoded at 1/2, 1/4 or 1/8 of its size
-    /// (libjpeg-turbo's DCT scaling) as long as the box keeps that many. 0: the full size.
-    /// `prepare` then gets the smaller photo and a record whose box is in its pixels.
+    /// (libjpeg-turbo's DCT scaling) as long as the box keeps that many. 0: no need of its own
+    /// (with [`Enricher::min_photo_side`] also 0, the full size). `prepare` then gets the
+    /// smaller photo and a record whose box is in its pixels ([`Enricher::prepare_at`]).
     fn min_region_side(&self) -> u32 {
         0
+    }
+    /// As [`Enricher::min_region_side`], for the short side of the whole photo (the detect
+    /// stage, which reads all of it); `u32::MAX`: never smaller.
+    fn min_photo_side(&self) -> u32 {
+        0
+    }
+    /// `prepare` for the photo decoded at `img`'s size out of `full` (both as displayed): by
+    /// default the record's box is mapped onto `img` first. A stage whose output is in the
+    /// photo's pixels (detect) maps its own output back instead.
+    fn prepare_at(
+        &self,
+        record: &GarmentRecord,
+        img: RgbImage,
+        full: (u32, u32),
+    ) -> Self::Prepared {
+        if img.dimensions() == full {
+            self.prepare(record, img)
+        } else {
+            let decoded = img.dimensions();
+            self.prepare(&for_decoded(record, full, decoded), img)
+        }
     }
     /// Blocking, per batch: one output per input, in order.
     fn infer(&self, batch: Vec<Self::Prepared>) -> Result<Vec<Self::Output>, String>;
@@ -92,8 +114,7 @@ pub fn record_bbox(record: &GarmentRecord) -> Option<[f64; 4]> {
 fn for_decoded(record: &GarmentRecord, full: (u32, u32), decoded: (u32, u32)) -> GarmentRecord {
     let mut seen = record.clone();
     if let Some(d) = seen.detection.as_mut() {
-        let sx = decoded.0 as f32 / full.0.max(1) as f32;
-        let sy = decoded.1 as f32 / full.1.max(1) as f32;
+        let (sx, sy) = scale(full, decoded);
         d.bbox = [
             d.bbox[0] * sx,
             d.bbox[1] * sy,
@@ -104,23 +125,36 @@ fn for_decoded(record: &GarmentRecord, full: (u32, u32), decoded: (u32, u32)) ->
     seen
 }
 
+/// The factors (x, y) from pixels of an image of size `from` to pixels of the same image at
+/// size `to`.
+pub fn scale(from: (u32, u32), to: (u32, u32)) -> (f32, f32) {
+    (
+        to.0 as f32 / from.0.max(1) as f32,
+        to.1 as f32 / from.1.max(1) as f32,
+    )
+}
+
 /// How much smaller (1, 2, 4 or 8) the photo of `record` may be decoded while the short side
-/// of its garment box keeps `min_side` pixels. 1 without the photo's size (a record the
-/// quality stage did not describe) or without a minimum.
-pub fn reduction(record: &GarmentRecord, min_side: u32) -> u32 {
+/// of its garment box keeps `min_region` pixels and the short side of the whole photo
+/// `min_photo`. 1 without the photo's size (a record the quality stage did not describe) or
+/// when neither minimum is set.
+pub fn reduction(record: &GarmentRecord, min_region: u32, min_photo: u32) -> u32 {
     let Some(q) = record.quality.as_ref() else {
         return 1;
     };
-    if min_side == 0 {
+    if min_region == 0 && min_photo == 0 {
         return 1;
     }
     let (w, h) = (f64::from(q.width), f64::from(q.height));
     let b = record_bbox(record).unwrap_or([0.0, 0.0, w, h]);
-    let short =
+    let short_box =
         (b[2].clamp(0.0, w) - b[0].clamp(0.0, w)).min(b[3].clamp(0.0, h) - b[1].clamp(0.0, h));
     [8, 4, 2]
         .into_iter()
-        .find(|&d| short / f64::from(d) >= f64::from(min_side))
+        .find(|&d| {
+            let d = f64::from(d);
+            short_box / d >= f64::from(min_region) && w.min(h) / d >= f64::from(min_photo)
+        })
         .unwrap_or(1)
 }
 
@@ -197,15 +231,15 @@ impl<E: Enricher> EnrichStage<E> {
             max_side: self.io.caps.max_side,
         };
         let enricher = self.enricher.clone();
-        let reduce = reduction(&record, enricher.min_region_side());
+        let reduce = reduction(
+            &record,
+            enricher.min_region_side(),
+            enricher.min_photo_side(),
+        );
         let permit = flashfit_quality::intake::reserve_decode(&bytes, &self.io.caps).await;
         let prepared = run_blocking(move || {
             decode_rgb_oriented_reduced(&bytes, limits, reduce).map(|(img, full)| {
-                let p = if img.dimensions() == full {
-                    enricher.prepare(&record, img)
-                } else {
-                    enricher.prepare(&for_decoded(&record, full, img.dimensions()), img)
-                };
+                let p = enricher.prepare_at(&record, img, full);
                 (record, p)
             })
         })

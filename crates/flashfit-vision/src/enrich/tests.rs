@@ -52,12 +52,7 @@ fn record(size: (u32, u32), bbox: [f32; 4]) -> GarmentRecord {
 /// them over.
 fn through<E: Enricher>(stage: &E, bytes: &[u8], record: &GarmentRecord, reduce: u32) -> E::Output {
     let (img, full) = decode_rgb_oriented_reduced(bytes, LIMITS, reduce).expect("decode");
-    let seen = if img.dimensions() == full {
-        record.clone()
-    } else {
-        for_decoded(record, full, img.dimensions())
-    };
-    let prepared = stage.prepare(&seen, img);
+    let prepared = stage.prepare_at(record, img, full);
     let mut out = stage.infer(vec![prepared]).expect("infer");
     assert_eq!(out.len(), 1);
     out.remove(0)
@@ -73,18 +68,23 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 fn only_boxes_with_pixels_to_spare_are_decoded_smaller() {
     let r = record((4032, 3024), [1000.0, 500.0, 3000.0, 2900.0]);
     // Short side of the box 2,000: 1/2 keeps 1,000, 1/4 keeps 500.
-    assert_eq!(reduction(&r, 512), 2);
-    assert_eq!(reduction(&r, 320), 4);
-    assert_eq!(reduction(&r, 0), 1);
-    assert_eq!(reduction(&r, 1500), 1);
+    assert_eq!(reduction(&r, 512, 0), 2);
+    assert_eq!(reduction(&r, 320, 0), 4);
+    assert_eq!(reduction(&r, 0, 0), 1);
+    assert_eq!(reduction(&r, 1500, 0), 1);
     // A 1024 px photo is never decoded smaller for a 512 px need.
     assert_eq!(
-        reduction(&record((1024, 768), [0.0, 0.0, 1024.0, 768.0]), 512),
+        reduction(&record((1024, 768), [0.0, 0.0, 1024.0, 768.0]), 512, 0),
         1
     );
+    // The whole photo's short side (3,024) for a stage that reads all of it, whatever the box.
+    assert_eq!(reduction(&r, 0, 1024), 2);
+    assert_eq!(reduction(&r, 0, 700), 4);
+    assert_eq!(reduction(&r, 512, 700), 2);
+    assert_eq!(reduction(&r, 0, u32::MAX), 1);
     // A box outside the photo counts only what is inside it.
     assert_eq!(
-        reduction(&record((4032, 3024), [3500.0, 0.0, 9000.0, 3024.0]), 512),
+        reduction(&record((4032, 3024), [3500.0, 0.0, 9000.0, 3024.0]), 512, 0),
         1
     );
     // The record's box follows the scale of the photo as decoded.
@@ -109,7 +109,11 @@ fn a_large_photo_decoded_smaller_gives_the_same_class_vector_and_colours() {
         top_k: 3,
         share_embedding: true,
     };
-    let reduce = reduction(&r, classifier.min_region_side());
+    let reduce = reduction(
+        &r,
+        classifier.min_region_side(),
+        classifier.min_photo_side(),
+    );
     assert_eq!(
         reduce,
         2,
@@ -130,7 +134,11 @@ fn a_large_photo_decoded_smaller_gives_the_same_class_vector_and_colours() {
         mask: None,
         tagger: None,
     };
-    let reduce = reduction(&r, attributes.min_region_side());
+    let reduce = reduction(
+        &r,
+        attributes.min_region_side(),
+        attributes.min_photo_side(),
+    );
     assert_eq!(
         reduce,
         4,
@@ -151,4 +159,79 @@ fn a_large_photo_decoded_smaller_gives_the_same_class_vector_and_colours() {
             b.percentage
         );
     }
+}
+
+/// The detect stage on fixture photos scaled to a 2,048–2,500 px short side (decoded at 1/2:
+/// its detectors see 512 px at most): the same source and primary class, and the same
+/// detections as on the full-size decode (class for class, IoU ≥ 0.9), in the photo's pixels.
+#[test]
+fn large_photos_decoded_smaller_give_the_detect_stage_the_same_boxes() {
+    let dir = ModelDir::from_env();
+    let manifest = flashfit_models::manifest::Manifest::load(&dir).expect("manifest");
+    let config = flashfit_config::DetectConfig::default();
+    let detectors = config
+        .detectors
+        .iter()
+        .map(|n| crate::detector::Detector::load(&dir, &manifest, n, 1))
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let detect = crate::detect_stage::Detect {
+        detectors,
+        confidence: config.confidence,
+        iou: config.iou,
+        background_delta_e: config.background_delta_e,
+        foreground_side: config.foreground_side,
+        jobs: 1,
+    };
+    assert_eq!(detect.min_photo_side(), 1024);
+    let mut reduced = 0;
+    for (name, factor) in [
+        ("person_suit.jpg", 4),
+        ("coffee.jpg", 6),
+        ("motorcycle.jpg", 5),
+    ] {
+        let (bytes, size) = large_jpeg(name, factor);
+        let r = GarmentRecord::from_json(
+            &serde_json::to_vec(&json!({
+                "event_id": "e1", "user_id": "u1", "garment_id": "g1",
+                "image_uri": "file:///x.jpg", "uploaded_at": "2026-12-04T10:00:00Z",
+                "quality": {"width": size.0, "height": size.1, "blur_score": 50.0,
+                    "brightness": 120.0, "warnings": []},
+                "models": []
+            }))
+            .expect("json"),
+        )
+        .expect("record");
+        let reduce = reduction(&r, detect.min_region_side(), detect.min_photo_side());
+        assert!(reduce >= 2, "{name}: {size:?} decoded at 1/{reduce}");
+        reduced += 1;
+        let full = through(&detect, &bytes, &r, 1);
+        let small = through(&detect, &bytes, &r, reduce);
+        assert_eq!(small.source, full.source, "{name}");
+        let class =
+            |v: &crate::detect_stage::Verdict| v.primary.map(|i| v.all[i].det.class.clone());
+        assert_eq!(class(&small), class(&full), "{name}");
+        assert!(
+            crate::detect::iou(small.bbox, full.bbox) >= 0.9,
+            "{name}: {:?} against {:?}",
+            small.bbox,
+            full.bbox
+        );
+        // Each side's detections found in the other's: none lost, none new.
+        for (a, b, what) in [(&full, &small, "lost"), (&small, &full, "new")] {
+            for f in &a.all {
+                let found = b.all.iter().any(|s| {
+                    s.model == f.model
+                        && s.det.class == f.det.class
+                        && crate::detect::iou(s.det.bbox, f.det.bbox) >= 0.9
+                });
+                assert!(
+                    found,
+                    "{name}: {} {} {:?} {what}",
+                    f.model, f.det.class, f.det.bbox
+                );
+            }
+        }
+    }
+    assert_eq!(reduced, 3);
 }
