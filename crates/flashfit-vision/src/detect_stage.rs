@@ -11,7 +11,7 @@ use image::RgbImage;
 use crate::colour::foreground_box;
 use crate::detect::Detection;
 use crate::detector::{Detector, Prepared, Role};
-use crate::enrich::{EnrichStage, Enricher};
+use crate::enrich::{EnrichStage, Enricher, scaled_box};
 
 pub type DetectStage = EnrichStage<Detect>;
 
@@ -98,18 +98,13 @@ fn rounded(b: [f32; 4]) -> [f32; 4] {
     b.map(f32::round)
 }
 
-/// `b` scaled by `(sx, sy)`: a box in the pixels of a photo decoded smaller, in the photo's.
-fn scaled(b: [f32; 4], (sx, sy): (f32, f32)) -> [f32; 4] {
-    [b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy]
-}
-
 impl Verdict {
-    /// Every box scaled by `s` (see [`scaled`]).
+    /// Every box scaled by `s`: from the pixels of a photo decoded smaller to the photo's.
     fn scaled(mut self, s: (f32, f32)) -> Self {
         if s != (1.0, 1.0) {
-            self.bbox = scaled(self.bbox, s);
+            self.bbox = scaled_box(self.bbox, s);
             for f in &mut self.all {
-                f.det.bbox = scaled(f.det.bbox, s);
+                f.det.bbox = scaled_box(f.det.bbox, s);
             }
         }
         self

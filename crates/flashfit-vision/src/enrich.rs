@@ -114,15 +114,14 @@ pub fn record_bbox(record: &GarmentRecord) -> Option<[f64; 4]> {
 fn for_decoded(record: &GarmentRecord, full: (u32, u32), decoded: (u32, u32)) -> GarmentRecord {
     let mut seen = record.clone();
     if let Some(d) = seen.detection.as_mut() {
-        let (sx, sy) = scale(full, decoded);
-        d.bbox = [
-            d.bbox[0] * sx,
-            d.bbox[1] * sy,
-            d.bbox[2] * sx,
-            d.bbox[3] * sy,
-        ];
+        d.bbox = scaled_box(d.bbox, scale(full, decoded));
     }
     seen
+}
+
+/// `b` (`[x1, y1, x2, y2]`) with its x coordinates times `sx` and its y coordinates times `sy`.
+pub(crate) fn scaled_box(b: [f32; 4], (sx, sy): (f32, f32)) -> [f32; 4] {
+    [b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy]
 }
 
 /// The factors (x, y) from pixels of an image of size `from` to pixels of the same image at

@@ -289,9 +289,6 @@ async fn a_large_photo_is_decoded_smaller_and_its_record_keeps_the_photo_s_box()
             .map(|v| v.as_f64().expect("number") as f32)
             .collect()
     };
-    let (a, b) = (vector(reduced), vector(full));
-    let dot: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    let cos = dot / (norm(&a) * norm(&b));
+    let cos = crate::enrich::tests::cosine(&vector(reduced), &vector(full));
     assert!(cos >= 0.99, "image vector cosine {cos}");
 }

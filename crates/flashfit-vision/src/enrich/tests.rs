@@ -58,7 +58,7 @@ fn through<E: Enricher>(stage: &E, bytes: &[u8], record: &GarmentRecord, reduce:
     out.remove(0)
 }
 
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
     let n = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
     dot / (n(a) * n(b)).max(1e-12)
@@ -184,27 +184,16 @@ fn large_photos_decoded_smaller_give_the_detect_stage_the_same_boxes() {
         jobs: 1,
     };
     assert_eq!(detect.min_photo_side(), 1024);
-    let mut reduced = 0;
     for (name, factor) in [
         ("person_suit.jpg", 4),
         ("coffee.jpg", 6),
         ("motorcycle.jpg", 5),
     ] {
         let (bytes, size) = large_jpeg(name, factor);
-        let r = GarmentRecord::from_json(
-            &serde_json::to_vec(&json!({
-                "event_id": "e1", "user_id": "u1", "garment_id": "g1",
-                "image_uri": "file:///x.jpg", "uploaded_at": "2026-12-04T10:00:00Z",
-                "quality": {"width": size.0, "height": size.1, "blur_score": 50.0,
-                    "brightness": 120.0, "warnings": []},
-                "models": []
-            }))
-            .expect("json"),
-        )
-        .expect("record");
+        // A record on its way to detect has no box yet; one from a replay has (ignored).
+        let r = record(size, [0.0, 0.0, size.0 as f32, size.1 as f32]);
         let reduce = reduction(&r, detect.min_region_side(), detect.min_photo_side());
         assert!(reduce >= 2, "{name}: {size:?} decoded at 1/{reduce}");
-        reduced += 1;
         let full = through(&detect, &bytes, &r, 1);
         let small = through(&detect, &bytes, &r, reduce);
         assert_eq!(small.source, full.source, "{name}");
@@ -233,5 +222,4 @@ fn large_photos_decoded_smaller_give_the_detect_stage_the_same_boxes() {
             }
         }
     }
-    assert_eq!(reduced, 3);
 }
