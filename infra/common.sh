@@ -23,7 +23,7 @@ log() { printf '[infra] %s\n' "$*" >&2; }
 # Debian packages the build (rdkafka cmake-build, mold link), the stack and the tests need.
 install_debian_packages() {
   local want=(cmake nasm libcurl4-openssl-dev protobuf-compiler libssl-dev mold pkg-config
-    postgresql python3-venv unzip curl dataset-fashion-mnist prometheus)
+    postgresql python3-venv unzip curl dataset-fashion-mnist tuxpaint-stamps-default prometheus)
   local missing=()
   for p in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -23,6 +23,9 @@ source "${FLASHFIT_MODELS_DIR:-$([ "$(id -u)" -eq 0 ] && echo /var/lib/flashfit/
 # both commands.
 log "building flashfit (the first build of the dependency stack takes ~25-40 min on 2 cores)"
 cargo build --locked -p flashfit
+# The shipped taxonomy head (is it clothing, which category) and the labelled set: trained and
+# built once (~1 min), then a no-op.
+bash "$ROOT/models/train_head.sh"
 # The whole system in one process; results go to ./warehouse, ./lancedb and ./flashfit.db
 # under the repository. Warnings and errors only in the log: the table is the output.
 export FLASHFIT_LOG_LEVEL="${FLASHFIT_LOG_LEVEL:-warn}"

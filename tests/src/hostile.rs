@@ -99,10 +99,12 @@ async fn hostile_inputs_reach_the_dlq_from_every_model_stage() -> anyhow::Result
             &format!("{root_uri}good.jpg"),
         ));
     }
-    let config = Config {
+    let mut config = Config {
         uploads_uri: Some(root_uri.clone()),
         ..Config::default()
     };
+    // Every good record must flow on, whatever the photo shows: flagged, not rejected.
+    config.classify.not_clothing = flashfit_config::NotClothing::Flag;
     let pipeline = Pipeline::default_pipeline();
     let topics = Topics::default();
     for name in [

@@ -68,6 +68,11 @@ impl Stack {
             ("FLASHFIT_KAFKA__HEARTBEAT_INTERVAL_MS".into(), "500".into()),
         ];
         env.push(("FLASHFIT_RUNTIME__LINGER_MS".into(), "20".into()));
+        // The fixture photos are half non-clothing on purpose (the cat, the coffee, the
+        // rocket: decoding, EXIF, quality and hostile-input cases); the delivery, sink and fault
+        // tests count them through every stage, so here they are flagged, not rejected. The
+        // `not_clothing` verdict has its own tests (flashfit-eval's floors, the README's run).
+        env.push(("FLASHFIT_CLASSIFY__NOT_CLOTHING".into(), "flag".into()));
         let config = Config::from_sources(None, env)?;
         let uploads = Location::open(
             config.uploads_uri.as_deref().unwrap_or_default(),
@@ -119,6 +124,7 @@ impl Stack {
             ("FLASHFIT_KAFKA__SESSION_TIMEOUT_MS".into(), "6000".into()),
             ("FLASHFIT_KAFKA__HEARTBEAT_INTERVAL_MS".into(), "500".into()),
             ("FLASHFIT_LOG_FORMAT".into(), "json".into()),
+            ("FLASHFIT_CLASSIFY__NOT_CLOTHING".into(), "flag".into()),
         ]
     }
 

@@ -506,6 +506,14 @@ pub struct RuntimeConfig {
     /// First retry delay for transient failures; doubles up to `retry_max_backoff_ms`.
     pub retry_initial_backoff_ms: u64,
     pub retry_max_backoff_ms: u64,
+    /// A message still failing transiently this long after the worker first received it is
+    /// dead-lettered (`internal`, with the last error): no message holds a partition for
+    /// ever. Counted from receipt, never from a time the event claims.
+    pub max_retry_ms: u64,
+    /// Events whose own time (`uploaded_at`, `ts`, `deleted_at`) is more than this far ahead
+    /// of the worker's clock are refused (`invalid_event`): a clock-skewed producer cannot
+    /// make an event wait for ever or sort first.
+    pub max_clock_skew_ms: u64,
     /// The dead-letter rate is measured over the last this many messages…
     pub dlq_window: usize,
     /// …once at least this many were seen…
@@ -540,6 +548,8 @@ impl Default for RuntimeConfig {
             commit_interval_ms: 1_000,
             retry_initial_backoff_ms: 200,
             retry_max_backoff_ms: 10_000,
+            max_retry_ms: 3_600_000,
+            max_clock_skew_ms: 300_000,
             dlq_window: 500,
             dlq_min_messages: 50,
             dlq_max_ratio: 0.5,
@@ -849,8 +859,10 @@ pub struct ClassifyConfig {
     /// Manifest name of the classifier (a `[model.classifier]` entry): EfficientNet-Lite0 by
     /// default; a model whose labels are taxonomy categories scores directly.
     pub model: String,
-    /// A taxonomy head from `flashfit train head` (JSON). Unset: the model's own labels (the
-    /// ImageNet label map for ImageNet classifiers).
+    /// A taxonomy head from `flashfit train head` (JSON). Unset: the shipped head
+    /// (`<models dir>/heads/taxonomy-head.json`, built by `models/train_head.sh`) for ImageNet
+    /// classifiers, the model's own labels for taxonomy classifiers. `imagenet-map`: the
+    /// ImageNet label map (`models/imagenet-taxonomy.toml`), which cannot tell clothing well.
     pub head: Option<String>,
     /// Categories reported in `topk`.
     pub top_k: usize,
@@ -864,6 +876,28 @@ pub struct ClassifyConfig {
     /// weights per session). With `threads = 1` and no spinning, two jobs use two cores at
     /// the lowest CPU per image (`flashfit bench chain`).
     pub jobs: usize,
+    /// What happens to an upload whose calibrated `is_clothing` is below `clothing_threshold`:
+    /// `reject` (status `rejected`, reason `not_clothing`; nothing reaches the tables) or
+    /// `flag` (kept, `classification.flagged` true).
+    pub not_clothing: NotClothing,
+    /// Calibrated `is_clothing` below this is "not clothing" (0.6 by default: the operating
+    /// point chosen on the labelled set, where it leaves a margin on both sides; `flashfit
+    /// eval` shows what it gives).
+    pub clothing_threshold: f32,
+    /// The model's best category is said only at or above this confidence; below it the
+    /// answer falls back to the group (`level = "group"`).
+    pub category_threshold: f32,
+    /// The group is said only at or above this probability; below it the answer is
+    /// `unknown`.
+    pub group_threshold: f32,
+}
+
+/// `[classify] not_clothing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NotClothing {
+    Reject,
+    Flag,
 }
 
 impl Default for ClassifyConfig {
@@ -875,6 +909,10 @@ impl Default for ClassifyConfig {
             share_embedding: true,
             threads: 1,
             jobs: 2,
+            not_clothing: NotClothing::Reject,
+            clothing_threshold: 0.6,
+            category_threshold: 0.6,
+            group_threshold: 0.5,
         }
     }
 }
@@ -1015,6 +1053,18 @@ impl Config {
         }
         if self.kafka.partitions < 1 {
             return Err(Error::Invalid("kafka.partitions must be at least 1".into()));
+        }
+        let c = &self.classify;
+        for (key, v) in [
+            ("clothing_threshold", c.clothing_threshold),
+            ("category_threshold", c.category_threshold),
+            ("group_threshold", c.group_threshold),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(Error::Invalid(format!(
+                    "classify.{key} must be within 0..=1 (got {v})"
+                )));
+            }
         }
         for (name, e) in &self.experiments {
             e.validate(name)?;

@@ -23,6 +23,9 @@ pub struct Hit {
     pub garment_id: String,
     pub score: f32,
     pub category: Option<String>,
+    /// The classifier was unsure: `category` is a group (`footwear`) or `unknown`, not one of
+    /// the 47 categories.
+    pub unsure: bool,
     pub color_primary: Option<String>,
     pub style_tags: Vec<String>,
     pub caption: Option<String>,
@@ -84,10 +87,14 @@ fn hits(batches: &[RecordBatch], column: &str, query: &[f32]) -> Vec<Hit> {
                 continue;
             }
             let v = vectors.value(i);
+            let category = opt(&cat, i);
             out.push(Hit {
+                unsure: category
+                    .as_deref()
+                    .is_some_and(|c| flashfit_schema::taxonomy::index(c).is_none()),
                 garment_id: ids.value(i).to_owned(),
                 score: cosine(query, v.as_primitive::<Float32Type>().values()),
-                category: opt(&cat, i),
+                category,
                 color_primary: opt(&col, i),
                 style_tags: tags
                     .as_ref()

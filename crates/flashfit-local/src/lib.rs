@@ -112,9 +112,17 @@ impl RunReport {
             .photos
             .iter()
             .map(|p| {
+                // An unsure answer (a group, or `unknown`) says so.
+                let unsure = |c: &str| {
+                    if flashfit_schema::taxonomy::index(c).is_some() {
+                        c.to_owned()
+                    } else {
+                        format!("{c}, unsure")
+                    }
+                };
                 let category = match (&p.category, p.category_confidence) {
-                    (Some(c), Some(conf)) => format!("{c} ({conf:.2})"),
-                    (Some(c), None) => c.clone(),
+                    (Some(c), Some(conf)) => format!("{} ({conf:.2})", unsure(c)),
+                    (Some(c), None) => unsure(c),
                     _ => "-".into(),
                 };
                 let mut notes: Vec<String> = Vec::new();
@@ -726,6 +734,12 @@ mod tests {
             photos: vec![
                 photo("a.jpg", "processed", Some("shirt")),
                 photo("long_name.png", "rejected", None),
+                photo("b.jpg", "processed", Some("t_shirt")),
+                {
+                    let mut cat = photo("cat.jpg", "rejected", None);
+                    cat.reasons = vec!["not_clothing".into()];
+                    cat
+                },
             ],
             lance_garments: Some(1),
             parquet_rows: 1,
@@ -733,11 +747,14 @@ mod tests {
         };
         let t = report.table();
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines.len(), 3);
+        assert_eq!(lines.len(), 5);
         let col = lines[0].find("status").expect("status column");
         assert_eq!(lines[1].find("processed"), Some(col), "{t}");
         assert_eq!(lines[2].find("rejected"), Some(col), "{t}");
-        assert!(lines[1].contains("shirt (0.50)"), "{t}");
+        // Not a taxonomy category (a group, `unknown`): said to be unsure.
+        assert!(lines[1].contains("shirt, unsure (0.50)"), "{t}");
+        assert!(lines[3].contains("t_shirt (0.50)"), "{t}");
+        assert!(lines[4].contains("not_clothing"), "{t}");
         let next = next_commands(&Config::default(), &report, None);
         assert!(next[0].contains("search --user u --text shirt"), "{next:?}");
         assert!(next[1].contains("/v1/users/u/outfits"), "{next:?}");
@@ -745,7 +762,7 @@ mod tests {
             next[2].contains("read_parquet('./warehouse/garments/*/*.parquet')"),
             "{next:?}"
         );
-        assert_eq!(report.count("processed"), 1);
+        assert_eq!(report.count("processed"), 2);
     }
 
     #[test]

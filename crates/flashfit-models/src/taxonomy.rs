@@ -62,7 +62,9 @@ impl ImageNetMap {
             }
         }
         let is_clothing: f32 = mass.iter().sum();
-        Classification::from_scores(&mass, is_clothing, k)
+        let mut c = Classification::from_scores(&mass, is_clothing, k);
+        c.imagenet_mass = Some(c.is_clothing);
+        c
     }
 }
 
@@ -74,8 +76,27 @@ pub struct Classification {
     pub confidence: f32,
     /// Best `k` categories with their probabilities.
     pub topk: Vec<(String, f32)>,
-    /// Probability that the image shows clothing at all (flag below 0.7, seed).
+    /// The raw clothing evidence of the model: the probability mass on clothing classes (the
+    /// classify stage calibrates `is_clothing` from it and the detections).
     pub is_clothing: f32,
+    /// The ImageNet label map's clothing mass, when the model has ImageNet classes (a second
+    /// opinion beside a head's `not_clothing`).
+    pub imagenet_mass: Option<f32>,
+    /// Probability of each group among clothing categories (taxonomy group order).
+    pub groups: [f32; 6],
+}
+
+impl Classification {
+    /// The most probable group and its probability.
+    pub fn best_group(&self) -> (&'static str, f32) {
+        let (i, p) = self
+            .groups
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or((0, 0.0), |(i, p)| (i, *p));
+        (taxonomy::GROUPS[i], p)
+    }
 }
 
 impl Classification {
@@ -90,11 +111,19 @@ impl Classification {
             .map(|&i| (CATEGORIES[i].1.to_owned(), scores[i] / total))
             .collect();
         let (category, confidence) = topk[0].clone();
+        let mut groups = [0f32; 6];
+        for (i, s) in scores.iter().enumerate() {
+            if let Some(g) = taxonomy::GROUPS.iter().position(|g| *g == CATEGORIES[i].0) {
+                groups[g] += s / total;
+            }
+        }
         Classification {
             category,
             confidence,
             topk,
             is_clothing: is_clothing.clamp(0.0, 1.0),
+            imagenet_mass: None,
+            groups,
         }
     }
 }
@@ -146,6 +175,8 @@ mod tests {
         );
         assert_eq!(c.category, "t_shirt");
         assert_eq!(c.topk[1].0, "sweatshirt");
+        assert_eq!(c.best_group().0, "tops");
+        assert!((c.groups.iter().sum::<f32>() - 1.0).abs() < 1e-4, "{c:?}");
         assert!(c.is_clothing > 0.9, "{c:?}");
         // A cat is not clothing.
         let mut logits = vec![0f32; 1000];

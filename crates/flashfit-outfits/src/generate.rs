@@ -222,6 +222,12 @@ pub fn recommend_reranked(
         .into_iter()
         .map(|p| Outfit {
             garment_ids: ids(&items, &p.idx),
+            unsure: p
+                .idx
+                .iter()
+                .filter(|&&i| flashfit_schema::taxonomy::index(&items[i].category).is_none())
+                .map(|&i| items[i].garment_id.clone())
+                .collect(),
             score: p.score,
             breakdown: p.breakdown,
         })

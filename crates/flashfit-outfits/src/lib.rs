@@ -54,6 +54,10 @@ pub struct Outfit {
     /// compatibility + personalization.
     pub score: f64,
     pub breakdown: Breakdown,
+    /// The outfit's garments the classifier was unsure of: only their group is known
+    /// (`category` is `footwear`, …), which is all an outfit needs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unsure: Vec<String>,
 }
 
 /// Scores how well garments go together. Implementations must be deterministic.
@@ -83,13 +87,11 @@ pub trait Reranker: Send + Sync {
     fn rerank(&self, items: &[Item], candidates: &[Vec<usize>]) -> Result<Vec<f64>, String>;
 }
 
-/// The wardrobe group of a category (the taxonomy's six groups), or `None` for an unknown
-/// category.
+/// The wardrobe group of a classification label (the taxonomy's six groups): a category's
+/// group, or the group itself for an item the classifier was unsure of (`footwear`); `None`
+/// for `unknown` and anything else (such an item is left out of outfits).
 pub fn group(category: &str) -> Option<&'static str> {
-    flashfit_schema::taxonomy::CATEGORIES
-        .iter()
-        .find(|(_, c)| *c == category)
-        .map(|(g, _)| *g)
+    flashfit_schema::taxonomy::group_of(category)
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]

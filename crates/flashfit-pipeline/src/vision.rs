@@ -143,10 +143,35 @@ pub fn embedder(config: &Config, dir: &ModelDir) -> Result<Embed> {
     })
 }
 
+/// Where `models/train_head.sh` writes the shipped taxonomy head, under the models dir.
+pub const SHIPPED_HEAD: &str = "heads/taxonomy-head.json";
+/// `[classify] head` value for the ImageNet label map instead of a head.
+pub const IMAGENET_MAP: &str = "imagenet-map";
+
 pub fn classifier(config: &Config, dir: &ModelDir) -> Result<Classifier> {
     let c = &config.classify;
     let model = image_model(dir, &c.model, threads(config, c.threads, c.jobs))?;
-    let scorer = scorer(&model, c.head.as_deref())?;
+    let shipped = dir.path().join(SHIPPED_HEAD);
+    let head = match c.head.as_deref() {
+        Some(IMAGENET_MAP) => None,
+        Some(path) => Some(path.to_owned()),
+        None if model
+            .labels()
+            .iter()
+            .all(|l| flashfit_schema::taxonomy::index(l).is_some()) =>
+        {
+            None
+        }
+        None if shipped.is_file() => Some(shipped.to_string_lossy().into_owned()),
+        None => {
+            return Err(Error::Invalid(format!(
+                "the shipped taxonomy head {} is missing: run `bash models/train_head.sh` \
+                 (or set [classify] head = \"{IMAGENET_MAP}\")",
+                shipped.display()
+            )));
+        }
+    };
+    let scorer = scorer(&model, head.as_deref())?;
     // The image vector is worth sending on only when the embed stage would make the same one.
     let manifest = Manifest::load(dir).map_err(models_err)?;
     let same_model = manifest
@@ -157,6 +182,11 @@ pub fn classifier(config: &Config, dir: &ModelDir) -> Result<Classifier> {
         model,
         scorer,
         top_k: c.top_k,
+        calibration: flashfit_vision::clothing::CALIBRATION,
+        not_clothing: c.not_clothing,
+        clothing_threshold: c.clothing_threshold,
+        category_threshold: c.category_threshold,
+        group_threshold: c.group_threshold,
     })
 }
 
@@ -270,12 +300,7 @@ mod tests {
         let pipeline = Pipeline::default_pipeline();
         let stage = Arc::new(EnrichStage::new(
             io(StageName::Classify, &config, &pipeline).expect("io"),
-            Classifier {
-                model,
-                scorer: s,
-                top_k: 3,
-                share_embedding: false,
-            },
+            Classifier::new(model, s, false).flagging(),
         ));
         let rec = serde_json::json!({"event_id": "e1", "user_id": "u", "garment_id": "g1",
             "image_uri": format!("{root}coffee.jpg"), "uploaded_at": "2026-11-22T00:00:00Z"});
@@ -385,10 +410,13 @@ mod tests {
         let root = url::Url::from_directory_path(&photos)
             .expect("uri")
             .to_string();
-        let config = Config {
+        let mut config = Config {
             uploads_uri: Some(root.clone()),
             ..Config::default()
         };
+        // Every fixture photo, the cat and the coffee too: flagged, not rejected, so each
+        // reaches embed.
+        config.classify.not_clothing = flashfit_config::NotClothing::Flag;
         assert!(config.classify.share_embedding, "shared by default");
         let dir = crate::model_dir(&config);
         let pipeline = Pipeline::default_pipeline();

@@ -130,7 +130,10 @@ impl<L: GarmentLookup> FeedbackStage<L> {
             Err(e) => return Outcome::Retry(format!("garment lookup: {e}")),
         };
         if found.len() < event.garment_ids.len() {
-            if chrono::Utc::now() - event.ts < self.grace {
+            // Bounded by the time this worker has held the message as well as the event's
+            // age, so a clock-skewed `ts` cannot hold the partition.
+            let waited = chrono::Duration::from_std(m.waited()).unwrap_or(self.grace);
+            if chrono::Utc::now() - event.ts < self.grace && waited < self.grace {
                 return Outcome::Retry(format!(
                     "feedback {} names {} garments not (yet) in the user's wardrobe",
                     event.event_id,

@@ -57,14 +57,17 @@ fn bad(reason: Reason, message: String) -> Outcome {
 
 /// Parses the event in `payload` (at most `max_event` bytes: [`MAX_EVENT_BYTES`] for upload
 /// events, [`MAX_RECORD_BYTES`] for records) and fetches its image (at most `caps.max_bytes`). A missing
-/// object is retried until `caps.not_found_grace_ms` after the event's `uploaded_at`, then
-/// final (`not_found`); store failures are transient unless the store says retrying cannot
-/// help.
+/// object is retried while both the time since the worker received the message (`waited`)
+/// and the time since the event's `uploaded_at` are under `caps.not_found_grace_ms`, then final
+/// (`not_found`): an old event (a replay) is final at once, and a future `uploaded_at` (within
+/// the allowed clock skew; beyond it the event is invalid) cannot stretch the wait. Store
+/// failures are transient unless the store says retrying cannot help.
 pub async fn read_upload(
     uploads: &Location,
     payload: &[u8],
     caps: &flashfit_config::QualityConfig,
     max_event: usize,
+    waited: std::time::Duration,
 ) -> Result<(UploadEvent, Bytes), Outcome> {
     if payload.len() > max_event {
         return Err(bad(
@@ -81,14 +84,15 @@ pub async fn read_upload(
         Err(e) => Err(match e {
             flashfit_storage::Error::NotAllowed(m) => bad(Reason::UriNotAllowed, m),
             flashfit_storage::Error::NotFound(m) => {
-                let age = chrono::Utc::now() - upload.uploaded_at;
+                let since_upload = chrono::Utc::now() - upload.uploaded_at;
                 let grace = chrono::Duration::milliseconds(
                     i64::try_from(caps.not_found_grace_ms).unwrap_or(i64::MAX),
                 );
-                if age < grace {
+                let waited = chrono::Duration::from_std(waited).unwrap_or(grace);
+                if since_upload < grace && waited < grace {
                     Outcome::Retry(format!(
-                        "no object at {m} yet ({}s after upload; final after {}s)",
-                        age.num_seconds(),
+                        "no object at {m} yet ({}s after receipt; final after {}s)",
+                        waited.num_seconds(),
                         grace.num_seconds()
                     ))
                 } else {

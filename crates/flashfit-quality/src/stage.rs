@@ -46,6 +46,7 @@ impl QualityStage {
             msg.payload(),
             &self.cfg,
             crate::intake::MAX_EVENT_BYTES,
+            msg.waited(),
         )
         .await
         {

@@ -288,6 +288,7 @@ async fn an_unreachable_store_is_retried_not_dead_lettered() {
     let processor = flashfit_runtime::Processor::new(stage, metrics.clone(), cfg, &topics);
     let (_, value) = event("e1", "s3://flashfit/uploads/u1/a.jpg");
     let msg = flashfit_runtime::Message {
+        first_seen: None,
         topic: topics.uploads().into(),
         partition: 3,
         offset: 41,
@@ -349,4 +350,70 @@ async fn a_missing_image_is_retried_within_the_grace_then_processed_when_it_appe
     let st = statuses(&run);
     assert_eq!(st.len(), 1);
     assert_eq!(st[0].status, Status::Processed, "{st:?}");
+}
+
+/// Issue #32: one event stalls nothing. An upload dated far in the future is refused at once
+/// (`invalid_event`, it is beyond the allowed clock skew), and one naming a photo that never
+/// appears is given up (`not_found`) once the worker has held it `not_found_grace_ms` — counted
+/// from receipt, not from the time the event claims. The ordinary uploads behind them are
+/// processed.
+#[tokio::test]
+async fn a_poisoned_upload_stalls_nothing_behind_it() {
+    let s = setup(true);
+    let cfg = QualityConfig {
+        not_found_grace_ms: 500,
+        ..QualityConfig::default()
+    };
+    let stage: Arc<dyn flashfit_runtime::Stage> = Arc::new(QualityStage::new(
+        Location::open(&s.root_uri, &S3Config::default()).expect("open"),
+        cfg,
+        4,
+        true,
+        &flashfit_schema::Topics::default(),
+    ));
+    let upload = |id: &str, file: &str, at: String| {
+        let v = serde_json::json!({
+            "event_id": id, "user_id": "u1", "garment_id": format!("g-{id}"),
+            "image_uri": format!("{}{file}", s.root_uri), "uploaded_at": at,
+        });
+        (None, serde_json::to_vec(&v).expect("json"))
+    };
+    let now = || chrono::Utc::now().to_rfc3339();
+    let mut input = vec![
+        upload("future", "missing.jpg", "9999-01-01T00:00:00Z".into()),
+        upload("never", "never.jpg", now()),
+    ];
+    for i in 0..5 {
+        input.push(upload(&format!("ok{i}"), "person_suit.jpg", now()));
+    }
+    let runtime = RuntimeConfig {
+        retry_initial_backoff_ms: 20,
+        retry_max_backoff_ms: 100,
+        ..RuntimeConfig::default()
+    };
+    let run = harness::run(stage, input, runtime).await;
+    let st = statuses(&run);
+    let of = |id: &str| {
+        st.iter()
+            .find(|s| s.event_id.as_deref() == Some(id))
+            .unwrap_or_else(|| panic!("no status for {id}: {st:?}"))
+    };
+    assert_eq!(of("future").status, Status::Failed);
+    assert_eq!(
+        of("future").reasons,
+        vec![flashfit_schema::Reason::InvalidEvent]
+    );
+    assert!(
+        of("future")
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("ahead")),
+        "{:?}",
+        of("future")
+    );
+    assert_eq!(of("never").status, Status::Failed);
+    assert_eq!(of("never").reasons, vec![flashfit_schema::Reason::NotFound]);
+    for i in 0..5 {
+        assert_eq!(of(&format!("ok{i}")).status, Status::Processed);
+    }
 }

@@ -47,6 +47,7 @@ pub fn messages(
         .into_iter()
         .enumerate()
         .map(|(i, (k, v))| Message {
+            first_seen: Some(std::time::Instant::now()),
             topic: topic.clone(),
             partition,
             offset: i as i64,

@@ -188,7 +188,8 @@ impl Processor {
     /// (those come back as `unfinished`).
     ///
     /// Transient failures ([`Outcome::Retry`]) are retried with capped exponential backoff with
-    /// jitter for as long as it takes. Other failures ([`Outcome::Internal`], a wrong outcome
+    /// jitter until the message has waited `max_retry_ms` since this process received it
+    /// ([`Message::waited`]); then it is dead-lettered (`internal`, with the last error). Other failures ([`Outcome::Internal`], a wrong outcome
     /// count) get at most `max_attempts`: the failing messages are split in halves until each
     /// is alone, so one poison message is isolated while the rest of the batch proceeds, and a
     /// message that still fails alone is dead-lettered with reason `internal`.
@@ -253,6 +254,19 @@ impl Processor {
                     Outcome::BadInput { reason, message } => {
                         verdicts.push(true);
                         let records = self.reject(&msg, reason, &message);
+                        result.done.push((msg, records));
+                    }
+                    Outcome::Retry(why)
+                        if msg.waited() >= Duration::from_millis(self.cfg.max_retry_ms) =>
+                    {
+                        self.metrics.error("transient");
+                        verdicts.push(true);
+                        let message = format!(
+                            "still failing after {}s of retries: {why}",
+                            msg.waited().as_secs()
+                        );
+                        let records =
+                            self.reject(&msg, flashfit_schema::Reason::Internal, &message);
                         result.done.push((msg, records));
                     }
                     Outcome::Retry(why) => {

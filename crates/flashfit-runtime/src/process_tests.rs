@@ -67,6 +67,7 @@ fn msgs(values: &[&str]) -> Vec<Message> {
         .iter()
         .enumerate()
         .map(|(i, v)| Message {
+            first_seen: None,
             topic: "in".into(),
             partition: (i % 2) as i32,
             offset: 100 + i as i64,
@@ -381,4 +382,50 @@ async fn a_stuck_partition_is_reported_degraded_until_it_moves() {
     let r = run.await.expect("join");
     assert_eq!(r.done.len(), 1);
     assert!(metrics.degraded().is_empty(), "degraded after it moved");
+}
+
+/// No message holds a partition for ever: a transient failure that outlasts `max_retry_ms`
+/// (counted from when the worker received the message) is dead-lettered with its last error,
+/// and the rest of the batch is not held back by it.
+#[tokio::test]
+async fn a_transient_failure_is_dead_lettered_once_it_outlasts_max_retry_ms() {
+    let stage = Arc::new(Scripted {
+        calls: AtomicUsize::new(0),
+        fail_times: usize::MAX,
+    });
+    let cfg = RuntimeConfig {
+        max_retry_ms: 200,
+        ..fast_cfg()
+    };
+    let p = Processor::new(
+        stage,
+        Metrics::new().stage("scripted"),
+        cfg,
+        &Topics::default(),
+    );
+    let mut batch = msgs(&["a", "flaky", "c"]);
+    for m in &mut batch {
+        m.first_seen = Some(std::time::Instant::now());
+    }
+    let r = p.run_batch(batch, &CancellationToken::new()).await;
+    assert!(r.unfinished.is_empty());
+    assert_eq!(p.metrics().count("dead_lettered", Some("internal")), 1);
+    let dlq: Vec<_> = r
+        .records()
+        .filter(|r| r.topic == Topics::default().dlq("scripted"))
+        .collect();
+    assert_eq!(dlq.len(), 1, "{:?}", r.records().collect::<Vec<_>>());
+    let why = dlq[0]
+        .headers
+        .iter()
+        .find(|(k, _)| *k == flashfit_schema::headers::ERROR_MESSAGE)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    assert!(why.contains("dependency down"), "{why}");
+    let c = r.commit_offsets();
+    assert_eq!(
+        c[&("in".to_owned(), 1)],
+        102,
+        "the dead letter is committed past"
+    );
 }

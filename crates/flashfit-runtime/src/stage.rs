@@ -16,9 +16,18 @@ pub struct Message {
     pub headers: Vec<(String, Bytes)>,
     /// The record's timestamp (milliseconds since the epoch), when the broker gave one.
     pub timestamp_ms: Option<i64>,
+    /// When this process first received the message (kept by the clones a retry makes):
+    /// retries are bounded by the time since, never by a time the event claims. `None` for a
+    /// message made by hand (a test, a converter): it has waited no time.
+    pub first_seen: Option<std::time::Instant>,
 }
 
 impl Message {
+    /// How long this process has had the message.
+    pub fn waited(&self) -> std::time::Duration {
+        self.first_seen.map(|t| t.elapsed()).unwrap_or_default()
+    }
+
     /// The value bytes, or empty for a tombstone.
     pub fn payload(&self) -> &[u8] {
         self.value.as_deref().unwrap_or_default()

@@ -580,6 +580,7 @@ fn detach(m: &rdkafka::message::BorrowedMessage<'_>, topic: &mut Option<Arc<str>
         })
         .unwrap_or_default();
     Message {
+        first_seen: Some(std::time::Instant::now()),
         topic: t,
         partition: m.partition(),
         offset: m.offset(),

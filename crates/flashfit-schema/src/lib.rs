@@ -253,6 +253,30 @@ pub mod taxonomy {
         ("accessories", "bag"),
     ];
 
+    /// The six groups, in taxonomy order.
+    pub const GROUPS: [&str; 6] = [
+        "tops",
+        "bottoms",
+        "outerwear",
+        "dresses",
+        "footwear",
+        "accessories",
+    ];
+
+    /// What the classify stage says when it cannot tell even the group (`category` =
+    /// `unknown`, `level` = `unknown`).
+    pub const UNKNOWN: &str = "unknown";
+
+    /// The class a taxonomy head may have besides the categories: the photo is not clothing
+    /// (its probability gives `is_clothing`).
+    pub const NOT_CLOTHING: &str = "not_clothing";
+
+    /// The group a classification label stands for: a category's group, or the label itself
+    /// when it is a group (an unsure answer); `None` for `unknown` and anything else.
+    pub fn group_of(label: &str) -> Option<&'static str> {
+        group(label).or_else(|| GROUPS.iter().copied().find(|g| *g == label))
+    }
+
     /// Index of a category in [`CATEGORIES`].
     pub fn index(category: &str) -> Option<usize> {
         CATEGORIES.iter().position(|(_, c)| *c == category)
@@ -298,13 +322,17 @@ pub enum Reason {
     /// The event names a garment that belongs to another user (an upload or a delete of
     /// someone else's garment id).
     NotOwner,
+    /// The photo does not show clothing: its calibrated `is_clothing` is below `[classify]
+    /// clothing_threshold` (a cat, a chart, a plate of food). Decided by the classify stage;
+    /// a replay decides the same.
+    NotClothing,
     /// Processing failed in a way retrying did not fix (a model error, an encoding error, a
     /// value the database refuses): dead-lettered after `runtime.max_attempts`, with the error.
     Internal,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 9] = [
         Reason::TooSmall,
         Reason::Undecodable,
         Reason::TooLarge,
@@ -312,6 +340,7 @@ impl Reason {
         Reason::NotFound,
         Reason::InvalidEvent,
         Reason::NotOwner,
+        Reason::NotClothing,
         Reason::Internal,
     ];
 
@@ -324,6 +353,7 @@ impl Reason {
             Reason::NotFound => "not_found",
             Reason::InvalidEvent => "invalid_event",
             Reason::NotOwner => "not_owner",
+            Reason::NotClothing => "not_clothing",
             Reason::Internal => "internal",
         }
     }
@@ -410,7 +440,8 @@ impl UploadEvent {
             ("user_id", &self.user_id),
             ("garment_id", &self.garment_id),
             ("image_uri", &self.image_uri),
-        ])
+        ])?;
+        check_time("uploaded_at", self.uploaded_at)
     }
 }
 
@@ -446,6 +477,7 @@ impl DeleteEvent {
             ("user_id", &event.user_id),
             ("garment_id", &event.garment_id),
         ])?;
+        check_time("deleted_at", event.deleted_at)?;
         Ok(event)
     }
 }
@@ -518,6 +550,7 @@ impl FeedbackEvent {
         let e: FeedbackEvent = serde_json::from_slice(bytes)
             .map_err(|e| InvalidEvent(format!("invalid feedback event: {e}")))?;
         check_ids(&[("event_id", &e.event_id), ("user_id", &e.user_id)])?;
+        check_time("ts", e.ts)?;
         check_garments(&e.garment_ids)?;
         if let Some(o) = &e.outfit_id {
             check_ids(&[("outfit_id", o)])?;
@@ -650,6 +683,7 @@ impl KpiEvent {
 
     pub fn validate(&self) -> Result<(), InvalidEvent> {
         check_ids(&[("event_id", &self.event_id), ("user_id", &self.user_id)])?;
+        check_time("ts", self.ts)?;
         for (x, v) in &self.variants {
             check_ids(&[("variants key", x), ("variants value", v)])?;
         }
@@ -681,6 +715,41 @@ impl KpiEvent {
         }
         Ok(())
     }
+}
+
+/// How far ahead of this machine's clock an event's own time may be, in milliseconds
+/// (`[runtime] max_clock_skew_ms`; the process sets it once at start with
+/// [`set_max_clock_skew`]).
+static MAX_CLOCK_SKEW_MS: std::sync::atomic::AtomicI64 =
+    std::sync::atomic::AtomicI64::new(DEFAULT_MAX_CLOCK_SKEW_MS);
+
+/// The default of [`set_max_clock_skew`]: five minutes.
+pub const DEFAULT_MAX_CLOCK_SKEW_MS: i64 = 300_000;
+
+/// Sets how far in the future an event's time may be before parsing refuses the event.
+pub fn set_max_clock_skew(ms: u64) {
+    MAX_CLOCK_SKEW_MS.store(
+        i64::try_from(ms).unwrap_or(i64::MAX),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
+/// An event's own time may not be further ahead of now than the allowed clock skew: a
+/// producer with a wrong clock (or a hostile one) would otherwise keep an event "too new to
+/// give up on" for ever, or sort it before everything else.
+fn check_time(name: &str, t: DateTime<Utc>) -> Result<(), InvalidEvent> {
+    let skew = MAX_CLOCK_SKEW_MS.load(std::sync::atomic::Ordering::Relaxed);
+    let ahead = t - Utc::now();
+    if ahead > chrono::Duration::milliseconds(skew) {
+        return Err(InvalidEvent(format!(
+            "field `{name}` ({}) is {}s ahead of this worker's clock (at most {}s allowed: \
+             [runtime] max_clock_skew_ms)",
+            t.to_rfc3339(),
+            ahead.num_seconds(),
+            skew / 1000
+        )));
+    }
+    Ok(())
 }
 
 /// Non-empty and at most [`MAX_FIELD_LEN`] bytes each.

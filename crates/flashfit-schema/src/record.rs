@@ -174,21 +174,55 @@ pub struct DetectedObject {
     pub role: Role,
 }
 
+/// How specific a classification is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// `category` is one of the 47 taxonomy categories, confident enough to be said.
+    #[default]
+    Category,
+    /// Unsure of the category, sure of the group: `category` is the group's name (`tops`, …).
+    Group,
+    /// Unsure even of the group: `category` is `unknown`, `group` null.
+    Unknown,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Category => "category",
+            Level::Group => "group",
+            Level::Unknown => "unknown",
+        }
+    }
+}
+
 /// The classify stage's object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Classification {
-    /// One of the 47 taxonomy categories.
+    /// What the garment is, as specifically as the classifier is sure: one of the 47 taxonomy
+    /// categories (`level` = `category`), a group name when only the group is sure (`level` =
+    /// `group`), or `unknown`. The model's best category is `topk[0]` either way.
     pub category: String,
-    /// The category's group (tops, bottoms, outerwear, dresses, footwear, accessories).
+    /// The group (tops, bottoms, outerwear, dresses, footwear, accessories); null when unknown.
     pub group: Option<String>,
-    /// Probability of the category among clothing categories.
+    /// Probability of the model's best category among clothing categories (kept when the
+    /// answer falls back to the group or to unknown).
     pub confidence: f32,
+    /// How specific `category` is; records written before it existed are `category`.
+    #[serde(default)]
+    pub level: Level,
     /// The best categories with their probabilities.
     pub topk: Vec<CategoryScore>,
-    /// Probability that the photo shows clothing at all.
+    /// Probability that the photo shows clothing at all, calibrated on the labelled set
+    /// (`flashfit eval`); below `[classify] clothing_threshold` the upload is rejected
+    /// `not_clothing` (or flagged, with `[classify] not_clothing = "flag"`).
     pub is_clothing: f32,
-    /// is_clothing below 0.7: worth a look.
+    /// Below the clothing threshold and kept (`not_clothing = "flag"`): worth a look.
     pub flagged: bool,
+    /// What `is_clothing` was calibrated from; absent in records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<ClothingEvidence>,
     /// The classifier's pooled image features (L2-normalised), present when its model is the
     /// embed stage's image model (`[classify] share_embedding`): the embed stage takes them
     /// as the garment's `embedding.image_vector` instead of running the same model on the same
@@ -197,6 +231,24 @@ pub struct Classification {
     pub image_vector: Option<ModelVector>,
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+/// The signals `is_clothing` is calibrated from (each 0..1).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ClothingEvidence {
+    /// The classifier's clothing probability on the garment's crop (the shipped head: one
+    /// minus its `not_clothing` probability).
+    pub mass: f32,
+    /// The ImageNet label map's clothing mass on the same crop (0 for a classifier without
+    /// ImageNet classes).
+    #[serde(default)]
+    pub imagenet: f32,
+    /// The most confident person detection (0: none).
+    pub person: f32,
+    /// The most confident garment detection (footwear, tie, handbag, …; 0: none).
+    pub garment: f32,
+    /// The most confident detection of anything else (an animal, a vehicle, a cup; 0: none).
+    pub other: f32,
 }
 
 /// A vector and the model that made it.

@@ -75,6 +75,7 @@ fn reason_and_warning_names_are_stable() {
             "not_found",
             "invalid_event",
             "not_owner",
+            "not_clothing",
             "internal"
         ]
     );
@@ -370,4 +371,40 @@ fn stage_names_are_one_vocabulary_for_serde_the_cli_and_topics() {
         Some("p.flashfit.embedded")
     );
     assert_eq!(t.output_of(crate::StageName::Parquet), None);
+}
+
+/// Issue #32: an event's own time may be at most the allowed clock skew (default five
+/// minutes) ahead of now; beyond it, every event type that carries a time is invalid.
+#[test]
+fn events_from_the_future_are_invalid() {
+    let ahead = |mins: i64| (chrono::Utc::now() + chrono::Duration::minutes(mins)).to_rfc3339();
+    let upload = |at: String| {
+        serde_json::to_vec(&serde_json::json!({"event_id": "e", "user_id": "u",
+            "garment_id": "g", "image_uri": "s3://b/k.jpg", "uploaded_at": at}))
+        .expect("json")
+    };
+    assert!(
+        UploadEvent::from_json(&upload(ahead(2))).is_ok(),
+        "within the skew"
+    );
+    let e = UploadEvent::from_json(&upload(ahead(60))).expect_err("an hour ahead");
+    assert!(
+        e.0.contains("uploaded_at") && e.0.contains("ahead"),
+        "{e:?}"
+    );
+    assert!(UploadEvent::from_json(&upload("9999-01-01T00:00:00Z".into())).is_err());
+    let feedback = serde_json::json!({"event_id": "e", "user_id": "u", "signal": "like",
+        "garment_ids": ["g"], "ts": ahead(60)});
+    let e = FeedbackEvent::from_json(&serde_json::to_vec(&feedback).expect("json"))
+        .expect_err("feedback from the future");
+    assert!(e.0.contains("`ts`"), "{e:?}");
+    let delete = serde_json::json!({"event_id": "e", "user_id": "u", "garment_id": "g",
+        "deleted_at": ahead(60)});
+    assert!(DeleteEvent::from_json(&serde_json::to_vec(&delete).expect("json")).is_err());
+    let kpi = serde_json::json!({"event_id": "e", "user_id": "u", "type": "click",
+        "ts": ahead(60), "variants": {}});
+    assert!(KpiEvent::from_json(&serde_json::to_vec(&kpi).expect("json")).is_err());
+    let kpi_now = serde_json::json!({"event_id": "e", "user_id": "u", "type": "click",
+        "ts": ahead(0), "variants": {}});
+    assert!(KpiEvent::from_json(&serde_json::to_vec(&kpi_now).expect("json")).is_ok());
 }

@@ -1,9 +1,11 @@
 //! `flashfit serve`: the app-facing HTTP API (this crate) and the recommendation service
 //! behind it ([`recommend`]), on `FLASHFIT_HTTP_ADDR` on `FLASHFIT_HTTP_ADDR`:
 //! - `GET /v1/users/{user_id}/search?like=<garment_id>|text=<query>&category=&color=&k=` →
-//!   `{"results": [{garment_id, score, category, color_primary, style_tags, caption}]}`;
+//!   `{"results": [{garment_id, score, category, unsure, color_primary, style_tags, caption}]}`
+//!   (`unsure`: `category` is a group or `unknown`, the classifier was not sure of more);
 //! - `GET /v1/users/{user_id}/outfits?k=&occasion=&season=` →
-//!   `{"outfits": [{garment_ids, score, breakdown}], "variant": …}` (impressions logged to
+//!   `{"outfits": [{garment_ids, score, breakdown, unsure}], "variant": …}` (`unsure`, when
+//!   present: the garments known only by their group; impressions logged to
 //!   `flashfit.kpi`).
 //!
 //! An unknown user or garment is an empty result (200); malformed parameters are a 400 with a

@@ -119,6 +119,7 @@ mod tests {
 
     fn msg(topic: &str, value: &[u8]) -> Message {
         Message {
+            first_seen: None,
             topic: topic.into(),
             partition: 1,
             offset: 7,

@@ -158,9 +158,11 @@ fn embed_examples(model: &ImageNetModel, examples: Vec<Labelled>) -> Result<Exam
     classes.sort();
     classes.dedup();
     for c in &classes {
-        if flashfit_schema::taxonomy::index(c).is_none() {
+        if flashfit_schema::taxonomy::index(c).is_none()
+            && c != flashfit_schema::taxonomy::NOT_CLOTHING
+        {
             return Err(Error::Invalid(format!(
-                "label `{c}` is not a taxonomy category"
+                "label `{c}` is neither a taxonomy category nor `not_clothing`"
             )));
         }
     }

@@ -9,14 +9,18 @@ use flashfit_schema::record::{CategoryScore, Classification as Record, ModelVect
 use flashfit_schema::taxonomy;
 use image::RgbImage;
 
+use crate::clothing::{self, Calibration};
 use crate::enrich::{EnrichStage, Enricher, garment_region};
+use flashfit_config::NotClothing;
+use flashfit_schema::Reason;
 
 /// How ImageNet outputs become taxonomy categories.
 pub enum Scorer {
     /// The shipped ImageNet label map.
     ImageNet(ImageNetMap),
-    /// A trained taxonomy head on the embedding (`flashfit train head`); the ImageNet label
-    /// map, when the model has ImageNet labels, still gives `is_clothing`.
+    /// A trained taxonomy head on the embedding (`flashfit train head`). A head with a
+    /// `not_clothing` class (the shipped one) gives `is_clothing` itself; otherwise the
+    /// ImageNet label map, when the model has ImageNet labels, does.
     Head(Box<LinearHead>, Option<ImageNetMap>),
     /// The model's own labels are taxonomy categories (the seed's EfficientNet-B0 on 47
     /// categories): softmax over them. Such a model cannot say "not clothing": its top
@@ -35,26 +39,66 @@ pub struct Classifier {
     /// Also write the model's image vector (`classification.image_vector`) for the embed
     /// stage: set when the model is the embed stage's image model.
     pub share_embedding: bool,
+    /// How `is_clothing` comes from the evidence ([`clothing::CALIBRATION`]).
+    pub calibration: Calibration,
+    /// Below `clothing_threshold`: reject or flag (`[classify] not_clothing`).
+    pub not_clothing: NotClothing,
+    pub clothing_threshold: f32,
+    /// The category is said at or above this confidence, the group at or above
+    /// `group_threshold`; else `unknown`.
+    pub category_threshold: f32,
+    pub group_threshold: f32,
 }
 
 impl Classifier {
+    /// A classifier with `[classify]`'s default top-k, calibration and thresholds.
+    pub fn new(model: Arc<ImageNetModel>, scorer: Scorer, share_embedding: bool) -> Self {
+        let c = flashfit_config::ClassifyConfig::default();
+        Classifier {
+            model,
+            scorer,
+            top_k: c.top_k,
+            share_embedding,
+            calibration: clothing::CALIBRATION,
+            not_clothing: c.not_clothing,
+            clothing_threshold: c.clothing_threshold,
+            category_threshold: c.category_threshold,
+            group_threshold: c.group_threshold,
+        }
+    }
+
+    /// Keeps photos below the clothing threshold, flagged (`not_clothing = "flag"`).
+    pub fn flagging(mut self) -> Self {
+        self.not_clothing = NotClothing::Flag;
+        self
+    }
+
     fn classify(&self, out: &flashfit_models::ImageNetOutput) -> Classification {
         match &self.scorer {
             Scorer::ImageNet(map) => map.classify(out, self.top_k),
             Scorer::Head(head, map) => {
                 let mut scores = vec![0f32; taxonomy::CATEGORIES.len()];
+                let mut not_clothing = None;
                 if let Ok(p) = head.predict(&out.embedding) {
                     for (class, prob) in head.classes.iter().zip(p) {
                         if let Some(i) = taxonomy::index(class) {
                             scores[i] += prob;
+                        } else if class == taxonomy::NOT_CLOTHING {
+                            not_clothing = Some(prob);
                         }
                     }
                 }
-                let is_clothing = match map {
-                    Some(map) => map.classify(out, 1).is_clothing,
-                    None => scores.iter().copied().fold(0f32, f32::max),
+                // A head that knows `not_clothing` says how much is clothing; else the
+                // ImageNet map's clothing mass, else the best category's probability.
+                let imagenet = map.as_ref().map(|m| m.classify(out, 1).is_clothing);
+                let is_clothing = match (not_clothing, imagenet) {
+                    (Some(p), _) => 1.0 - p,
+                    (None, Some(m)) => m,
+                    (None, None) => scores.iter().copied().fold(0f32, f32::max),
                 };
-                Classification::from_scores(&scores, is_clothing, self.top_k)
+                let mut c = Classification::from_scores(&scores, is_clothing, self.top_k);
+                c.imagenet_mass = imagenet;
+                c
             }
             Scorer::Direct => {
                 let mut scores = vec![0f32; taxonomy::CATEGORIES.len()];
@@ -101,14 +145,25 @@ impl Enricher for Classifier {
     }
 
     fn finish(&self, record: &mut GarmentRecord, (c, shared): Self::Output) {
+        let evidence =
+            clothing::evidence(c.is_clothing, c.imagenet_mass, record.detection.as_ref());
+        let is_clothing = self.calibration.is_clothing(&evidence);
+        let answer = clothing::answer(
+            &c.category,
+            c.confidence,
+            c.best_group(),
+            self.category_threshold,
+            self.group_threshold,
+        );
         record.classification = Some(Record {
             image_vector: shared.map(|vector| ModelVector {
                 model: self.model.name().to_owned(),
                 version: self.model.version().to_owned(),
                 vector,
             }),
-            group: taxonomy::group(&c.category).map(str::to_owned),
+            group: answer.group.map(str::to_owned),
             confidence: c.confidence,
+            level: answer.level,
             topk: c
                 .topk
                 .into_iter()
@@ -117,11 +172,28 @@ impl Enricher for Classifier {
                     confidence,
                 })
                 .collect(),
-            is_clothing: c.is_clothing,
-            flagged: c.is_clothing < 0.7,
-            category: c.category,
+            is_clothing,
+            flagged: is_clothing < self.clothing_threshold,
+            evidence: Some(evidence),
+            category: answer.label,
             extra: Default::default(),
         });
+    }
+
+    /// Not clothing, when `[classify] not_clothing = "reject"`.
+    fn rejection(&self, record: &GarmentRecord) -> Option<(Reason, String)> {
+        let c = record.classification.as_ref()?;
+        (self.not_clothing == NotClothing::Reject && c.is_clothing < self.clothing_threshold).then(
+            || {
+                (
+                    Reason::NotClothing,
+                    format!(
+                        "is_clothing {:.3} is below {:.2}: the photo does not look like clothing",
+                        c.is_clothing, self.clothing_threshold
+                    ),
+                )
+            },
+        )
     }
 
     fn models(&self) -> Vec<(String, String)> {

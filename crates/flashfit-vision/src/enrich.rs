@@ -65,6 +65,11 @@ pub trait Enricher: Send + Sync + 'static {
     fn infer(&self, batch: Vec<Self::Prepared>) -> Result<Vec<Self::Output>, String>;
     /// Adds the stage's object to the record.
     fn finish(&self, record: &mut GarmentRecord, out: Self::Output);
+    /// After `finish`: a reason to end the upload here as `rejected` (the classify stage's
+    /// `not_clothing`); the record then goes no further.
+    fn rejection(&self, _record: &GarmentRecord) -> Option<(Reason, String)> {
+        None
+    }
     /// `(name, version)` of every model whose output the record now carries.
     fn models(&self) -> Vec<(String, String)>;
 }
@@ -181,13 +186,33 @@ pub fn crop(img: &RgbImage, b: [f64; 4]) -> RgbImage {
 
 /// The garment's region of the photo: the record's detection box (the whole photo without one).
 pub fn garment_region(record: &GarmentRecord, img: &RgbImage) -> flashfit_models::Region {
-    record_bbox(record).map_or_else(|| flashfit_models::whole(img), |b| region(img, b))
+    record_bbox(record).map_or_else(
+        || flashfit_models::whole(img),
+        |b| region(img, square_context(b, img)),
+    )
 }
 
-/// The garment: the photo cropped to the record's detection box (the whole photo without one).
+/// The square around a garment box that the image models see: the box's long side plus a
+/// tenth, centred on the box and shifted (then clipped) to stay inside the photo. The
+/// classifier's resize-and-centre-crop would otherwise cut the ends off a long box (a
+/// shoe's toe and heel), and its head was trained on whole product shots, not tight crops.
+pub fn square_context(b: [f64; 4], img: &RgbImage) -> [f64; 4] {
+    let (w, h) = (f64::from(img.width()), f64::from(img.height()));
+    let side = ((b[2] - b[0]).max(b[3] - b[1]) * 1.1).max(1.0);
+    let place = |lo: f64, hi: f64, limit: f64| {
+        let start = ((lo + hi) / 2.0 - side / 2.0).min(limit - side).max(0.0);
+        [start, (start + side).min(limit)]
+    };
+    let [x1, x2] = place(b[0], b[2], w);
+    let [y1, y2] = place(b[1], b[3], h);
+    [x1, y1, x2, y2]
+}
+
+/// The garment as the image models see it: the photo cropped to the [`square_context`] of the
+/// record's detection box (the whole photo without one).
 pub fn garment_crop(record: &GarmentRecord, img: RgbImage) -> RgbImage {
     match record_bbox(record) {
-        Some(b) => crop(&img, b),
+        Some(b) => crop(&img, square_context(b, &img)),
         None => img,
     }
 }
@@ -215,6 +240,7 @@ impl<E: Enricher> EnrichStage<E> {
             msg.payload(),
             &self.io.caps,
             flashfit_quality::intake::MAX_RECORD_BYTES,
+            msg.waited(),
         )
         .await
         {
@@ -270,6 +296,19 @@ impl<E: Enricher> EnrichStage<E> {
             });
         }
         let key = Some(upload.garment_id.clone().into_bytes());
+        if let Some((reason, message)) = self.enricher.rejection(&record) {
+            let mut s = StatusEvent::for_upload(upload, Status::Rejected, E::STAGE);
+            s.reasons = vec![reason];
+            s.message = Some(message);
+            if let Some(q) = &record.quality {
+                s.warnings = q.warnings.clone();
+            }
+            return Outcome::Emit(vec![Emit {
+                topic: self.io.status.clone(),
+                key,
+                value: s.to_json(),
+            }]);
+        }
         let mut out = vec![Emit {
             topic: self.io.output.clone(),
             key: key.clone(),

@@ -6,6 +6,7 @@
 
 pub mod attributes;
 mod classify;
+pub mod clothing;
 pub mod colour;
 pub mod detect;
 pub mod detect_stage;

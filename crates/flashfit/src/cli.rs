@@ -112,6 +112,17 @@ pub enum Command {
     /// garments left out) from the tables under FLASHFIT_WAREHOUSE_URI, then run LanceDB upkeep
     /// (compaction, old versions, indices) at FLASHFIT_LANCEDB_URI.
     Compact,
+    /// Run the pipeline's stages in-process (no broker) on a labelled set and score what they
+    /// say: is-clothing confusion, group and category precision/recall/abstention, colour
+    /// accuracy, garments per person photo. The set: `eval/build_set.py DIR`.
+    Eval {
+        /// The set's directory (photos and labels.toml).
+        #[arg(long)]
+        set: PathBuf,
+        /// The figures (and every photo's prediction) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Train models on labelled data.
     Train {
         #[command(subcommand)]

@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(&config);
+    flashfit_schema::set_max_clock_skew(config.runtime.max_clock_skew_ms);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -72,6 +73,25 @@ fn init_tracing(config: &Config) {
 async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     let pipeline = Pipeline::load(cli.pipeline.as_deref())?;
     match cli.command {
+        Command::Eval { set, json } => {
+            let results = flashfit_eval::evaluate(&config, &pipeline, &set).await?;
+            let report = flashfit_eval::score::score(&results);
+            if json {
+                let photos: Vec<_> = results
+                    .iter()
+                    .map(|(p, pred)| serde_json::json!({"file": p.file, "labels": p, "prediction": pred}))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"report": report, "photos": photos})
+                    )?
+                );
+            } else {
+                print!("{report}");
+            }
+            Ok(())
+        }
         Command::Train {
             which:
                 TrainCommand::Head {

@@ -269,3 +269,40 @@ fn a_reranker_orders_the_candidates_the_rules_generated() {
         .expect_err("wrong length");
     assert!(matches!(err, Error::Model(_)), "{err}");
 }
+
+/// An item the classifier was unsure of still takes part when its group is known, and is
+/// listed as unsure; an `unknown` one cannot be placed and is left out.
+#[test]
+fn unsure_items_join_outfits_by_their_group() {
+    let cfg = OutfitsConfig::default();
+    let rules = RuleScorer::new(&cfg);
+    let w = vec![
+        item("tee", "t_shirt", "white", 0.2),
+        item("jeans", "jeans", "blue", 0.3),
+        item("shoes", "footwear", "white", 0.2),
+        item("thing", "unknown", "grey", 0.5),
+    ];
+    let out = recommend(&w, &req(5), &rules, None, &cfg).expect("outfits");
+    assert!(!out.is_empty());
+    assert!(
+        out.iter()
+            .all(|o| !o.garment_ids.iter().any(|g| g == "thing")),
+        "{out:?}"
+    );
+    let with_shoes: Vec<_> = out
+        .iter()
+        .filter(|o| o.garment_ids.iter().any(|g| g == "shoes"))
+        .collect();
+    assert!(!with_shoes.is_empty(), "{out:?}");
+    for o in &out {
+        let has = o.garment_ids.iter().any(|g| g == "shoes");
+        assert_eq!(
+            o.unsure,
+            if has {
+                vec!["shoes".to_owned()]
+            } else {
+                vec![]
+            }
+        );
+    }
+}

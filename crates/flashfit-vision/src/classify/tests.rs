@@ -28,12 +28,7 @@ fn stage(root_uri: &str, terminal: bool) -> Arc<ClassifyStage> {
             status: topics.status(),
             terminal,
         },
-        Classifier {
-            model: Arc::new(model),
-            scorer: Scorer::ImageNet(map),
-            top_k: 3,
-            share_embedding: true,
-        },
+        Classifier::new(Arc::new(model), Scorer::ImageNet(map), true).flagging(),
     ))
 }
 
@@ -103,12 +98,20 @@ async fn classifies_a_batch_of_real_images_and_keeps_earlier_objects() {
     let by = |id: &str| out.iter().find(|r| r["event_id"] == id).expect(id);
     for r in &out {
         let c = &r["classification"];
-        assert!(
-            c["category"]
-                .as_str()
-                .is_some_and(|c| flashfit_schema::taxonomy::index(c).is_some()),
-            "{c}"
-        );
+        // A category, a group when unsure of it, or `unknown` — and `level` says which.
+        let label = c["category"].as_str().expect("category");
+        let level = match (
+            flashfit_schema::taxonomy::index(label).is_some(),
+            flashfit_schema::taxonomy::GROUPS.contains(&label),
+        ) {
+            (true, _) => "category",
+            (false, true) => "group",
+            _ => {
+                assert_eq!(label, flashfit_schema::taxonomy::UNKNOWN, "{c}");
+                "unknown"
+            }
+        };
+        assert_eq!(c["level"], level, "{c}");
         assert_eq!(c["topk"].as_array().expect("topk").len(), 3);
         assert!(
             r["quality"]["blur_score"].is_number(),
@@ -203,12 +206,12 @@ async fn a_trained_head_scores_garments_onto_the_taxonomy() {
             status: "status".into(),
             terminal: false,
         },
-        Classifier {
-            model: base.enricher.model.clone(),
-            scorer: Scorer::Head(Box::new(head), Some(map.clone())),
-            top_k: 3,
-            share_embedding: true,
-        },
+        Classifier::new(
+            base.enricher.model.clone(),
+            Scorer::Head(Box::new(head), Some(map.clone())),
+            true,
+        )
+        .flagging(),
     ));
     let input = vec![
         record("sneaker", &format!("{root}fmnist_sneaker.png"), json!({})),

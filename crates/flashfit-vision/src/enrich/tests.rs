@@ -103,12 +103,7 @@ fn a_large_photo_decoded_smaller_gives_the_same_class_vector_and_colours() {
     let dir = ModelDir::from_env();
     let model = ImageNetModel::load(&dir, 1).unwrap_or_else(|e| panic!("{e}"));
     let map = ImageNetMap::parse(DEFAULT_IMAGENET_MAP, model.labels()).expect("map");
-    let classifier = Classifier {
-        model: Arc::new(model),
-        scorer: Scorer::ImageNet(map),
-        top_k: 3,
-        share_embedding: true,
-    };
+    let classifier = Classifier::new(Arc::new(model), Scorer::ImageNet(map), true).flagging();
     let reduce = reduction(
         &r,
         classifier.min_region_side(),
@@ -222,4 +217,21 @@ fn large_photos_decoded_smaller_give_the_detect_stage_the_same_boxes() {
             }
         }
     }
+}
+
+#[test]
+fn square_context_widens_a_long_box_and_stays_inside_the_photo() {
+    let img = RgbImage::new(300, 200);
+    // A wide shoe box in the middle: a square of 1.1 × its width, centred.
+    let b = super::square_context([100.0, 90.0, 200.0, 110.0], &img);
+    assert!((b[2] - b[0] - 110.0).abs() < 1e-9 && (b[3] - b[1] - 110.0).abs() < 1e-9);
+    assert!(((b[0] + b[2]) / 2.0 - 150.0).abs() < 1e-9);
+    // Near an edge it shifts inside rather than leaving the photo.
+    let b = super::square_context([0.0, 0.0, 60.0, 20.0], &img);
+    assert_eq!(b[0], 0.0);
+    assert_eq!(b[1], 0.0);
+    assert!((b[2] - 66.0).abs() < 1e-9 && (b[3] - 66.0).abs() < 1e-9);
+    // Longer than the photo's short side: clipped to the photo.
+    let b = super::square_context([0.0, 0.0, 300.0, 50.0], &img);
+    assert_eq!(b, [0.0, 0.0, 300.0, 200.0]);
 }
