@@ -402,4 +402,54 @@ mod tests {
         assert_eq!(p.feedback_count, 1);
         assert!((p.category["jeans"] - 0.1).abs() < 1e-9, "{p:?}");
     }
+
+    /// Issue #32: one feedback event stalls nothing. One dated far in the future is invalid at
+    /// once; one naming a garment that never appears, dated now, is applied without it once the
+    /// worker has held it for the grace (counted from receipt); the ordinary events behind them
+    /// are applied.
+    #[tokio::test]
+    async fn poisoned_feedback_stalls_nothing_behind_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let url = format!("sqlite://{}", dir.path().join("p.db").display());
+        let item = Item {
+            garment_id: "g1".into(),
+            category: "jeans".into(),
+            ..Item::default()
+        };
+        let lookup = Wardrobe {
+            items: HashMap::from([("g1".to_string(), item)]),
+            fail_first: AtomicUsize::new(0),
+        };
+        let stage = Arc::new(
+            FeedbackStage::new(&url, lookup, "flashfit.feedback".into())
+                .with_grace(std::time::Duration::from_millis(300)),
+        );
+        let at = |id: &str, garment: &str, ts: String| {
+            let v = serde_json::json!({"event_id": id, "user_id": "u1", "signal": "like",
+                "garment_ids": [garment], "ts": ts});
+            (Some(b"u1".to_vec()), serde_json::to_vec(&v).expect("json"))
+        };
+        let now = || chrono::Utc::now().to_rfc3339();
+        let mut input = vec![
+            at("future", "missing", "9999-01-01T00:00:00Z".into()),
+            at("never", "missing", now()),
+        ];
+        for i in 0..5 {
+            input.push(at(&format!("ok{i}"), "g1", now()));
+        }
+        let cfg = RuntimeConfig {
+            retry_initial_backoff_ms: 20,
+            retry_max_backoff_ms: 100,
+            ..RuntimeConfig::default()
+        };
+        let run = harness::run(stage.clone(), input, cfg).await;
+        assert!(run.result.unfinished.is_empty());
+        let dlq = run.on("flashfit.dlq.feedback");
+        assert_eq!(dlq.len(), 1, "only the future-dated event is dead-lettered");
+        let p = prefs(&stage, "u1").await;
+        assert_eq!(
+            p.feedback_count, 6,
+            "five ordinary events and the one given up on"
+        );
+    }
 }
