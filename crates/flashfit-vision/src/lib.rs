@@ -13,6 +13,7 @@ pub mod detect_stage;
 pub mod detector;
 pub mod embed;
 pub mod enrich;
+pub mod pose;
 
 pub use classify::{Classifier, ClassifyStage, Scorer};
 pub use enrich::{EnrichStage, Enricher, StageIo};
