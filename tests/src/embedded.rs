@@ -157,7 +157,7 @@ async fn whole_system(
         }
     }
     // The product shots are wardrobe items; the cat, the coffee, the brick wall, the rocket,
-    // the motorcycle and the astronomy and microscopy photos are not (issue #29).
+    // the motorcycle and the astronomy and microscopy photos are not.
     let status = |file: &str| {
         lines
             .iter()

@@ -134,7 +134,6 @@ async fn generate_garments(table: &Table, deletes: &Table, n: usize) -> Result<u
             .iter()
             .map(|v| {
                 GARMENT_DELETES.convert(&flashfit_runtime::Message {
-                    first_seen: None,
                     value: Some(serde_json::to_vec(v).unwrap_or_default().into()),
                     ..Default::default()
                 })

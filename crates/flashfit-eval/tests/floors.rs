@@ -1,4 +1,4 @@
-//! The labelled set's floors (issue #29), on the real models and the real stages: a regression
+//! The labelled set's floors, on the real models and the real stages: a regression
 //! in what FlashFit says about a photo fails CI. Needs the models (models/fetch.sh), the shipped
 //! head and the set (models/train_head.sh): `FLASHFIT_EVAL_SET`, else `eval` beside the models
 //! directory.

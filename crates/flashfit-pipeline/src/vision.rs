@@ -155,13 +155,7 @@ pub fn classifier(config: &Config, dir: &ModelDir) -> Result<Classifier> {
     let head = match c.head.as_deref() {
         Some(IMAGENET_MAP) => None,
         Some(path) => Some(path.to_owned()),
-        None if model
-            .labels()
-            .iter()
-            .all(|l| flashfit_schema::taxonomy::index(l).is_some()) =>
-        {
-            None
-        }
+        None if taxonomy_labels(&model) => None,
         None if shipped.is_file() => Some(shipped.to_string_lossy().into_owned()),
         None => {
             return Err(Error::Invalid(format!(
@@ -190,13 +184,18 @@ pub fn classifier(config: &Config, dir: &ModelDir) -> Result<Classifier> {
     })
 }
 
+/// Whether the classifier's own labels are taxonomy categories (it then scores directly).
+fn taxonomy_labels(model: &ImageNetModel) -> bool {
+    model
+        .labels()
+        .iter()
+        .all(|l| flashfit_schema::taxonomy::index(l).is_some())
+}
+
 /// How the classifier's outputs become taxonomy categories: a trained head, the model's own
 /// taxonomy labels, or the ImageNet label map.
 pub fn scorer(model: &ImageNetModel, head: Option<&str>) -> Result<Scorer> {
-    let taxonomy_labels = model
-        .labels()
-        .iter()
-        .all(|l| flashfit_schema::taxonomy::index(l).is_some());
+    let taxonomy_labels = taxonomy_labels(model);
     let map = || {
         ImageNetMap::parse(DEFAULT_IMAGENET_MAP, model.labels()).map_err(|e| {
             Error::Invalid(format!(

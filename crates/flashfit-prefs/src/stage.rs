@@ -252,6 +252,19 @@ mod tests {
         }
     }
 
+    /// A wardrobe of one pair of jeans, `g1`, whose lookups never fail.
+    fn jeans_wardrobe() -> Wardrobe {
+        let item = Item {
+            garment_id: "g1".into(),
+            category: "jeans".into(),
+            ..Item::default()
+        };
+        Wardrobe {
+            items: HashMap::from([("g1".to_string(), item)]),
+            fail_first: AtomicUsize::new(0),
+        }
+    }
+
     fn event(id: &str, signal: &str, garments: &[&str]) -> (Option<Vec<u8>>, Vec<u8>) {
         let v = serde_json::json!({"event_id": id, "user_id": "u1", "signal": signal,
             "garment_ids": garments, "ts": "2026-11-22T10:00:00Z"});
@@ -305,15 +318,7 @@ mod tests {
     async fn applied_feedback_is_logged_as_kpi_events_with_the_users_variants() {
         let dir = tempfile::tempdir().expect("tmp");
         let url = format!("sqlite://{}", dir.path().join("p.db").display());
-        let item = Item {
-            garment_id: "g1".into(),
-            category: "jeans".into(),
-            ..Item::default()
-        };
-        let lookup = Wardrobe {
-            items: HashMap::from([("g1".to_string(), item)]),
-            fail_first: AtomicUsize::new(0),
-        };
+        let lookup = jeans_wardrobe();
         let mut experiments = flashfit_config::default_experiments();
         experiments
             .get_mut("outfit_scorer")
@@ -403,7 +408,7 @@ mod tests {
         assert!((p.category["jeans"] - 0.1).abs() < 1e-9, "{p:?}");
     }
 
-    /// Issue #32: one feedback event stalls nothing. One dated far in the future is invalid at
+    /// One feedback event stalls nothing. One dated far in the future is invalid at
     /// once; one naming a garment that never appears, dated now, is applied without it once the
     /// worker has held it for the grace (counted from receipt); the ordinary events behind them
     /// are applied.
@@ -411,15 +416,7 @@ mod tests {
     async fn poisoned_feedback_stalls_nothing_behind_it() {
         let dir = tempfile::tempdir().expect("tmp");
         let url = format!("sqlite://{}", dir.path().join("p.db").display());
-        let item = Item {
-            garment_id: "g1".into(),
-            category: "jeans".into(),
-            ..Item::default()
-        };
-        let lookup = Wardrobe {
-            items: HashMap::from([("g1".to_string(), item)]),
-            fail_first: AtomicUsize::new(0),
-        };
+        let lookup = jeans_wardrobe();
         let stage = Arc::new(
             FeedbackStage::new(&url, lookup, "flashfit.feedback".into())
                 .with_grace(std::time::Duration::from_millis(300)),

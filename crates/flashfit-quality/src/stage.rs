@@ -82,13 +82,16 @@ impl QualityStage {
         }
         let key = Some(upload.garment_id.clone().into_bytes());
         if analysis.width.min(analysis.height) < self.cfg.min_side {
-            let mut s = StatusEvent::for_upload(&upload, Status::Rejected, self.name());
-            s.reasons = vec![Reason::TooSmall];
+            let mut s = StatusEvent::rejected(
+                &upload,
+                self.name(),
+                Reason::TooSmall,
+                format!(
+                    "image is {}x{}; the shorter side must be at least {} px",
+                    analysis.width, analysis.height, self.cfg.min_side
+                ),
+            );
             s.warnings = warnings;
-            s.message = Some(format!(
-                "image is {}x{}; the shorter side must be at least {} px",
-                analysis.width, analysis.height, self.cfg.min_side
-            ));
             return Outcome::Emit(vec![self.status_emit(key, &s)]);
         }
         let mut out = Vec::with_capacity(2);

@@ -288,7 +288,6 @@ async fn an_unreachable_store_is_retried_not_dead_lettered() {
     let processor = flashfit_runtime::Processor::new(stage, metrics.clone(), cfg, &topics);
     let (_, value) = event("e1", "s3://flashfit/uploads/u1/a.jpg");
     let msg = flashfit_runtime::Message {
-        first_seen: None,
         topic: topics.uploads().into(),
         partition: 3,
         offset: 41,
@@ -352,7 +351,7 @@ async fn a_missing_image_is_retried_within_the_grace_then_processed_when_it_appe
     assert_eq!(st[0].status, Status::Processed, "{st:?}");
 }
 
-/// Issue #32: one event stalls nothing. An upload dated far in the future is refused at once
+/// One event stalls nothing. An upload dated far in the future is refused at once
 /// (`invalid_event`, it is beyond the allowed clock skew), and one naming a photo that never
 /// appears is given up (`not_found`) once the worker has held it `not_found_grace_ms` — counted
 /// from receipt, not from the time the event claims. The ordinary uploads behind them are

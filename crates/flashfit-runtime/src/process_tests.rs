@@ -67,7 +67,6 @@ fn msgs(values: &[&str]) -> Vec<Message> {
         .iter()
         .enumerate()
         .map(|(i, v)| Message {
-            first_seen: None,
             topic: "in".into(),
             partition: (i % 2) as i32,
             offset: 100 + i as i64,

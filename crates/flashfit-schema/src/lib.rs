@@ -829,6 +829,15 @@ impl StatusEvent {
         }
     }
 
+    /// A `rejected` status for a well-formed upload: the reason and a message saying why.
+    pub fn rejected(upload: &UploadEvent, stage: &str, reason: Reason, message: String) -> Self {
+        StatusEvent {
+            reasons: vec![reason],
+            message: Some(message),
+            ..StatusEvent::for_upload(upload, Status::Rejected, stage)
+        }
+    }
+
     /// A `failed` status for input that may not parse: takes whatever identifiers the raw
     /// value holds, so the upload service can still match it to an upload.
     pub fn failed_from_raw(raw: &[u8], stage: &str, reason: Reason, message: &str) -> Self {

@@ -373,7 +373,7 @@ fn stage_names_are_one_vocabulary_for_serde_the_cli_and_topics() {
     assert_eq!(t.output_of(crate::StageName::Parquet), None);
 }
 
-/// Issue #32: an event's own time may be at most the allowed clock skew (default five
+/// An event's own time may be at most the allowed clock skew (default five
 /// minutes) ahead of now; beyond it, every event type that carries a time is invalid.
 #[test]
 fn events_from_the_future_are_invalid() {

@@ -238,7 +238,6 @@ mod tests {
 
     fn message(v: &Value) -> flashfit_runtime::Message {
         flashfit_runtime::Message {
-            first_seen: None,
             value: Some(serde_json::to_vec(v).expect("json").into()),
             ..Default::default()
         }

@@ -183,17 +183,15 @@ impl Enricher for Classifier {
     /// Not clothing, when `[classify] not_clothing = "reject"`.
     fn rejection(&self, record: &GarmentRecord) -> Option<(Reason, String)> {
         let c = record.classification.as_ref()?;
-        (self.not_clothing == NotClothing::Reject && c.is_clothing < self.clothing_threshold).then(
-            || {
-                (
-                    Reason::NotClothing,
-                    format!(
-                        "is_clothing {:.3} is below {:.2}: the photo does not look like clothing",
-                        c.is_clothing, self.clothing_threshold
-                    ),
-                )
-            },
-        )
+        (self.not_clothing == NotClothing::Reject && c.flagged).then(|| {
+            (
+                Reason::NotClothing,
+                format!(
+                    "is_clothing {:.3} is below {:.2}: the photo does not look like clothing",
+                    c.is_clothing, self.clothing_threshold
+                ),
+            )
+        })
     }
 
     fn models(&self) -> Vec<(String, String)> {

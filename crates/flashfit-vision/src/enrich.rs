@@ -296,26 +296,21 @@ impl<E: Enricher> EnrichStage<E> {
             });
         }
         let key = Some(upload.garment_id.clone().into_bytes());
-        if let Some((reason, message)) = self.enricher.rejection(&record) {
-            let mut s = StatusEvent::for_upload(upload, Status::Rejected, E::STAGE);
-            s.reasons = vec![reason];
-            s.message = Some(message);
-            if let Some(q) = &record.quality {
-                s.warnings = q.warnings.clone();
-            }
-            return Outcome::Emit(vec![Emit {
-                topic: self.io.status.clone(),
-                key,
-                value: s.to_json(),
-            }]);
+        // A rejected upload ends here: its status, no record.
+        let rejection = self.enricher.rejection(&record);
+        let mut out = Vec::with_capacity(2);
+        if rejection.is_none() {
+            out.push(Emit {
+                topic: self.io.output.clone(),
+                key: key.clone(),
+                value: record.to_json(),
+            });
         }
-        let mut out = vec![Emit {
-            topic: self.io.output.clone(),
-            key: key.clone(),
-            value: record.to_json(),
-        }];
-        if self.io.terminal {
-            let mut s = StatusEvent::for_upload(upload, Status::Processed, E::STAGE);
+        if self.io.terminal || rejection.is_some() {
+            let mut s = match rejection {
+                Some((reason, message)) => StatusEvent::rejected(upload, E::STAGE, reason, message),
+                None => StatusEvent::for_upload(upload, Status::Processed, E::STAGE),
+            };
             if let Some(q) = &record.quality {
                 s.warnings = q.warnings.clone();
             }

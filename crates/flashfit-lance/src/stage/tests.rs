@@ -201,7 +201,6 @@ fn delete(i: usize, garment: &str) -> flashfit_runtime::Message {
     let v = json!({"event_id": format!("d{i}"), "user_id": "u1", "garment_id": garment,
         "deleted_at": "2026-11-22T11:00:00Z"});
     flashfit_runtime::Message {
-        first_seen: None,
         topic: "flashfit.deletes".into(),
         partition: 0,
         offset: i as i64,

@@ -46,7 +46,6 @@ pub(crate) async fn tombstone(deletes: &Table, user: &str, garment: &str, offset
         "garment_id": garment, "deleted_at": "2026-11-21T00:00:00Z"});
     let row = crate::layout::GARMENT_DELETES
         .convert(&flashfit_runtime::Message {
-            first_seen: None,
             value: Some(bytes(&value).into()),
             ..Default::default()
         })
