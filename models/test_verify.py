@@ -49,6 +49,7 @@ WRONG_SCALE = {
     "centernet-coco": (1 / 255, 0.0, "0..1 instead of 0..255"),
     "selfie-segmentation": (2.0, -1.0, "x/127.5-1 instead of x/255"),
     "ssdlite-pedestrian": (1 / 255, 0.0, "pixels /255 before the graph's own scaling"),
+    "movenet-multipose": (1 / 255, 0.0, "0..1 instead of 0..255"),
 }
 NCHW = {"efficientnet-lite0"}
 
@@ -68,13 +69,43 @@ def replace_init(g, name, array):
 
 # ---- (d) variants -----------------------------------------------------------------------------
 
+# Node inputs that are sizes or indices, not computed-with values.
+SIZES = {"Range": (0, 1, 2), "Reshape": (1,), "Expand": (1,), "Tile": (1,), "Slice": (1, 2, 3, 4),
+         "ConstantOfShape": (0,), "Resize": (1, 2, 3), "TopK": (1,)}
+INTEGER = {TensorProto.INT32, TensorProto.INT64, TensorProto.UINT8, TensorProto.INT8}
+
+
+def size_constants(g):
+    """Initialisers a size or an index is computed from (a pose model's keypoint grid: a float
+    constant through Mul / Cast into a Range): nudging one would change a shape, which no CPU
+    difference does."""
+    prod = {o: n for n in g.node for o in n.output}
+    seeds = [x for n in g.node for i, x in enumerate(n.input) if i in SIZES.get(n.op_type, ())]
+    seeds += [n.input[0] for n in g.node if n.op_type == "Cast"
+              and any(a.name == "to" and a.i in INTEGER for a in n.attribute)]
+    seen, out = set(), set()
+    while seeds:
+        x = seeds.pop()
+        if x in seen:
+            continue
+        seen.add(x)
+        if x in prod:
+            seeds.extend(prod[x].input)
+        else:
+            out.add(x)
+    return out
+
+
 def nudge_ulps(m, seed):
-    """Every float32 weight moved by a random +-1..4 ulp (exact zeros stay zero)."""
+    """Every float32 weight moved by a random +-1..4 ulp (exact zeros stay zero); constants a
+    size is computed from stay as they are."""
     g = m.graph
     inits = init_map(g)
     rng = np.random.default_rng(seed)
+    sizes = size_constants(g)
     names = sorted({x for n in g.node for i, x in enumerate(n.input)
-                    if x in inits and i in NUDGE.get(n.op_type, ()) and inits[x].data_type == TensorProto.FLOAT})
+                    if x in inits and x not in sizes and i in NUDGE.get(n.op_type, ())
+                    and inits[x].data_type == TensorProto.FLOAT})
     for name in names:
         a = numpy_helper.to_array(inits[name]).astype(np.float32)
         bits = a.view(np.int32).copy()
@@ -190,10 +221,10 @@ def insert_after(m, tensor, make_nodes):
 
 
 def float_input(m):
-    """The graph's image input, or for a uint8 input the float tensor its first Cast makes."""
+    """The graph's image input, or for an integer input the float tensor its first Cast makes."""
     g = m.graph
     x = g.input[0].name
-    if g.input[0].type.tensor_type.elem_type == TensorProto.UINT8:
+    if g.input[0].type.tensor_type.elem_type in (TensorProto.UINT8, TensorProto.INT32):
         cast = next(n for n in g.node if n.op_type == "Cast" and n.input[0] == x)
         return cast.output[0]
     return x
@@ -227,7 +258,7 @@ def ignore_mask(m, name):
 
 
 IMAGE = ["efficientnet-lite0", "ssd-mobilenetv2-oidv4", "ssdlite-pedestrian", "centernet-coco",
-         "selfie-segmentation"]
+         "selfie-segmentation", "movenet-multipose"]
 FAULTS = [  # (kind, label, edit, models)
     ("a", "one weight tensor x1.03", scale_weight, V.MODELS),
     ("a", "one kernel transposed", transpose_kernel, V.MODELS),

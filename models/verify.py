@@ -32,6 +32,10 @@ Comparators (ratio = how much of its tolerance a comparison uses; it fails above
     list (of any score, so one that slipped just under the cut still counts) with the same
     class, IoU >= 0.98 and |score difference| <= 0.003. Order, near-ties and detections under
     min_score (0.03 / 0.1, well above the 100th score) do not matter.
+  * MoveNet multipose's six people ([1,6,56]): compared as sets too. Every person scoring >= 0.1
+    in either list needs a partner with box IoU >= 0.98, |score difference| <= 0.003 and, on
+    each keypoint the reference scores >= 0.2, position within 0.002 of the input side and
+    keypoint score within 0.01. Slot order does not matter.
 
 Tolerances, from models/test_verify.py on the cached models. "same model" = the largest ratio
 over onnxruntime without graph optimisations / without the NCHWc layout / 1 or 3 threads / no
@@ -108,6 +112,8 @@ IMAGES = {
     "gradient": lambda: gradient(240, 320),
     "person": lambda: read_png(os.path.join(REFERENCE_DIR, "person_suit_256.png")),
     "cat": lambda: read_png(os.path.join(ROOT, "tests/fixtures/models/cat_224.png")),
+    # ultralytics 8.4.190's assets/bus.jpg (AGPL-3.0 package), PIL Lanczos to 192x256: four people.
+    "bus": lambda: read_png(os.path.join(REFERENCE_DIR, "bus_192x256.png")),
     "motorcycle": lambda: read_png(os.path.join(ROOT, "tests/fixtures/models/motorcycle_224.png")),
 }
 
@@ -276,6 +282,55 @@ class DetectionSet:
         return Finding(case, label, worst, summary)
 
 
+class PoseSet:
+    """MoveNet multipose's people ([1, 6, 56]: 17 (y, x, score) keypoints, then ymin, xmin, ymax,
+    xmax, score, normalised) as sets: every person scoring >= min_score, in either list, needs a
+    partner in the other (any score) with box IoU >= iou, |score diff| <= dscore, and on every
+    keypoint the reference scores >= min_keypoint, |dy| and |dx| <= dxy (normalised) and
+    |keypoint score diff| <= dks. Slot order and people under min_score do not matter."""
+
+    def __init__(self, min_score=0.1, iou=0.98, dscore=0.003, min_keypoint=0.2, dxy=0.002, dks=0.01):
+        self.min_score, self.iou, self.dscore = min_score, iou, dscore
+        self.min_keypoint, self.dxy, self.dks = min_keypoint, dxy, dks
+
+    def describe(self):
+        return (f"people scoring >= {self.min_score:g} matched as sets: box IoU >= {self.iou:g}, "
+                f"|score diff| <= {self.dscore:g}, keypoints (ref score >= {self.min_keypoint:g}) "
+                f"|dxy| <= {self.dxy:g}, |dscore| <= {self.dks:g}")
+
+    def badness(self, a, b):
+        """How far over its tolerance partner b is for person a (rows of 56), and where."""
+        box = lambda p: np.array([[p[52], p[51], p[54], p[53]]], np.float64)
+        r = [((1 - iou(box(a), box(b))[0, 0]) / (1 - self.iou), "box IoU"),
+             (abs(float(a[55]) - float(b[55])) / self.dscore, "score")]
+        ka, kb = a[:51].reshape(17, 3).astype(np.float64), b[:51].reshape(17, 3).astype(np.float64)
+        for k in range(17):
+            if ka[k, 2] >= self.min_keypoint:
+                r.append((max(abs(ka[k, 0] - kb[k, 0]), abs(ka[k, 1] - kb[k, 1])) / self.dxy,
+                          f"keypoint {k} position"))
+                r.append((abs(ka[k, 2] - kb[k, 2]) / self.dks, f"keypoint {k} score"))
+        return max(r)
+
+    def compare(self, case, label, ref, got):
+        ref, got = np.asarray(ref).reshape(-1, 56), np.asarray(got).reshape(-1, 56)
+        if not np.all(np.isfinite(got)):
+            return Finding(case, label, np.inf, "non-finite output")
+        worst, text, problems = 0.0, "nobody above the cut on either side", []
+        for side, a, b in (("reference", ref, got), ("converted", got, ref)):
+            for i in np.nonzero(a[:, 55] >= self.min_score)[0]:
+                r, where = min(self.badness(a[i], b[j]) for j in range(len(b)))
+                desc = f"{side} person {i} score {a[i, 55]:.4f}"
+                if r > 1:
+                    problems.append(f"{desc}: nearest partner off on {where} ({r:.3g}x its tolerance)")
+                if r > worst:
+                    worst, text = r, f"{desc}: worst on {where}"
+        n = int((ref[:, 55] >= self.min_score).sum())
+        summary = f"{n} people scoring >= {self.min_score:g}; "
+        summary += (f"{len(problems)} unmatched, e.g. " + "; ".join(problems[:3])) if problems \
+            else f"all matched; {text}"
+        return Finding(case, label, worst, summary)
+
+
 # ---------------------------------------------------------------------------------------------
 # The models: which inputs, which outputs (reduced how), compared how
 
@@ -345,6 +400,11 @@ def spec(name):
         runs = [({"input_1:0": nhwc(IMAGES[c](), 256, 1 / 255)}, [c]) for c in ["person", "cat", "motorcycle"]]
         dense("activation_10:0", "activation_10:0 (2x2 block mean)", lambda a: pool(a[:, :, 0], 2, "mean"),
               atol=1e-2, rtol=1e-2, axes=("block row", "block col"))
+    elif name == "movenet-multipose":
+        runs = [({MOVENET_INPUT: sample(IMAGES[c](), 256, 256).astype(np.int32)[None]}, [c])
+                for c in ["person", "bus", "cat"]]
+        keep[MOVENET_OUTPUT] = (ident, np.float32)
+        checks.append(("people", lambda o: o[MOVENET_OUTPUT], PoseSet()))
     elif name == "all-minilm-l6-v2":
         texts = list(TEXTS)  # a right-padded batch of three, then the long one alone
         runs = [(token_batch(texts[:3]), texts[:3]), (token_batch(texts[3:]), texts[3:])]
@@ -355,7 +415,8 @@ def spec(name):
 
 
 MODELS = ["efficientnet-lite0", "ssd-mobilenetv2-oidv4", "ssdlite-pedestrian", "centernet-coco",
-          "selfie-segmentation", "all-minilm-l6-v2"]
+          "selfie-segmentation", "movenet-multipose", "all-minilm-l6-v2"]
+MOVENET_INPUT, MOVENET_OUTPUT = "input", "output_0"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -144,9 +144,12 @@ async fn the_full_chain_enriches_every_passing_photo() -> anyhow::Result<()> {
             .find(|r| r["event_id"] == id)
             .unwrap_or_else(|| panic!("{id}"))
     };
-    // A dressed person: worn garment, colours from the person mask.
+    // A dressed person: the garment worn in the largest body region the pose model found (the
+    // top: shoulders down), colours from the person mask.
     let person = by_id("person_suit.jpg");
-    assert_eq!(person["detection"]["source"], "person", "{person}");
+    assert_eq!(person["detection"]["source"], "pose", "{person}");
+    assert_eq!(person["detection"]["class"], "top", "{person}");
+    assert_eq!(person["classification"]["group"], "tops", "{person}");
     assert_eq!(person["attributes"]["background_mask"], "person");
     // The ankle boot: the Open Images detector's Footwear box is the garment.
     let boot = by_id("fmnist_ankle_boot.png");

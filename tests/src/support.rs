@@ -210,6 +210,7 @@ pub fn upload_event(id: &str, uri: &str) -> UploadEvent {
         garment_id: format!("g-{id}"),
         image_uri: uri.to_owned(),
         uploaded_at: Utc::now(),
+        kind: None,
     }
 }
 

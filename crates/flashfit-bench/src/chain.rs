@@ -298,6 +298,7 @@ impl Deployment {
                     garment_id: format!("{}-g{i}", self.run),
                     image_uri: self.uris[i % self.uris.len()].clone(),
                     uploaded_at: Utc::now(),
+                    kind: None,
                 }
             })
             .collect()

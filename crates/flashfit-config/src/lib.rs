@@ -636,7 +636,11 @@ pub struct DetectConfig {
 impl Default for DetectConfig {
     fn default() -> Self {
         DetectConfig {
-            detectors: vec!["ssd-mobilenetv2-oidv4".into(), "centernet-coco".into()],
+            detectors: vec![
+                "ssd-mobilenetv2-oidv4".into(),
+                "centernet-coco".into(),
+                "movenet-multipose".into(),
+            ],
             confidence: 0.5,
             iou: 0.45,
             background_delta_e: 12.0,

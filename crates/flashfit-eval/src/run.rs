@@ -85,6 +85,7 @@ pub async fn evaluate(
             let event = serde_json::json!({
                 "event_id": format!("eval-{i}"), "user_id": "eval", "garment_id": format!("eval-{i}"),
                 "image_uri": format!("{root}{}", p.file), "uploaded_at": uploaded_at,
+                "kind": p.kind,
             });
             (None, serde_json::to_vec(&event).unwrap_or_default())
         })
@@ -114,6 +115,7 @@ pub async fn evaluate(
             for r in all.on(&output) {
                 if let Ok(g) = GarmentRecord::from_json(&r.value)
                     && let Some(c) = &g.classification
+                    && g.outfit.is_none()
                 {
                     evidence.insert(g.upload.event_id.clone(), (c.is_clothing, c.evidence));
                     let found = g.detection.as_ref().map(|d| {
@@ -137,7 +139,12 @@ pub async fn evaluate(
         if let Ok(g) = GarmentRecord::from_json(value)
             && let Some(p) = predicted(&g)
         {
-            items.entry(g.upload.event_id.clone()).or_default().push(p);
+            // An outfit's garments count for the upload they came from.
+            let upload = g
+                .outfit
+                .as_ref()
+                .map_or(&g.upload.event_id, |o| &o.event_id);
+            items.entry(upload.clone()).or_default().push(p);
         }
     }
     Ok(photos

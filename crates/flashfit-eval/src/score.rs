@@ -238,7 +238,8 @@ pub fn score(results: &[(Photo, Prediction)]) -> Report {
     for (photo, pred) in results {
         let not_clothing =
             pred.status == Some(Status::Rejected) && pred.reasons.contains(&Reason::NotClothing);
-        let kept = pred.status == Some(Status::Processed);
+        // An outfit upload that became its garments was kept as much as a processed one.
+        let kept = matches!(pred.status, Some(Status::Processed | Status::Split));
         let c = &mut r.is_clothing;
         match (photo.clothing, not_clothing, kept) {
             (true, true, _) => c.clothing_rejected += 1,

@@ -191,6 +191,11 @@ pub enum Decoder {
     /// same rows as the export's own graph ([`Decoder::Centernet`]) without its passes over
     /// every score (`models/optimise_onnx.py --centernet-heads`).
     CenternetHeads,
+    /// MoveNet multipose: `boxes` is `[1, 6, 56]`, six people × 17 `(y, x, score)` keypoints
+    /// then `ymin, xmin, ymax, xmax, score`, normalised to the letterboxed square input. The
+    /// detector reports each person's worn-garment regions (labels: the regions, in
+    /// `flashfit_vision::pose::BodyRegion` order).
+    Movenet,
 }
 
 /// How pixels become the model's input tensor.
@@ -203,6 +208,8 @@ pub enum Layout {
     NhwcU8,
     /// `[1, 3, h, w]` float, `x * scale + offset`.
     NchwF32,
+    /// `[1, h, w, 3]` int32 pixel values 0..255, the photo letterboxed onto the square `size`.
+    NhwcI32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -237,6 +244,11 @@ pub struct DetectorSpec {
     /// Labels that are people (a worn garment: the person box when no garment is found).
     #[serde(default)]
     pub people: Vec<String>,
+    /// This detector's own minimum confidence, instead of `[detect] confidence` (a pose
+    /// model's person scores are not a box detector's).
+    pub confidence: Option<f32>,
+    /// Minimum keypoint score a pose decoder uses.
+    pub keypoint_confidence: Option<f32>,
 }
 
 fn one() -> f32 {

@@ -11,6 +11,7 @@ pub enum Input<'a> {
     F32(&'a str, Vec<usize>, &'a [f32]),
     U8(&'a str, Vec<usize>, &'a [u8]),
     I64(&'a str, Vec<usize>, &'a [i64]),
+    I32(&'a str, Vec<usize>, &'a [i32]),
 }
 
 /// One output tensor, converted to f32.
@@ -144,6 +145,7 @@ fn input_values<'a>(
             Input::F32(n, s, d) => input_value(n, s, d),
             Input::U8(n, s, d) => input_value(n, s, d),
             Input::I64(n, s, d) => input_value(n, s, d),
+            Input::I32(n, s, d) => input_value(n, s, d),
         })
         .collect()
 }

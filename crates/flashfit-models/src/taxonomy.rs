@@ -84,6 +84,9 @@ pub struct Classification {
     pub imagenet_mass: Option<f32>,
     /// Probability of each group among clothing categories (taxonomy group order).
     pub groups: [f32; 6],
+    /// The unnormalised score of every category (taxonomy order) it was made from.
+    #[serde(skip)]
+    pub scores: Vec<f32>,
 }
 
 impl Classification {
@@ -124,6 +127,7 @@ impl Classification {
             is_clothing: is_clothing.clamp(0.0, 1.0),
             imagenet_mass: None,
             groups,
+            scores: scores.to_vec(),
         }
     }
 }

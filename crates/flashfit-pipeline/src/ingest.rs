@@ -86,6 +86,7 @@ pub async fn ingest_as(
             garment_id: garment_id.clone(),
             image_uri,
             uploaded_at: Utc::now(),
+            kind: None,
         });
     }
     publish(&producer, &topic, &events).await?;

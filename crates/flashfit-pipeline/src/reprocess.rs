@@ -125,6 +125,7 @@ pub async fn reprocess(
                 garment_id: g.clone(),
                 image_uri: i.clone(),
                 uploaded_at: Utc::now(),
+                kind: None,
             })
             .collect();
         crate::ingest::publish_with(&producer, &topic, &events, &[(REPROCESS_HEADER, &run)])

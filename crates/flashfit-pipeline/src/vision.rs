@@ -66,6 +66,7 @@ pub fn io(stage: StageName, config: &Config, pipeline: &Pipeline) -> Result<Stag
         output: topics.output_of(stage).unwrap_or_default(),
         status: topics.status(),
         terminal: pipeline.is_terminal(stage),
+        feedback: topics.feedback(),
     })
 }
 

@@ -381,6 +381,9 @@ pub enum Status {
     Processed,
     Rejected,
     Failed,
+    /// An outfit upload became the garments in `garment_ids`; each goes on as its own upload
+    /// (event_id `<event_id>/<item>`) and ends with its own status.
+    Split,
 }
 
 impl Status {
@@ -389,6 +392,7 @@ impl Status {
             Status::Processed => "processed",
             Status::Rejected => "rejected",
             Status::Failed => "failed",
+            Status::Split => "split",
         }
     }
 }
@@ -420,9 +424,30 @@ pub struct UploadEvent {
     #[serde(with = "rfc3339")]
     #[schemars(with = "DateTime<Utc>")]
     pub uploaded_at: DateTime<Utc>,
+    /// What the photo is: `garment` (absent: the default) — one garment, the photo's main
+    /// garment or, on a person, the garment worn in the largest body region; `outfit` — a
+    /// person wearing several: one garment per item found (top, bottom, footwear, tie, bag),
+    /// each with its own garment id (`<garment_id>/<item>`), a terminal status `split` for the
+    /// upload listing them, and a `wear` feedback event for the outfit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<UploadKind>,
+}
+
+/// What an upload's photo is (`kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UploadKind {
+    #[default]
+    Garment,
+    Outfit,
 }
 
 impl UploadEvent {
+    /// `kind`, absent meaning `garment`.
+    pub fn kind(&self) -> UploadKind {
+        self.kind.unwrap_or_default()
+    }
+
     /// Parses and validates an upload event from its JSON bytes.
     pub fn from_json(bytes: &[u8]) -> Result<Self, InvalidEvent> {
         let text = std::str::from_utf8(bytes)
@@ -807,6 +832,9 @@ pub struct StatusEvent {
     /// Human-readable detail for rejected or failed uploads; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// For `split`: the garments the upload became (absent otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub garment_ids: Vec<String>,
     /// When the status was decided (RFC 3339, UTC).
     #[serde(with = "rfc3339")]
     #[schemars(with = "DateTime<Utc>")]
@@ -825,7 +853,16 @@ impl StatusEvent {
             reasons: Vec::new(),
             warnings: Vec::new(),
             message: None,
+            garment_ids: Vec::new(),
             ts: Utc::now(),
+        }
+    }
+
+    /// A `split` status: the outfit upload became `garment_ids`.
+    pub fn split(upload: &UploadEvent, stage: &str, garment_ids: Vec<String>) -> Self {
+        StatusEvent {
+            garment_ids,
+            ..StatusEvent::for_upload(upload, Status::Split, stage)
         }
     }
 
@@ -851,6 +888,7 @@ impl StatusEvent {
             reasons: vec![reason],
             warnings: Vec::new(),
             message: Some(message.to_owned()),
+            garment_ids: Vec::new(),
             ts: Utc::now(),
         }
     }

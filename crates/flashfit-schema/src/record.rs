@@ -46,6 +46,10 @@ pub struct GarmentRecord {
     /// Added by the embed stage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding: Option<Embedding>,
+    /// Set by the detect stage on each garment an outfit upload (`kind` = `outfit`) became:
+    /// which upload it came from and its siblings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outfit: Option<OutfitItem>,
     /// Every model whose output the record carries, in the order the stages ran.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<ModelRef>,
@@ -64,6 +68,7 @@ impl GarmentRecord {
             classification: None,
             attributes: None,
             embedding: None,
+            outfit: None,
             models: Vec::new(),
             extra: Extra::new(),
         }
@@ -102,6 +107,21 @@ impl GarmentRecord {
     }
 }
 
+/// One garment of an outfit upload. Its record's `event_id` is `<upload event_id>/<item>` and
+/// its `garment_id` `<upload garment_id>/<item>`, where `<item>` is the region and its ordinal
+/// (`top-1`, `bottom-1`, `footwear-1`, `tie-1`, …; people left to right): the same photo and
+/// models give the same ids, so a replay or a redelivery adds no item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct OutfitItem {
+    /// The upload's own event_id and garment_id.
+    pub event_id: String,
+    pub garment_id: String,
+    /// `top-1`, `bottom-1`, …
+    pub item: String,
+    /// Every garment id the upload became, this one included.
+    pub garment_ids: Vec<String>,
+}
+
 /// One model that contributed to the record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ModelRef {
@@ -123,6 +143,9 @@ pub enum DetectionSource {
     Foreground,
     /// Nothing detected and no foreground: the whole photo.
     FullImage,
+    /// A body region from pose keypoints (`class`: top, bottom or footwear): the garment is
+    /// worn there.
+    Pose,
 }
 
 impl DetectionSource {
@@ -132,6 +155,7 @@ impl DetectionSource {
             DetectionSource::Person => "person",
             DetectionSource::Foreground => "foreground",
             DetectionSource::FullImage => "full_image",
+            DetectionSource::Pose => "pose",
         }
     }
 }
@@ -143,6 +167,8 @@ pub enum Role {
     Garment,
     Person,
     Other,
+    /// A body region a pose model found (top, bottom, footwear): where a garment is worn.
+    Region,
 }
 
 /// The detect stage's object: the garment's box and every confident detection.

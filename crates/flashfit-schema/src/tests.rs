@@ -231,7 +231,10 @@ fn derived_schemas_carry_the_contract() {
         required("flashfit.kpi.json"),
         ["event_id", "ts", "type", "user_id"]
     );
-    let status = StatusEvent::failed_from_raw(GOOD.as_bytes(), "quality", Reason::NotFound, "m");
+    // Every field a status can carry (a split's garment ids are written only then).
+    let mut status =
+        StatusEvent::failed_from_raw(GOOD.as_bytes(), "quality", Reason::NotFound, "m");
+    status.garment_ids = vec!["g1/top-1".into()];
     let written = serde_json::to_value(&status).expect("ser");
     let mut keys: Vec<String> = written.as_object().expect("obj").keys().cloned().collect();
     keys.sort();

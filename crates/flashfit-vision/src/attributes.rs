@@ -328,7 +328,10 @@ impl Enricher for Attributes {
             .map(|t| t.prepare_region(&img, (x, y, w, h)));
         let worn = (self.config.person_mask
             && self.mask.is_some()
-            && record.detection.as_ref().map(|d| d.source) == Some(DetectionSource::Person))
+            && matches!(
+                record.detection.as_ref().map(|d| d.source),
+                Some(DetectionSource::Person | DetectionSource::Pose)
+            ))
         .then(|| {
             let (w, h) = img.dimensions();
             let b = bbox.unwrap_or([0.0, 0.0, f64::from(w), f64::from(h)]);

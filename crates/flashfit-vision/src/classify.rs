@@ -11,8 +11,10 @@ use image::RgbImage;
 
 use crate::clothing::{self, Calibration};
 use crate::enrich::{EnrichStage, Enricher, garment_region};
+use crate::pose::BodyRegion;
 use flashfit_config::NotClothing;
 use flashfit_schema::Reason;
+use flashfit_schema::record::DetectionSource;
 
 /// How ImageNet outputs become taxonomy categories.
 pub enum Scorer {
@@ -73,7 +75,21 @@ impl Classifier {
         self
     }
 
-    fn classify(&self, out: &flashfit_models::ImageNetOutput) -> Classification {
+    /// The classification of one crop; within `region`'s groups when the garment is a body
+    /// region (a top region is never jeans). `is_clothing` is the model's, before that.
+    fn classify(
+        &self,
+        out: &flashfit_models::ImageNetOutput,
+        region: Option<BodyRegion>,
+    ) -> Classification {
+        let c = self.classify_any(out);
+        match region {
+            Some(r) => within(c, r.groups(), self.top_k),
+            None => c,
+        }
+    }
+
+    fn classify_any(&self, out: &flashfit_models::ImageNetOutput) -> Classification {
         match &self.scorer {
             Scorer::ImageNet(map) => map.classify(out, self.top_k),
             Scorer::Head(head, map) => {
@@ -114,9 +130,28 @@ impl Classifier {
     }
 }
 
+/// `c` with every category outside `groups` given no probability, the rest renormalised.
+fn within(c: Classification, groups: &[&str], k: usize) -> Classification {
+    let scores: Vec<f32> = taxonomy::CATEGORIES
+        .iter()
+        .enumerate()
+        .map(|(i, (g, _))| {
+            if groups.contains(g) {
+                c.scores.get(i).copied().unwrap_or(0.0)
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mut out = Classification::from_scores(&scores, c.is_clothing, k);
+    out.imagenet_mass = c.imagenet_mass;
+    out
+}
+
 impl Enricher for Classifier {
     const STAGE: &'static str = "classify";
-    type Prepared = Vec<f32>;
+    /// The model input and the body region the garment is worn in, if known.
+    type Prepared = (Vec<f32>, Option<BodyRegion>);
     /// The classification and, when shared, the image vector.
     type Output = (Classification, Option<Vec<f32>>);
 
@@ -126,17 +161,26 @@ impl Enricher for Classifier {
         2 * self.model.source_side()
     }
 
-    fn prepare(&self, record: &GarmentRecord, img: RgbImage) -> Vec<f32> {
-        self.model
-            .preprocess_region(&img, garment_region(record, &img))
+    fn prepare(&self, record: &GarmentRecord, img: RgbImage) -> Self::Prepared {
+        let region = record
+            .detection
+            .as_ref()
+            .filter(|d| d.source == DetectionSource::Pose)
+            .and_then(|d| BodyRegion::of_class(&d.class));
+        let input = self
+            .model
+            .preprocess_region(&img, garment_region(record, &img));
+        (input, region)
     }
 
-    fn infer(&self, batch: Vec<Vec<f32>>) -> Result<Vec<Self::Output>, String> {
-        let outs = self.model.infer(&batch).map_err(|e| e.to_string())?;
+    fn infer(&self, batch: Vec<Self::Prepared>) -> Result<Vec<Self::Output>, String> {
+        let (inputs, regions): (Vec<Vec<f32>>, Vec<Option<BodyRegion>>) = batch.into_iter().unzip();
+        let outs = self.model.infer(&inputs).map_err(|e| e.to_string())?;
         Ok(outs
             .into_iter()
-            .map(|o| {
-                let c = self.classify(&o);
+            .zip(regions)
+            .map(|(o, region)| {
+                let c = self.classify(&o, region);
                 let shared = (self.share_embedding && !o.embedding.is_empty())
                     .then(|| compact(l2_normalise(o.embedding)));
                 (c, shared)
@@ -180,8 +224,12 @@ impl Enricher for Classifier {
         });
     }
 
-    /// Not clothing, when `[classify] not_clothing = "reject"`.
+    /// Not clothing, when `[classify] not_clothing = "reject"`. Never for an outfit's garment:
+    /// the pose model found it on a person, so it is kept, `flagged` when unsure.
     fn rejection(&self, record: &GarmentRecord) -> Option<(Reason, String)> {
+        if record.outfit.is_some() {
+            return None;
+        }
         let c = record.classification.as_ref()?;
         (self.not_clothing == NotClothing::Reject && c.flagged).then(|| {
             (

@@ -1,11 +1,13 @@
 //! The detect stage: every configured detector on the whole photo, every confident detection
-//! recorded, and the garment chosen — the largest confident garment detection; else, for a worn
-//! garment, the largest person; else the foreground region of the photo (a flat-lay or hanger
-//! shot), else the whole photo. `detection.source` says which.
+//! recorded, and the garment chosen — the largest confident garment detection or body region
+//! the pose model found (top, bottom, footwear: the garment is worn); else the largest person;
+//! else the foreground region of the photo (a flat-lay or hanger shot), else
+//! the whole photo. `detection.source` says which. An outfit upload (`kind` = `outfit`) with
+//! a person becomes one garment per item found ([`outfit_items`]).
 
-use flashfit_schema::GarmentRecord;
 pub use flashfit_schema::record::DetectionSource as Source;
-use flashfit_schema::record::{DetectedObject, Detection as Record};
+use flashfit_schema::record::{DetectedObject, Detection as Record, OutfitItem};
+use flashfit_schema::{GarmentRecord, UploadKind};
 use image::RgbImage;
 
 use crate::colour::foreground_box;
@@ -56,22 +58,28 @@ pub fn choose(
     background_delta_e: f32,
     foreground_side: u32,
 ) -> Verdict {
-    let largest = |role: Role| {
+    let largest = |roles: &[Role]| {
         all.iter()
             .enumerate()
-            .filter(|(_, f)| f.role == role)
+            .filter(|(_, f)| roles.contains(&f.role))
             .max_by(|a, b| area(a.1.det.bbox).total_cmp(&area(b.1.det.bbox)))
             .map(|(i, f)| (i, f.det.bbox))
     };
-    if let Some((i, bbox)) = largest(Role::Garment) {
+    // A garment box and a body region compete by size: on a person, the coat's region beats
+    // the shoe box; on a product shot there is no region.
+    if let Some((i, bbox)) = largest(&[Role::Garment, Role::Region]) {
+        let source = match all[i].role {
+            Role::Region => Source::Pose,
+            _ => Source::Detector,
+        };
         return Verdict {
             primary: Some(i),
-            source: Source::Detector,
+            source,
             bbox,
             all,
         };
     }
-    if let Some((i, bbox)) = largest(Role::Person) {
+    if let Some((i, bbox)) = largest(&[Role::Person]) {
         return Verdict {
             primary: Some(i),
             source: Source::Person,
@@ -92,6 +100,99 @@ pub fn choose(
         source,
         bbox,
     }
+}
+
+/// Classes of a box detector that refine a pose footwear region (the Open Images SSD's).
+const FOOTWEAR: [&str; 3] = ["Footwear", "Boot", "High heels"];
+/// Classes of a box detector that are outfit items of their own (COCO's).
+const CARRIED: [&str; 3] = ["tie", "handbag", "backpack"];
+
+/// The items of an outfit photo, from the detect stage's detections: `(item, detection)` with
+/// item names `<class>-<n>` (n counts per class in detection order: people left to right).
+/// Every body region the pose model found is one (a footwear region reaches down to the soles
+/// of the shoe boxes centred in it, when a box detector found any), and so is every tie, handbag and
+/// backpack. Nothing when no body region was found: without a person there is no outfit.
+pub fn outfit_items(all: &[DetectedObject]) -> Vec<(String, DetectedObject)> {
+    if !all.iter().any(|o| o.role == Role::Region) {
+        return Vec::new();
+    }
+    let centre_in = |b: [f32; 4], r: [f32; 4]| {
+        let (cx, cy) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
+        cx >= r[0] && cx <= r[2] && cy >= r[1] && cy <= r[3]
+    };
+    let mut counts: std::collections::HashMap<String, usize> = Default::default();
+    let mut out = Vec::new();
+    for o in all {
+        let mut item = o.clone();
+        match o.role {
+            Role::Region if o.class == "footwear" => {
+                let shoes: Vec<[f32; 4]> = all
+                    .iter()
+                    .filter(|s| FOOTWEAR.contains(&s.class.as_str()) && centre_in(s.bbox, o.bbox))
+                    .map(|s| s.bbox)
+                    .collect();
+                // The ankles say where the feet are; the shoe boxes say where the soles end.
+                if let Some(bottom) = shoes.iter().map(|b| b[3]).reduce(f32::max) {
+                    item.bbox[3] = item.bbox[3].max(bottom);
+                }
+            }
+            Role::Region => {}
+            Role::Garment if CARRIED.contains(&o.class.as_str()) => {}
+            _ => continue,
+        }
+        let n = counts.entry(o.class.clone()).or_default();
+        *n += 1;
+        out.push((format!("{}-{n}", o.class), item));
+        if out.len() == flashfit_schema::MAX_GARMENTS_PER_EVENT {
+            break;
+        }
+    }
+    out
+}
+
+/// The garment records an outfit upload becomes: one per item, ids derived from the upload's.
+pub fn split_outfit(record: &GarmentRecord) -> Vec<GarmentRecord> {
+    let Some(detection) = record.detection.as_ref() else {
+        return Vec::new();
+    };
+    if record.upload.kind() != UploadKind::Outfit || record.outfit.is_some() {
+        return Vec::new();
+    }
+    let items = outfit_items(&detection.all);
+    let upload = &record.upload;
+    let ids: Vec<String> = items
+        .iter()
+        .map(|(item, _)| format!("{}/{item}", upload.garment_id))
+        .collect();
+    items
+        .into_iter()
+        .zip(&ids)
+        .map(|((item, o), garment_id)| {
+            let mut r = record.clone();
+            r.upload.event_id = format!("{}/{item}", upload.event_id);
+            r.upload.garment_id = garment_id.clone();
+            r.detection = Some(Record {
+                class: o.class.clone(),
+                confidence: Some(o.confidence),
+                bbox: o.bbox,
+                source: if o.role == Role::Region {
+                    Source::Pose
+                } else {
+                    Source::Detector
+                },
+                model: Some(o.model.clone()),
+                all: detection.all.clone(),
+                extra: detection.extra.clone(),
+            });
+            r.outfit = Some(OutfitItem {
+                event_id: upload.event_id.clone(),
+                garment_id: upload.garment_id.clone(),
+                item,
+                garment_ids: ids.clone(),
+            });
+            r
+        })
+        .collect()
 }
 
 fn rounded(b: [f32; 4]) -> [f32; 4] {
@@ -115,12 +216,14 @@ impl Enricher for Detect {
     const STAGE: &'static str = "detect";
     /// The photo (for the foreground fallback), each detector's prepared input, and the scale
     /// from the photo as decoded to the photo as uploaded.
-    type Prepared = (RgbImage, Vec<Prepared>, (f32, f32));
+    /// and whether the upload is an outfit (the pose model then always runs).
+    type Prepared = (RgbImage, Vec<Prepared>, (f32, f32), bool);
     type Output = Verdict;
 
-    fn prepare(&self, _record: &GarmentRecord, img: RgbImage) -> Self::Prepared {
+    fn prepare(&self, record: &GarmentRecord, img: RgbImage) -> Self::Prepared {
         let inputs = self.detectors.iter().map(|d| d.prepare(&img)).collect();
-        (img, inputs, (1.0, 1.0))
+        let outfit = record.upload.kind() == UploadKind::Outfit;
+        (img, inputs, (1.0, 1.0), outfit)
     }
 
     /// Twice the largest input side of its detectors and of the foreground fallback's sample:
@@ -148,39 +251,62 @@ impl Enricher for Detect {
         full: (u32, u32),
     ) -> Self::Prepared {
         let scale = crate::enrich::scale(img.dimensions(), full);
-        let (img, inputs, _) = self.prepare(record, img);
-        (img, inputs, scale)
+        let (img, inputs, _, outfit) = self.prepare(record, img);
+        (img, inputs, scale, outfit)
     }
 
     fn infer(&self, batch: Vec<Self::Prepared>) -> Result<Vec<Self::Output>, String> {
         // The TF detectors take one image per call (fixed batch 1). Every (image, detector)
         // pair is one job; up to `jobs` run at once (each detector has that many sessions), so
         // one photo's detectors run side by side and a batch's photos spread over the cores.
-        let pairs: Vec<(usize, usize)> = (0..batch.len())
-            .flat_map(|i| (0..self.detectors.len()).map(move |d| (i, d)))
-            .collect();
-        let found = flashfit_models::par_map(pairs, self.jobs, |(i, d)| {
-            let det = &self.detectors[d];
-            det.run(&batch[i].1[d], self.confidence, self.iou)
-                .map_err(|e| format!("{}: {e}", det.name))
-        });
-        let mut found = found.into_iter();
-        let mut out = Vec::with_capacity(batch.len());
-        for (img, _, scale) in &batch {
-            let mut all = Vec::new();
-            for d in &self.detectors {
-                let dets = found.next().ok_or("a detection job went missing")??;
-                all.extend(dets.into_iter().map(|det| Found {
-                    model: d.name.clone(),
-                    role: d.role(&det.class),
-                    det,
+        // A pose model (the costliest, ~40 ms) runs second, only on outfit uploads and on the
+        // photos where a box detector found a person: a product shot never pays for it.
+        let mut all: Vec<Vec<Found>> = vec![Vec::new(); batch.len()];
+        let collect = |all: &mut Vec<Vec<Found>>, pairs: Vec<(usize, usize)>| {
+            let found = flashfit_models::par_map(pairs.clone(), self.jobs, |(i, d)| {
+                let det = &self.detectors[d];
+                det.run(&batch[i].1[d], self.confidence, self.iou)
+                    .map_err(|e| format!("{}: {e}", det.name))
+            });
+            for ((i, d), dets) in pairs.into_iter().zip(found) {
+                let det = &self.detectors[d];
+                all[i].extend(dets?.into_iter().map(|x| Found {
+                    model: det.name.clone(),
+                    role: det.role(&x.class),
+                    det: x,
                 }));
             }
-            out.push(
-                choose(all, img, self.background_delta_e, self.foreground_side).scaled(*scale),
-            );
-        }
-        Ok(out)
+            Ok::<(), String>(())
+        };
+        let boxes: Vec<(usize, usize)> = (0..batch.len())
+            .flat_map(|i| {
+                (0..self.detectors.len())
+                    .filter(|&d| !self.detectors[d].is_pose())
+                    .map(move |d| (i, d))
+            })
+            .collect();
+        collect(&mut all, boxes)?;
+        let people: Vec<bool> = all
+            .iter()
+            .map(|f| f.iter().any(|f| f.role == Role::Person))
+            .collect();
+        let only_pose = self.detectors.iter().all(Detector::is_pose);
+        let poses: Vec<(usize, usize)> = (0..batch.len())
+            .filter(|&i| people[i] || batch[i].3 || only_pose)
+            .flat_map(|i| {
+                (0..self.detectors.len())
+                    .filter(|&d| self.detectors[d].is_pose())
+                    .map(move |d| (i, d))
+            })
+            .collect();
+        collect(&mut all, poses)?;
+        Ok(batch
+            .iter()
+            .zip(all)
+            .map(|((img, _, scale, _), all)| {
+                choose(all, img, self.background_delta_e, self.foreground_side).scaled(*scale)
+            })
+            .collect())
     }
 
     fn finish(&self, record: &mut GarmentRecord, v: Verdict) {
@@ -214,6 +340,10 @@ impl Enricher for Detect {
             .map(|d| (d.name.clone(), d.version.clone()))
             .collect()
     }
+
+    fn split(&self, record: &GarmentRecord) -> Vec<GarmentRecord> {
+        split_outfit(record)
+    }
 }
 
 #[cfg(test)]
@@ -231,6 +361,86 @@ mod tests {
                 bbox,
             },
         }
+    }
+
+    fn object(class: &str, role: Role, bbox: [f32; 4]) -> DetectedObject {
+        DetectedObject {
+            class: class.into(),
+            confidence: 0.8,
+            bbox,
+            model: "m".into(),
+            role,
+        }
+    }
+
+    #[test]
+    fn a_body_region_beats_a_smaller_shoe_box_and_a_person() {
+        let img = RgbImage::from_pixel(100, 200, image::Rgb([240, 240, 240]));
+        let v = choose(
+            vec![
+                found(Role::Person, [0.0, 0.0, 100.0, 200.0]),
+                found(Role::Garment, [10.0, 180.0, 30.0, 200.0]),
+                found(Role::Region, [10.0, 40.0, 90.0, 110.0]),
+            ],
+            &img,
+            12.0,
+            512,
+        );
+        assert_eq!((v.source, v.primary), (Source::Pose, Some(2)));
+    }
+
+    #[test]
+    fn outfit_items_are_the_regions_shoes_and_carried_things_named_in_order() {
+        let all = vec![
+            object("person", Role::Person, [0.0, 0.0, 300.0, 600.0]),
+            object("top", Role::Region, [10.0, 50.0, 120.0, 250.0]),
+            object("bottom", Role::Region, [10.0, 240.0, 120.0, 500.0]),
+            object("footwear", Role::Region, [0.0, 480.0, 130.0, 560.0]),
+            object("top", Role::Region, [150.0, 50.0, 280.0, 250.0]),
+            // Two shoes centred in the first footwear region, one elsewhere.
+            object("Footwear", Role::Garment, [20.0, 500.0, 50.0, 530.0]),
+            object("Footwear", Role::Garment, [70.0, 505.0, 110.0, 540.0]),
+            object("Footwear", Role::Garment, [200.0, 10.0, 220.0, 20.0]),
+            object("tie", Role::Garment, [60.0, 60.0, 70.0, 150.0]),
+            object("umbrella", Role::Other, [0.0, 0.0, 10.0, 10.0]),
+        ];
+        let items = outfit_items(&all);
+        let names: Vec<&str> = items.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["top-1", "bottom-1", "footwear-1", "top-2", "tie-1"]);
+        // The footwear region reaches down to the soles of the shoes in it.
+        assert_eq!(items[2].1.bbox, [0.0, 480.0, 130.0, 560.0]);
+        let mut low = all.clone();
+        low[6].bbox = [70.0, 505.0, 110.0, 575.0];
+        assert_eq!(outfit_items(&low)[2].1.bbox, [0.0, 480.0, 130.0, 575.0]);
+        // Without a body region there is no outfit, whatever else was found.
+        assert!(outfit_items(&all[5..]).is_empty());
+    }
+
+    #[test]
+    fn an_outfit_record_splits_into_garments_with_derived_ids_once() {
+        let v = serde_json::json!({
+            "event_id": "e1", "user_id": "u1", "garment_id": "g1", "image_uri": "file:///x.jpg",
+            "uploaded_at": "2026-12-04T10:00:00Z", "kind": "outfit",
+            "detection": {"class": "top", "confidence": 0.8, "bbox": [10, 50, 120, 250],
+                "source": "pose", "model": "m", "all": [
+                {"class": "top", "confidence": 0.8, "bbox": [10, 50, 120, 250], "model": "m", "role": "region"},
+                {"class": "bottom", "confidence": 0.8, "bbox": [10, 240, 120, 500], "model": "m", "role": "region"}]},
+        });
+        let r = GarmentRecord::from_json(&serde_json::to_vec(&v).expect("json")).expect("record");
+        let items = split_outfit(&r);
+        let ids: Vec<&str> = items.iter().map(|i| i.upload.garment_id.as_str()).collect();
+        assert_eq!(ids, ["g1/top-1", "g1/bottom-1"]);
+        assert_eq!(items[1].upload.event_id, "e1/bottom-1");
+        let d = items[1].detection.as_ref().expect("detection");
+        assert_eq!(
+            (d.class.as_str(), d.source, d.bbox),
+            ("bottom", Source::Pose, [10.0, 240.0, 120.0, 500.0])
+        );
+        // An item is never split again, and a garment upload never is.
+        assert!(split_outfit(&items[0]).is_empty());
+        let mut garment = r.clone();
+        garment.upload.kind = None;
+        assert!(split_outfit(&garment).is_empty());
     }
 
     #[test]

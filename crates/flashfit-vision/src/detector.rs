@@ -74,7 +74,15 @@ impl Detector {
         }
     }
 
+    /// A pose model (its detections are body regions of the people it found).
+    pub fn is_pose(&self) -> bool {
+        self.spec.decoder == Decoder::Movenet
+    }
+
     pub fn role(&self, class: &str) -> Role {
+        if self.spec.decoder == Decoder::Movenet {
+            return Role::Region;
+        }
         if self.spec.garments.iter().any(|g| g == class) {
             Role::Garment
         } else if self.spec.people.iter().any(|p| p == class) {
@@ -110,6 +118,7 @@ impl Detector {
         };
         let input = match (input, s.size) {
             (Pixels::U8(px, w, h), _) => Input::U8(&s.input_name, shape_dims(*w, *h), px),
+            (Pixels::I32(px, side), _) => Input::I32(&s.input_name, shape_dims(*side, *side), px),
             (Pixels::F32(px), Some([w, h])) => Input::F32(&s.input_name, shape_dims(w, h), px),
             (Pixels::F32(_), None) => {
                 return Err(Error::BadInput(format!(
@@ -118,8 +127,23 @@ impl Detector {
                 )));
             }
         };
+        let confidence = s.confidence.unwrap_or(confidence);
         match s.decoder {
             Decoder::CenternetHeads => return self.run_heads(input, confidence, iou, original),
+            Decoder::Movenet => {
+                let mut out = self.session.run_some(&[input], Some(&[s.boxes.as_str()]))?;
+                let people = take(&mut out, &s.boxes)?.data;
+                let side = s.size.map_or(256, |[w, h]| w.max(h));
+                let lb = letterbox.unwrap_or(Letterbox::fit(original.0, original.1, side));
+                let people = crate::pose::decode_multipose(&people, side, lb, original, confidence);
+                let min_keypoint = s.keypoint_confidence.unwrap_or(0.3);
+                return Ok(crate::pose::region_detections(
+                    &people,
+                    original,
+                    min_keypoint,
+                    &self.labels,
+                ));
+            }
             // The Open Images SSD's class scores are 1.15 M floats per photo: read in place.
             Decoder::SsdRaw => {
                 let names = [s.boxes.as_str(), self.named(&s.scores, "scores")?];
@@ -166,8 +190,10 @@ impl Detector {
                     original,
                 )
             }
-            // Decoded above from the session's own buffers.
-            Decoder::CenternetHeads | Decoder::SsdRaw => Err("decoded in place".into()),
+            // Decoded above.
+            Decoder::CenternetHeads | Decoder::SsdRaw | Decoder::Movenet => {
+                Err("decoded in place".into())
+            }
             Decoder::Centernet => {
                 let rows = take(&mut out, &s.boxes)?;
                 let size = s.size.unwrap_or([original.0, original.1]);
@@ -249,11 +275,18 @@ impl Detector {
                     _ => (Pixels::U8(img.as_raw().clone(), w, h), None),
                 }
             }
+            (Layout::NhwcI32, Some([w, h])) => {
+                let side = w.max(h);
+                let lb = Letterbox::fit(img.width(), img.height(), side);
+                let square = letterbox(img, side, lb, 0);
+                let data = square.as_raw().iter().map(|&v| i32::from(v)).collect();
+                (Pixels::I32(data, side), Some(lb))
+            }
             (layout, Some([w, h])) => {
                 // YOLOv8 exports expect a letterboxed square; the TF models a stretched image.
                 let (resized, lb) = if s.decoder == Decoder::Yolov8 {
                     let lb = Letterbox::fit(img.width(), img.height(), w.max(h));
-                    (letterbox(img, w.max(h), lb), Some(lb))
+                    (letterbox(img, w.max(h), lb, 114), Some(lb))
                 } else {
                     (resize_bilinear(img, w, h), None)
                 };
@@ -287,14 +320,16 @@ pub struct Prepared {
 enum Pixels {
     U8(Vec<u8>, u32, u32),
     F32(Vec<f32>),
+    /// A `side`×`side` square.
+    I32(Vec<i32>, u32),
 }
 
-/// `img` scaled by `lb` onto a grey (114) `side`×`side` square.
-fn letterbox(img: &RgbImage, side: u32, lb: Letterbox) -> RgbImage {
+/// `img` scaled by `lb` onto a `side`×`side` square of grey level `fill`.
+fn letterbox(img: &RgbImage, side: u32, lb: Letterbox, fill: u8) -> RgbImage {
     let nw = ((img.width() as f32 * lb.scale).round() as u32).clamp(1, side);
     let nh = ((img.height() as f32 * lb.scale).round() as u32).clamp(1, side);
     let scaled = resize_bilinear(img, nw, nh);
-    let mut out = RgbImage::from_pixel(side, side, image::Rgb([114, 114, 114]));
+    let mut out = RgbImage::from_pixel(side, side, image::Rgb([fill; 3]));
     image::imageops::replace(
         &mut out,
         &scaled,

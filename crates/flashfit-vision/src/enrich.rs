@@ -72,6 +72,11 @@ pub trait Enricher: Send + Sync + 'static {
     }
     /// `(name, version)` of every model whose output the record now carries.
     fn models(&self) -> Vec<(String, String)>;
+    /// After `finish`: the garments an outfit upload becomes (the detect stage), each record
+    /// with its own ids; empty (the default) when the record goes on as it is.
+    fn split(&self, _record: &GarmentRecord) -> Vec<GarmentRecord> {
+        Vec::new()
+    }
 }
 
 /// Where a stage reads and writes, and the caps it applies to photos.
@@ -86,6 +91,8 @@ pub struct StageIo {
     pub status: String,
     /// Last stage of the pipeline: also emits `processed`.
     pub terminal: bool,
+    /// Where an outfit upload's `wear` feedback event goes (`flashfit.feedback`).
+    pub feedback: String,
 }
 
 pub struct EnrichStage<E: Enricher> {
@@ -295,6 +302,10 @@ impl<E: Enricher> EnrichStage<E> {
                 version,
             });
         }
+        let items = self.enricher.split(&record);
+        if !items.is_empty() {
+            return self.emit_split(upload, items);
+        }
         let key = Some(upload.garment_id.clone().into_bytes());
         // A rejected upload ends here: its status, no record.
         let rejection = self.enricher.rejection(&record);
@@ -320,6 +331,49 @@ impl<E: Enricher> EnrichStage<E> {
                 value: s.to_json(),
             });
         }
+        Outcome::Emit(out)
+    }
+
+    /// An outfit upload's garments, each on the output topic under its own garment id (and
+    /// `processed` when this stage is the last), the upload's `split` status listing them, and
+    /// the outfit's `wear` feedback event (event_id `<event_id>/wear`: idempotent).
+    fn emit_split(&self, upload: &UploadEvent, items: Vec<GarmentRecord>) -> Outcome {
+        let ids: Vec<String> = items.iter().map(|r| r.upload.garment_id.clone()).collect();
+        let mut out = Vec::with_capacity(2 * items.len() + 2);
+        for item in items {
+            let key = Some(item.upload.garment_id.clone().into_bytes());
+            out.push(Emit {
+                topic: self.io.output.clone(),
+                key: key.clone(),
+                value: item.to_json(),
+            });
+            if self.io.terminal {
+                out.push(Emit {
+                    topic: self.io.status.clone(),
+                    key,
+                    value: StatusEvent::for_upload(&item.upload, Status::Processed, E::STAGE)
+                        .to_json(),
+                });
+            }
+        }
+        let wear = flashfit_schema::FeedbackEvent {
+            event_id: format!("{}/wear", upload.event_id),
+            user_id: upload.user_id.clone(),
+            signal: flashfit_schema::Signal::Wear,
+            garment_ids: ids.clone(),
+            outfit_id: Some(upload.garment_id.clone()),
+            ts: upload.uploaded_at,
+        };
+        out.push(Emit {
+            topic: self.io.feedback.clone(),
+            key: Some(upload.user_id.clone().into_bytes()),
+            value: serde_json::to_vec(&wear).unwrap_or_default(),
+        });
+        out.push(Emit {
+            topic: self.io.status.clone(),
+            key: Some(upload.garment_id.clone().into_bytes()),
+            value: StatusEvent::split(upload, E::STAGE, ids).to_json(),
+        });
         Outcome::Emit(out)
     }
 }

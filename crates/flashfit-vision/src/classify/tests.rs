@@ -27,6 +27,7 @@ fn stage(root_uri: &str, terminal: bool) -> Arc<ClassifyStage> {
             output: "flashfit.classified".into(),
             status: topics.status(),
             terminal,
+            feedback: topics.feedback(),
         },
         Classifier::new(Arc::new(model), Scorer::ImageNet(map), true).flagging(),
     ))
@@ -205,6 +206,7 @@ async fn a_trained_head_scores_garments_onto_the_taxonomy() {
             output: "out".into(),
             status: "status".into(),
             terminal: false,
+            feedback: "feedback".into(),
         },
         Classifier::new(
             base.enricher.model.clone(),

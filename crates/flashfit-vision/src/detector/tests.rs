@@ -104,7 +104,7 @@ fn a_resizing_graph_gets_large_photos_scaled_down_with_the_same_detections() {
             assert_eq!((*w, *h), (600, 600));
             assert_eq!(px.len(), 600 * 600 * 3);
         }
-        Pixels::F32(_) => panic!("u8 input expected"),
+        Pixels::F32(_) | Pixels::I32(..) => panic!("u8 input expected"),
     }
     let person = |dets: Vec<Detection>| {
         dets.into_iter()
