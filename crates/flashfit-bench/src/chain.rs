@@ -469,7 +469,10 @@ async fn measure(
     let spawn = |name: &str, args: &[&str], extra: &[(String, String)]| -> Result<_> {
         let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
         let mut cmd = tokio::process::Command::new(profile.exe.as_ref().unwrap_or(&opts.exe));
+        // Most bench photos are not clothing: flagged rather than rejected, so every photo
+        // reaches every stage and the figures are per photo through the whole chain.
         cmd.args(args)
+            .env("FLASHFIT_CLASSIFY__NOT_CLOTHING", "flag")
             .envs(env.iter().cloned())
             .envs(extra.iter().cloned())
             .stdout(Stdio::null())
