@@ -68,13 +68,9 @@ pub fn choose(
     // A garment box and a body region compete by size: on a person, the coat's region beats
     // the shoe box; on a product shot there is no region.
     if let Some((i, bbox)) = largest(&[Role::Garment, Role::Region]) {
-        let source = match all[i].role {
-            Role::Region => Source::Pose,
-            _ => Source::Detector,
-        };
         return Verdict {
             primary: Some(i),
-            source,
+            source: source_of(all[i].role),
             bbox,
             all,
         };
@@ -102,6 +98,14 @@ pub fn choose(
     }
 }
 
+/// Where a garment detected with `role` came from: a body region or a garment box.
+fn source_of(role: Role) -> Source {
+    match role {
+        Role::Region => Source::Pose,
+        _ => Source::Detector,
+    }
+}
+
 /// Classes of a box detector that refine a pose footwear region (the Open Images SSD's).
 const FOOTWEAR: [&str; 3] = ["Footwear", "Boot", "High heels"];
 /// Classes of a box detector that are outfit items of their own (COCO's).
@@ -126,13 +130,13 @@ pub fn outfit_items(all: &[DetectedObject]) -> Vec<(String, DetectedObject)> {
         let mut item = o.clone();
         match o.role {
             Role::Region if o.class == "footwear" => {
-                let shoes: Vec<[f32; 4]> = all
+                // The ankles say where the feet are; the shoe boxes say where the soles end.
+                let soles = all
                     .iter()
                     .filter(|s| FOOTWEAR.contains(&s.class.as_str()) && centre_in(s.bbox, o.bbox))
-                    .map(|s| s.bbox)
-                    .collect();
-                // The ankles say where the feet are; the shoe boxes say where the soles end.
-                if let Some(bottom) = shoes.iter().map(|b| b[3]).reduce(f32::max) {
+                    .map(|s| s.bbox[3])
+                    .reduce(f32::max);
+                if let Some(bottom) = soles {
                     item.bbox[3] = item.bbox[3].max(bottom);
                 }
             }
@@ -175,11 +179,7 @@ pub fn split_outfit(record: &GarmentRecord) -> Vec<GarmentRecord> {
                 class: o.class.clone(),
                 confidence: Some(o.confidence),
                 bbox: o.bbox,
-                source: if o.role == Role::Region {
-                    Source::Pose
-                } else {
-                    Source::Detector
-                },
+                source: source_of(o.role),
                 model: Some(o.model.clone()),
                 all: detection.all.clone(),
                 extra: detection.extra.clone(),
@@ -214,9 +214,9 @@ impl Verdict {
 
 impl Enricher for Detect {
     const STAGE: &'static str = "detect";
-    /// The photo (for the foreground fallback), each detector's prepared input, and the scale
-    /// from the photo as decoded to the photo as uploaded.
-    /// and whether the upload is an outfit (the pose model then always runs).
+    /// The photo (for the foreground fallback), each detector's prepared input, the scale from
+    /// the photo as decoded to the photo as uploaded, and whether the upload is an outfit (the
+    /// pose model then always runs).
     type Prepared = (RgbImage, Vec<Prepared>, (f32, f32), bool);
     type Output = Verdict;
 

@@ -80,7 +80,7 @@ impl Detector {
     }
 
     pub fn role(&self, class: &str) -> Role {
-        if self.spec.decoder == Decoder::Movenet {
+        if self.is_pose() {
             return Role::Region;
         }
         if self.spec.garments.iter().any(|g| g == class) {

@@ -83,9 +83,7 @@ pub fn decode_multipose(
 }
 
 impl BodyRegion {
-    /// In the order of `models/labels/body-regions.txt` (the pose detector's class ids).
-    pub const ALL: [BodyRegion; 3] = [BodyRegion::Top, BodyRegion::Bottom, BodyRegion::Footwear];
-
+    /// The pose detector's class id: the line of `models/labels/body-regions.txt`.
     pub fn index(self) -> usize {
         match self {
             BodyRegion::Top => 0,
@@ -175,38 +173,46 @@ pub fn regions(p: &Person, w: f32, h: f32, min_keypoint: f32) -> Vec<(BodyRegion
     let mean_y = |ks: &[Keypoint]| ks.iter().map(|k| k.y).sum::<f32>() / ks.len().max(1) as f32;
     let clip = |b: [f32; 4]| [b[0].max(0.0), b[1].max(0.0), b[2].min(w), b[3].min(h)];
     let mut out = Vec::new();
-    if shoulders.len() == 2 && hips.is_empty() {
-        // Upper body only (a portrait, a person cut at the chest): the top runs from just
-        // above the shoulders to the photo's bottom or two shoulder widths down.
-        let width = (shoulders[0].x - shoulders[1].x).abs();
+    if shoulders.len() == 2 {
+        let shoulder_width = (shoulders[0].x - shoulders[1].x).abs();
         let top_y = shoulders.iter().map(|k| k.y).fold(f32::MAX, f32::min);
-        if width > 0.0 {
+        // `(seen, width, margin above, left, right, bottom)`: down to just below the hips when
+        // a hip is seen; else (a portrait, a person cut at the chest) two shoulder widths down.
+        let (seen, width, above, left, right, bottom) = if hips.is_empty() {
+            let w = shoulder_width;
+            let xs: [&[Keypoint]; 1] = [&shoulders];
+            (
+                w > 0.0,
+                w,
+                0.15 * w,
+                min_x(&xs),
+                max_x(&xs),
+                top_y + 2.0 * w,
+            )
+        } else {
+            let torso = mean_y(&hips) - mean_y(&shoulders);
+            let hip_y = hips.iter().map(|k| k.y).fold(f32::MIN, f32::max);
+            let xs: [&[Keypoint]; 2] = [&shoulders, &hips];
+            // A person seen from the side has shoulders close together: the torso's length
+            // bounds how narrow the top can be.
+            let w = shoulder_width.max(0.6 * torso);
+            (
+                torso > 0.0,
+                w,
+                0.15 * torso,
+                min_x(&xs),
+                max_x(&xs),
+                hip_y + 0.3 * torso,
+            )
+        };
+        if seen {
             out.push((
                 BodyRegion::Top,
                 clip([
-                    min_x(&[&shoulders]) - 0.35 * width,
-                    top_y - 0.15 * width,
-                    max_x(&[&shoulders]) + 0.35 * width,
-                    top_y + 2.0 * width,
-                ]),
-            ));
-        }
-    }
-    if shoulders.len() == 2 && !hips.is_empty() {
-        let torso = mean_y(&hips) - mean_y(&shoulders);
-        // A person seen from the side has shoulders close together: the torso's length bounds
-        // how narrow the top can be.
-        let width = (shoulders[0].x - shoulders[1].x).abs().max(0.6 * torso);
-        let top_y = shoulders.iter().map(|k| k.y).fold(f32::MAX, f32::min);
-        let hip_y = hips.iter().map(|k| k.y).fold(f32::MIN, f32::max);
-        if torso > 0.0 {
-            out.push((
-                BodyRegion::Top,
-                clip([
-                    min_x(&[&shoulders, &hips]) - 0.35 * width,
-                    top_y - 0.15 * torso,
-                    max_x(&[&shoulders, &hips]) + 0.35 * width,
-                    hip_y + 0.3 * torso,
+                    left - 0.35 * width,
+                    top_y - above,
+                    right + 0.35 * width,
+                    bottom,
                 ]),
             ));
         }
