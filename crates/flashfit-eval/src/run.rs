@@ -26,6 +26,8 @@ pub struct Predicted {
     pub best: Option<String>,
     pub confidence: f32,
     pub colour: Option<String>,
+    /// The primary colour as measured (sRGB), before it was named.
+    pub rgb: Option<[u8; 3]>,
 }
 
 /// What one upload of the set ended as.
@@ -55,6 +57,11 @@ fn predicted(r: &GarmentRecord) -> Option<Predicted> {
         best: c.topk.first().map(|t| t.category.clone()),
         confidence: c.confidence,
         colour: r.attributes.as_ref().and_then(|a| a.color_primary.clone()),
+        rgb: r
+            .attributes
+            .as_ref()
+            .and_then(|a| a.colors.first())
+            .map(|c| c.rgb),
     })
 }
 

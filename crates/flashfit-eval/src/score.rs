@@ -407,6 +407,7 @@ mod tests {
             best: None,
             confidence: 0.5,
             colour: Some(colour.into()),
+            rgb: None,
         }
     }
 

@@ -53,6 +53,18 @@ async fn the_labelled_set_stays_above_the_floors() {
     // A person photo is its garments: tops, bottoms and shoes of the full-body photos found
     // as items, each matched to its hand label at box IoU >= 0.5.
     at_least("worn items found", report.worn_found, 0.80);
+    // Colours of worn garments come from the region's pixels under the person mask, without
+    // the wearer's skin: the astronaut's suit is orange, not the brown of suit and face mixed.
+    at_least("colour accuracy", report.colour_accuracy, 0.80);
+    let (_, astronaut) = results
+        .iter()
+        .find(|(photo, _)| photo.file == "astronaut.jpg")
+        .expect("in the set");
+    assert_eq!(
+        astronaut.items.first().and_then(|i| i.colour.as_deref()),
+        Some("orange"),
+        "{astronaut:?}"
+    );
 
     // The awkward photos of the set each get a clear result: garments, or a reason.
     for file in [

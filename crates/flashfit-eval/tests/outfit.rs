@@ -24,9 +24,12 @@ async fn detect(file: &str, kind: Option<&str>) -> Detected {
     let dir = set_dir()
         .canonicalize()
         .expect("the labelled set (models/train_head.sh)");
-    let root = url::Url::from_directory_path(&dir)
-        .expect("uri")
-        .to_string();
+    detect_in(&dir, file, kind).await
+}
+
+/// [`detect`] on `file` in `dir`.
+async fn detect_in(dir: &std::path::Path, file: &str, kind: Option<&str>) -> Detected {
+    let root = url::Url::from_directory_path(dir).expect("uri").to_string();
     let config = Config {
         uploads_uri: Some(root.clone()),
         ..Config::default()
@@ -147,4 +150,67 @@ async fn an_outfit_upload_with_nobody_in_it_goes_on_as_one_garment() {
     assert_eq!(d.garments.len(), 1, "{:?}", d.statuses);
     assert_eq!(d.garments[0].upload.garment_id, "g1");
     assert!(d.statuses.is_empty() && d.feedback.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_selfie_is_split_into_the_garments_of_the_person_in_the_mirror() {
+    // A mirror selfie drawn from the set's astronaut: mirrored, framed by a mirror's wooden
+    // edge on a wall, a phone held in front of the chest.
+    let set = set_dir().canonicalize().expect("the labelled set");
+    let person = image::open(set.join("astronaut.jpg"))
+        .expect("astronaut.jpg")
+        .to_rgb8();
+    let person = image::imageops::flip_horizontal(&person);
+    let (pw, ph) = person.dimensions();
+    let (edge, margin) = (24, 60);
+    let mut selfie = image::RgbImage::from_pixel(
+        pw + 2 * (edge + margin),
+        ph + 2 * (edge + margin),
+        image::Rgb([205, 196, 178]),
+    );
+    let frame = (margin, margin, pw + 2 * edge, ph + 2 * edge);
+    for y in frame.1..frame.1 + frame.3 {
+        for x in frame.0..frame.0 + frame.2 {
+            selfie.put_pixel(x, y, image::Rgb([96, 62, 34]));
+        }
+    }
+    image::imageops::replace(
+        &mut selfie,
+        &person,
+        i64::from(margin + edge),
+        i64::from(margin + edge),
+    );
+    let phone = (
+        margin + edge + pw / 2 + 40,
+        margin + edge + ph / 2 + 30,
+        70,
+        130,
+    );
+    for y in phone.1..phone.1 + phone.3 {
+        for x in phone.0..phone.0 + phone.2 {
+            selfie.put_pixel(x, y, image::Rgb([22, 22, 26]));
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    selfie
+        .save(dir.path().join("mirror_selfie.png"))
+        .expect("write the selfie");
+    let dir = dir.path().canonicalize().expect("dir");
+    let d = detect_in(&dir, "mirror_selfie.png", Some("outfit")).await;
+    // The person in the mirror is found and split: a top from the pose model, inside the
+    // mirror, and the upload ends `split` listing it.
+    let top = d
+        .garments
+        .iter()
+        .find(|g| g.upload.garment_id == "g1/top-1")
+        .unwrap_or_else(|| panic!("no top in {:?}", d.statuses));
+    let det = top.detection.as_ref().expect("detection");
+    assert_eq!(det.source, DetectionSource::Pose, "{det:?}");
+    let inside = (margin + edge) as f32;
+    assert!(
+        det.bbox[0] >= inside - 1.0 && det.bbox[2] <= inside + pw as f32 + 1.0,
+        "{det:?}"
+    );
+    assert_eq!(d.statuses.len(), 1, "{:?}", d.statuses);
+    assert_eq!(d.statuses[0].status, Status::Split);
 }

@@ -13,6 +13,7 @@ use image::RgbImage;
 
 use crate::colour::{
     ColourConfig, ColourShare, GarmentPixels, extract_from, garment_pixels_of, shrink_region,
+    without_skin,
 };
 use crate::enrich::{EnrichStage, Enricher, record_bbox, region};
 
@@ -192,6 +193,10 @@ fn style_tags(
         .collect()
 }
 
+/// A worn garment's skin-toned pixels are dropped when they are less than this share of what the
+/// person mask kept (more, and the garment itself is skin-coloured).
+const SKIN_MAX_SHARE: f32 = 0.7;
+
 /// One garment waiting for the attributes stage's blocking half.
 pub struct Pending {
     category: String,
@@ -199,6 +204,9 @@ pub struct Pending {
     small: RgbImage,
     /// The whole photo and the crop box, when the garment is worn and the mask model is on.
     worn: Option<(RgbImage, [f64; 4])>,
+    /// Whether the wearer's skin is dropped from a worn garment's pixels: not for footwear
+    /// (bare feet are rare, tan and brown leather common).
+    skinless: bool,
     /// The tagger's input for the crop, when a tagger is configured.
     tagger_input: Option<Vec<f32>>,
 }
@@ -247,7 +255,13 @@ impl Attributes {
                     let y = (b[1] + f64::from(ry) * (b[3] - b[1])) as u32;
                     grid.at(x.min(fw - 1), y.min(fh - 1), fw, fh) >= t
                 };
-                (garment_pixels_of(p.small, &cfg, Some(&keep)), "person")
+                let gp = garment_pixels_of(p.small, &cfg, Some(&keep));
+                let gp = if p.skinless {
+                    without_skin(gp, SKIN_MAX_SHARE)
+                } else {
+                    gp
+                };
+                (gp, "person")
             }
             _ => (garment_pixels_of(p.small, &cfg, None), "border"),
         };
@@ -337,10 +351,16 @@ impl Enricher for Attributes {
             let b = bbox.unwrap_or([0.0, 0.0, f64::from(w), f64::from(h)]);
             (img, b)
         });
+        let skinless = record
+            .classification
+            .as_ref()
+            .and_then(|c| c.group.as_deref())
+            != Some("footwear");
         Pending {
             category,
             small,
             worn,
+            skinless,
             tagger_input,
         }
     }

@@ -1,6 +1,12 @@
 //! Garment colours (seed: "Attribute Tagging", colour extraction): mask the background, cluster
 //! the garment's pixels with k-means in CIELAB, and name each cluster by the nearest of the
-//! seed's 14 fashion colours (CIE76 distance in Lab, not RGB: perceptually closer).
+//! seed's 14 fashion colours. Nearest is CIE94 with the textile weights (lightness counts half:
+//! shade and lighting move a garment's lightness far more than its hue: dark denim is navy),
+//! over each name's reference and the common shades sold under it ([`SHADES`]: an
+//! international-orange suit is orange, a camel coat in shadow is tan, not grey).
+//!
+//! A worn garment's pixels also drop the wearer's skin ([`is_skin`]), unless skin tones are
+//! most of what is left (then the garment itself is skin-coloured: a tan coat, a beige top).
 //!
 //! The background mask is the flat-lay heuristic: a wardrobe photo's border is background, so
 //! pixels close (in Lab) to the dominant border colour are masked out.
@@ -24,6 +30,22 @@ pub const FASHION_COLOURS: [(&str, [u8; 3]); 14] = [
     ("purple", [128, 0, 128]),
     ("orange", [255, 140, 0]),
     ("yellow", [255, 215, 0]),
+];
+
+/// Shades sold under a fashion colour's name, besides its reference in [`FASHION_COLOURS`].
+pub const SHADES: [(&str, [u8; 3]); 12] = [
+    ("blue", [40, 80, 160]),     // royal
+    ("blue", [140, 175, 220]),   // light blue
+    ("red", [140, 20, 35]),      // burgundy
+    ("green", [85, 107, 47]),    // olive
+    ("brown", [100, 65, 40]),    // dark brown
+    ("tan", [190, 150, 110]),    // camel
+    ("beige", [225, 205, 175]),  // sand
+    ("grey", [190, 190, 190]),   // light grey
+    ("purple", [150, 120, 190]), // lavender
+    ("orange", [230, 100, 50]),  // international orange, rust
+    ("yellow", [200, 160, 40]),  // mustard
+    ("pink", [230, 120, 150]),   // deep pink
 ];
 
 /// One colour of a garment.
@@ -98,14 +120,69 @@ fn dist2(a: [f32; 3], b: [f32; 3]) -> f32 {
     (a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)
 }
 
-/// The nearest named fashion colour (CIE76 in Lab).
+/// CIE94 colour difference of `sample` from `reference` (both Lab), textile weights
+/// (kL = 2, K1 = 0.048, K2 = 0.014).
+pub fn delta_e94(reference: [f32; 3], sample: [f32; 3]) -> f32 {
+    let [l1, a1, b1] = reference;
+    let [l2, a2, b2] = sample;
+    let (c1, c2) = (a1.hypot(b1), a2.hypot(b2));
+    let (dl, dc) = (l1 - l2, c1 - c2);
+    let dh2 = ((a1 - a2).powi(2) + (b1 - b2).powi(2) - dc * dc).max(0.0);
+    let (sc, sh) = (1.0 + 0.048 * c1, 1.0 + 0.014 * c1);
+    ((dl / 2.0).powi(2) + (dc / sc).powi(2) + dh2 / (sh * sh)).sqrt()
+}
+
+/// The references and shades of every name, in Lab, computed once.
+fn named_labs() -> &'static [(&'static str, [f32; 3])] {
+    static LABS: std::sync::LazyLock<Vec<(&'static str, [f32; 3])>> =
+        std::sync::LazyLock::new(|| {
+            FASHION_COLOURS
+                .iter()
+                .chain(&SHADES)
+                .map(|(n, rgb)| (*n, lab(*rgb)))
+                .collect()
+        });
+    &LABS
+}
+
+/// The nearest named fashion colour: CIE94 (textiles) to each name's reference and shades.
 pub fn name_of(rgb: [u8; 3]) -> &'static str {
     let l = lab(rgb);
-    FASHION_COLOURS
+    named_labs()
         .iter()
-        .min_by(|a, b| dist2(lab(a.1), l).total_cmp(&dist2(lab(b.1), l)))
+        .min_by(|a, b| delta_e94(a.1, l).total_cmp(&delta_e94(b.1, l)))
         .map(|(n, _)| *n)
         .unwrap_or("unknown")
+}
+
+/// Whether an sRGB pixel has a human skin tone: the YCbCr box of Chai & Ngan (1999),
+/// Cr 133–173 and Cb 77–127, which holds skin of every complexion (and also tan, beige and
+/// brown cloth: see [`without_skin`]).
+pub fn is_skin(rgb: [u8; 3]) -> bool {
+    let [r, g, b] = rgb.map(f32::from);
+    let y = 0.299 * r + 0.587 * g + 0.114 * b;
+    let cr = 128.0 + 0.713 * (r - y);
+    let cb = 128.0 + 0.564 * (b - y);
+    (133.0..=173.0).contains(&cr) && (77.0..=127.0).contains(&cb)
+}
+
+/// `gp` without its skin-toned pixels, when they are less than `max_share` of its pixels (a
+/// worn garment's crop holds arms, necks and faces); unchanged when skin tones are most of it
+/// (the garment is skin-coloured).
+pub fn without_skin(gp: GarmentPixels, max_share: f32) -> GarmentPixels {
+    let skin: Vec<bool> = gp.img.pixels().map(|p| is_skin(p.0)).collect();
+    let kept = gp.count();
+    let skin_kept = gp
+        .mask
+        .iter()
+        .zip(&skin)
+        .filter(|(m, s)| **m && **s)
+        .count();
+    if kept == 0 || skin_kept as f32 >= max_share * kept as f32 {
+        return gp;
+    }
+    let mask = gp.mask.iter().zip(&skin).map(|(m, s)| *m && !*s).collect();
+    GarmentPixels { img: gp.img, mask }
 }
 
 /// A thumbnail of the garment and which of its pixels belong to it (the background masked).

@@ -49,6 +49,75 @@ fn reference_colours_name_themselves_and_shares_add_up() {
     assert!(extract(&blank, &ColourConfig::default()).is_empty());
 }
 
+#[test]
+fn shades_are_named_as_sold_and_dark_or_shaded_garments_keep_their_hue() {
+    for (name, rgb) in SHADES {
+        assert_eq!(name_of(rgb), name, "{rgb:?}");
+    }
+    // Measured on the labelled set's photos: dark denim, the astronaut's suit, a camel coat
+    // in shadow, a black jacket.
+    for (rgb, name) in [
+        ([11, 22, 46], "navy"),
+        ([204, 91, 57], "orange"),
+        ([155, 131, 110], "tan"),
+        ([8, 9, 27], "black"),
+        ([40, 40, 40], "black"),
+    ] {
+        assert_eq!(name_of(rgb), name, "{rgb:?}");
+    }
+}
+
+#[test]
+fn skin_of_every_complexion_is_skin_and_garment_colours_are_not() {
+    for rgb in [
+        [255, 224, 196],
+        [234, 192, 134],
+        [198, 134, 66],
+        [141, 85, 36],
+        [92, 51, 23],
+    ] {
+        assert!(is_skin(rgb), "{rgb:?}");
+    }
+    for rgb in [
+        [204, 91, 57],   // the astronaut's suit
+        [0, 0, 0],       // black
+        [20, 30, 110],   // navy
+        [250, 250, 250], // white
+        [128, 128, 128], // grey
+        [30, 140, 50],   // green
+        [200, 30, 40],   // red
+    ] {
+        assert!(!is_skin(rgb), "{rgb:?}");
+    }
+}
+
+#[test]
+fn a_minority_of_skin_is_dropped_and_a_skin_coloured_garment_is_kept() {
+    const SKIN: [u8; 3] = [198, 134, 66];
+    // Left 30% arm, the rest a navy top.
+    let worn = RgbImage::from_fn(100, 100, |x, _| {
+        image::Rgb(if x < 30 { SKIN } else { [20, 30, 110] })
+    });
+    let all = |img: RgbImage| GarmentPixels {
+        mask: vec![true; (img.width() * img.height()) as usize],
+        img,
+    };
+    let gp = without_skin(all(worn), 0.7);
+    assert_eq!(gp.count(), 70 * 100);
+    assert_eq!(extract_from(&gp, 3).first().map(|c| c.name), Some("navy"));
+    // A tan top with a little navy trim: skin tones are most of it, nothing is dropped.
+    let tan = RgbImage::from_fn(100, 100, |x, _| {
+        image::Rgb(if x < 90 {
+            [210, 170, 120]
+        } else {
+            [20, 30, 110]
+        })
+    });
+    let gp = without_skin(all(tan), 0.7);
+    assert_eq!(gp.count(), 100 * 100);
+    assert_eq!(extract_from(&gp, 3).first().map(|c| c.name), Some("tan"));
+}
+
 /// A 200x240 flat-lay: background, T-shirt body and sleeves, light gradient, folds, noise.
 fn render_shirt(colour: [u8; 3], bg: [u8; 3], light: f32, seed: u32) -> RgbImage {
     let mut rng = seed.wrapping_mul(2_654_435_761).max(1);

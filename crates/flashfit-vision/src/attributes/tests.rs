@@ -29,6 +29,7 @@ fn pattern_of(img: &RgbImage) -> (String, Texture) {
             category: "t_shirt".into(),
             small: crate::colour::shrink(img, a.config.max_side),
             worn: None,
+            skinless: false,
             tagger_input: None,
         })
         .expect("tag");
