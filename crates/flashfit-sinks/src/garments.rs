@@ -83,6 +83,8 @@ pub fn schema() -> SchemaRef {
         utf8("caption", true),
         list_of("models", model),
         utc_time("processed_at", false),
+        utf8("outfit_id", true),
+        utf8("outfit_item", true),
     ]))
 }
 
@@ -163,6 +165,9 @@ struct Row<'a> {
     caption: Option<&'a str>,
     models: &'a [ModelRef],
     processed_at: String,
+    /// For a garment of a split outfit upload: the upload's garment id and the item.
+    outfit_id: Option<&'a str>,
+    outfit_item: Option<&'a str>,
 }
 
 /// The table row of one message of the pipeline's last topic.
@@ -253,6 +258,8 @@ pub fn row_of(r: &GarmentRecord) -> Result<Value> {
         caption: r.embedding.as_ref().map(|e| e.caption.as_str()),
         models: &r.models,
         processed_at,
+        outfit_id: r.outfit.as_ref().map(|o| o.garment_id.as_str()),
+        outfit_item: r.outfit.as_ref().map(|o| o.item.as_str()),
     };
     serde_json::to_value(row).map_err(|e| Error::BadRecord(e.to_string()))
 }

@@ -137,10 +137,12 @@ fn rows_have_the_contract_columns() {
         "caption",
         "models",
         "processed_at",
+        "outfit_id",
+        "outfit_item",
     ] {
         assert!(names.contains(&c), "missing {c}");
     }
-    assert_eq!(names.len(), 30);
+    assert_eq!(names.len(), 32);
     let col = |n: &str| b.column(b.schema().index_of(n).expect("col")).clone();
     assert_eq!(col("category").as_string::<i32>().value(0), "boots");
     assert_eq!(col("detections").as_list::<i32>().value(0).len(), 2);
@@ -159,6 +161,24 @@ fn rows_have_the_contract_columns() {
         Err(Error::BadRecord(_))
     ));
     assert!(garments::row(&bytes(&record("e3", "yesterday"))).is_err());
+}
+
+#[test]
+fn a_garment_of_a_split_outfit_names_its_outfit() {
+    let mut item = record("e1/top-1", "2026-11-22T10:00:00Z");
+    item["garment_id"] = "g1/top-1".into();
+    item["outfit"] = json!({"event_id": "e1", "garment_id": "g1", "item": "top-1",
+        "garment_ids": ["g1/top-1", "g1/bottom-1"]});
+    let row = garments::row(&bytes(&item)).expect("row");
+    assert_eq!(
+        (&row["outfit_id"], &row["outfit_item"]),
+        (&json!("g1"), &json!("top-1"))
+    );
+    let plain = garments::row(&bytes(&record("e2", "2026-11-22T10:00:00Z"))).expect("row");
+    assert_eq!(
+        (&plain["outfit_id"], &plain["outfit_item"]),
+        (&Value::Null, &Value::Null)
+    );
 }
 
 #[tokio::test]
