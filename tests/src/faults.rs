@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use flashfit_schema::StatusEvent;
+use anyhow::Context as _;
+use flashfit_schema::{StatusEvent, UploadEvent};
 use rdkafka::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::process::{Child, Command};
@@ -1740,6 +1741,137 @@ async fn the_broker_unreachable_30_s_then_restarted_loses_nothing_and_writes_no_
         ids.len(),
         outage_recovery.as_secs_f64(),
         restart_recovery.as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Outfit uploads (`kind = "outfit"`, a dressed person) through the whole chain and both sinks
+/// as separate processes, the detect worker SIGKILLed while it splits them and restarted, then
+/// every upload replayed: each upload ends `split` listing its garments, each garment
+/// (`<garment_id>/<item>`) ends `processed` and is in `garments_current` and LanceDB exactly
+/// once, no input offset is in the log twice, nothing is dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outfits_split_with_the_detect_worker_killed_add_no_duplicate_item() -> anyhow::Result<()> {
+    let stack = Stack::new()?;
+    let chain = ["quality", "detect", "classify", "attributes", "embed"];
+    stack.ensure_topics(&chain).await?;
+    stack.ensure_topics(&["parquet", "lance"]).await?;
+    feedback_topic(&stack).await?;
+    let dir = std::env::temp_dir().join(format!("flashfit-outfit-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir)?;
+    let warehouse = format!("file://{}", dir.display());
+    let lancedb = format!("file://{}/lancedb", dir.display());
+    let env = [
+        ("FLASHFIT_WAREHOUSE_URI", warehouse.clone()),
+        ("FLASHFIT_LANCEDB_URI", lancedb.clone()),
+        ("FLASHFIT_PARQUET__ROLL_MS", "500".to_owned()),
+    ];
+    let mut workers = Vec::new();
+    for name in chain.iter().chain(&["parquet", "lance"]) {
+        workers.push(spawn_cmd(&stack, &["worker", name], &env)?);
+    }
+    // A full-body person (the labelled set's, built by models/train_head.sh beside the models).
+    let set = flashfit_models::ModelDir::from_env()
+        .path()
+        .parent()
+        .map(|p| p.join("eval"))
+        .unwrap_or_default();
+    let bytes = std::fs::read(set.join("bus_person_left.jpg"))
+        .with_context(|| format!("the labelled set in {}", set.display()))?;
+    let uri = stack.put_upload("outfit.jpg", bytes).await?;
+    let n = 24;
+    let events: Vec<_> = (0..n)
+        .map(|i| UploadEvent {
+            kind: Some(flashfit_schema::UploadKind::Outfit),
+            ..upload_event(&format!("of-{i:03}"), &uri)
+        })
+        .collect();
+    let ids: HashSet<String> = events.iter().map(|e| e.event_id.clone()).collect();
+    let mut statuses = Statuses::new(&stack, &ids)?;
+    stack.publish(&stack.producer()?, &events).await?;
+    // The detect worker killed as the first outfit is split (its batch not yet committed),
+    // then restarted.
+    let before = statuses.until(1, Duration::from_secs(180)).await;
+    workers[1].start_kill()?;
+    workers[1].wait().await?;
+    workers[1] = spawn_cmd(&stack, &["worker", "detect"], &env)?;
+    let done = statuses.until(n, Duration::from_secs(240)).await;
+    let split: Vec<StatusEvent> = statuses.first.values().cloned().collect();
+    let garments: HashSet<String> = split
+        .iter()
+        .flat_map(|s| s.garment_ids.iter().cloned())
+        .collect();
+    // Item event ids are `<event_id>/<item>`, item garment ids `<garment_id>/<item>`.
+    let items: HashSet<String> = split
+        .iter()
+        .flat_map(|s| {
+            let event = s.event_id.clone().unwrap_or_default();
+            let outfit = format!("g-{event}/");
+            s.garment_ids
+                .iter()
+                .filter_map(|id| {
+                    id.strip_prefix(&outfit)
+                        .map(|item| format!("{event}/{item}"))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut item_statuses = Statuses::new(&stack, &items)?;
+    let items_done = item_statuses
+        .until(items.len(), Duration::from_secs(180))
+        .await;
+    // A replay of every upload (the same events again, as a redelivery would give them): each
+    // upload and each item gets its status once more.
+    stack.publish(&stack.producer()?, &events).await?;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while (statuses.duplicates < n || item_statuses.duplicates < items.len())
+        && Instant::now() < deadline
+    {
+        statuses.until(n + 1, Duration::from_millis(500)).await;
+        item_statuses
+            .until(items.len() + 1, Duration::from_millis(500))
+            .await;
+    }
+    let lance_done = lance_holds(
+        &stack,
+        &lancedb,
+        "u-test",
+        &garments,
+        Duration::from_secs(120),
+    )
+    .await?;
+    let dlq = dlq_total(&stack, &[&chain[..], &["parquet", "lance"]].concat()).await?;
+    let exits = stop_all(&mut workers).await?;
+    let stored = Stored::read(&stack, &env, (&warehouse, &lancedb, "u-test"), &items).await?;
+    assert!(before >= 1, "no outfit split before the kill");
+    assert_eq!(done, n, "every outfit upload has a status");
+    assert_eq!(statuses.count("split"), n, "{split:?}");
+    assert!(
+        split.iter().all(|s| !s.garment_ids.is_empty()),
+        "a split lists no garment: {split:?}"
+    );
+    // The same photo and models give the same items for every upload.
+    assert_eq!(garments.len() % n, 0, "{garments:?}");
+    assert_eq!(items.len(), garments.len());
+    assert_eq!(items_done, items.len(), "every item has a status");
+    assert_eq!(item_statuses.count("processed"), items.len());
+    assert_eq!(dlq, 0, "dead letters");
+    assert!(
+        statuses.duplicates >= n && item_statuses.duplicates >= items.len(),
+        "the replay did not end: {} of {n} uploads, {} of {} items",
+        statuses.duplicates,
+        item_statuses.duplicates,
+        items.len()
+    );
+    assert!(lance_done.is_some(), "LanceDB never held every item");
+    stored.assert_each_once(&items, &garments);
+    assert_exited_zero(&exits);
+    eprintln!(
+        "fault-suite: outfit: {n} outfit uploads of a full-body person through the whole chain and both sinks, the detect worker SIGKILLed after {before} splits and restarted, then all replayed: {n} split ({} duplicate statuses), {} items ({} per outfit) each processed, in garments_current and LanceDB once, 0 dead letters, no input offset twice",
+        statuses.duplicates,
+        items.len(),
+        items.len() / n,
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
