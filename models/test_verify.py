@@ -35,6 +35,8 @@ import verify as V  # noqa: E402
 
 MODELS_DIR = next((a for a in sys.argv[1:] if not a.startswith("-")), "/var/lib/flashfit/models")
 QUICK = "--quick" in sys.argv  # skip the numpy reference evaluator (the slow part)
+# --model=NAME: study one model only
+ONLY = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--model=")), None)
 
 # Where an initialiser is a computed-with value (weights, biases, norm parameters, constants of
 # arithmetic) rather than a bound or a size: those get ulp noise.
@@ -310,6 +312,8 @@ def main():
     t0 = time.time()
     failures, table, per_output = [], [], []
     for name in V.MODELS:
+        if ONLY and name != ONLY:
+            continue
         path = model_path(name)
         if not os.path.exists(path):
             print(f"{name}: not cached in {MODELS_DIR}, skipped")
