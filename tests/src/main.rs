@@ -14,5 +14,6 @@ mod personal;
 mod pipeline;
 mod process;
 mod relay;
+mod security;
 mod sinks;
 mod tools;

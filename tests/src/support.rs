@@ -281,20 +281,35 @@ pub fn flashfit_bin() -> PathBuf {
 
 /// A minimal HTTP GET on loopback (status code, body).
 pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    let (code, _, body) = http_get_with(addr, path, &[]).await?;
+    Ok((code, body))
+}
+
+/// `GET path` with extra `headers`: the status code, the response head and the body.
+pub async fn http_get_with(
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<(u16, String, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n")
+            .as_bytes(),
     )
     .await?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).await?;
     let code = buf.split_whitespace().nth(1).unwrap_or("0").parse()?;
-    let body = buf
+    let (head, body) = buf
         .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
+        .map(|(h, b)| (h.to_owned(), b.to_owned()))
         .unwrap_or_default();
-    Ok((code, body))
+    Ok((code, head, body))
 }
 
 /// A free loopback port for a child's admin server.

@@ -95,7 +95,64 @@ pub struct Config {
     pub kpi: KpiConfig,
     pub feedback: FeedbackConfig,
     pub http: HttpConfig,
+    pub auth: AuthConfig,
     pub log: LogConfig,
+}
+
+/// Who may call `flashfit serve`: bearer tokens (JWT). With neither `jwks_uri` nor
+/// `hs256_secret` set there is no authentication, which serve accepts only on a loopback
+/// address (or with `allow_unauthenticated`, loudly logged).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The identity provider's JSON Web Key Set: `https://…/jwks.json` (or `http://` on a
+    /// loopback host) or `file:///…`; RS256 and ES256 keys, chosen by the token's `kid`.
+    pub jwks_uri: Option<String>,
+    /// Seconds between reloads of the key set (also reloaded, at most every 10 s, when a
+    /// token names a `kid` it does not hold: key rotation).
+    pub jwks_refresh_s: u64,
+    /// A shared HS256 secret, for local development only (`flashfit token` mints with it).
+    pub hs256_secret: Option<Secret>,
+    /// Required `iss`.
+    pub issuer: String,
+    /// Required `aud` (one of the token's audiences).
+    pub audience: String,
+    /// The claim that names the user; it must equal `{user_id}` on the user routes.
+    pub user_claim: String,
+    /// A scope (in `scope` or `scp`) or role (in `roles`) that grants operator access: any
+    /// user's routes, for support.
+    pub operator_scope: String,
+    /// When set, `/metrics` needs a token with this scope (else it is open, like `/health`;
+    /// it can also stay behind a separate admin address).
+    pub metrics_scope: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds.
+    pub leeway_s: u64,
+    /// Serve without authentication on a non-loopback address (logged as a warning at start).
+    pub allow_unauthenticated: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            jwks_uri: None,
+            jwks_refresh_s: 300,
+            hs256_secret: None,
+            issuer: "flashfit-local".into(),
+            audience: "flashfit".into(),
+            user_claim: "sub".into(),
+            operator_scope: "flashfit:operator".into(),
+            metrics_scope: None,
+            leeway_s: 30,
+            allow_unauthenticated: false,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// Whether tokens are checked at all.
+    pub fn enabled(&self) -> bool {
+        self.jwks_uri.is_some() || self.hs256_secret.is_some()
+    }
 }
 
 /// The feedback worker.
@@ -164,6 +221,7 @@ impl Default for Config {
             kpi: KpiConfig::default(),
             feedback: FeedbackConfig::default(),
             http: HttpConfig::default(),
+            auth: AuthConfig::default(),
             log: LogConfig::default(),
         }
     }

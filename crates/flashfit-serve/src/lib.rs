@@ -9,7 +9,8 @@
 //!   `flashfit.kpi`).
 //!
 //! An unknown user or garment is an empty result (200); malformed parameters are a 400 with a
-//! message.
+//! message. With `[auth]` configured every user route needs a bearer token naming that user
+//! (or an operator's): see [`auth`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+pub mod auth;
 pub mod recommend;
 
 use flashfit_pipeline::Result;
@@ -176,6 +178,7 @@ async fn search_handler(
 pub struct HttpMetrics {
     registry: prometheus::Registry,
     duration: prometheus::HistogramVec,
+    refusals: prometheus::IntCounterVec,
     health: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -200,6 +203,17 @@ impl HttpMetrics {
         for route in ["search", "outfits", "variants"] {
             duration.with_label_values(&[&format!("/v1/users/{{user_id}}/{route}"), "200"]);
         }
+        let refusals = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "flashfit_http_auth_refusals_total",
+                "Requests refused by authentication (401) or authorisation (403), by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(refusals.clone()))
+            .expect("metric registered once");
         let phases = &*recommend::PHASES;
         for phase in ["wardrobe", "preferences", "score", "impressions"] {
             phases.with_label_values(&[phase]);
@@ -209,6 +223,7 @@ impl HttpMetrics {
         HttpMetrics {
             registry,
             duration,
+            refusals,
             health: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         }
     }
@@ -312,21 +327,112 @@ async fn health_handler(State(m): State<HttpMetrics>) -> Reply {
     }
 }
 
-/// The API's routes with the default limits (see [`router_with`]).
+/// The answer to a refused request: 401 with a `WWW-Authenticate` challenge, or 403.
+fn refused(metrics: &HttpMetrics, r: auth::Refusal) -> axum::response::Response {
+    metrics.refusals.with_label_values(&[r.label()]).inc();
+    let code = match r {
+        auth::Refusal::Forbidden => StatusCode::FORBIDDEN,
+        _ => StatusCode::UNAUTHORIZED,
+    };
+    let mut resp = reply(code, json!({"error": r.message()})).into_response();
+    if let Some(c) = r.challenge() {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static(c),
+        );
+    }
+    resp
+}
+
+/// What the authorisation layers need.
+#[derive(Clone)]
+struct Gate {
+    auth: auth::Authenticator,
+    metrics: HttpMetrics,
+}
+
+impl Gate {
+    /// The caller the request's `Authorization` header proves (read before any await: a
+    /// request is not `Sync`).
+    fn caller_of(
+        &self,
+        headers: &axum::http::HeaderMap,
+    ) -> impl std::future::Future<Output = Result<Option<auth::Caller>, auth::Refusal>> + Send + 'static
+    {
+        let header = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let auth = self.auth.clone();
+        async move { auth.verify(header.as_deref()).await }
+    }
+}
+
+/// The user routes: a token naming `{user_id}` (or an operator's), when authentication is on.
+/// The verified caller goes on in the request's extensions.
+async fn authorize(
+    State(g): State<Gate>,
+    Path(user_id): Path<String>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match g.caller_of(req.headers()).await {
+        Ok(None) => next.run(req).await,
+        Ok(Some(c)) if c.may_act_for(&user_id) => {
+            req.extensions_mut().insert(c);
+            next.run(req).await
+        }
+        Ok(Some(c)) => {
+            tracing::warn!(
+                subject = c.subject,
+                user_id,
+                "a token used on another user's route"
+            );
+            refused(&g.metrics, auth::Refusal::Forbidden)
+        }
+        Err(r) => refused(&g.metrics, r),
+    }
+}
+
+/// `/metrics`: open, unless `[auth] metrics_scope` names the scope it needs.
+async fn metrics_gate(
+    State(g): State<Gate>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let Some(scope) = g.auth.metrics_scope().map(str::to_owned) else {
+        return next.run(req).await;
+    };
+    match g.caller_of(req.headers()).await {
+        Ok(None) => next.run(req).await,
+        Ok(Some(c)) if c.has_scope(&scope) => next.run(req).await,
+        Ok(Some(_)) => refused(&g.metrics, auth::Refusal::Forbidden),
+        Err(r) => refused(&g.metrics, r),
+    }
+}
+
+/// The API's routes with the default limits and no authentication (see [`router_with`]).
 pub fn router(api: Arc<Api>) -> Router {
     router_with(
         api,
         &flashfit_config::HttpConfig::default(),
         HttpMetrics::new(),
+        auth::Authenticator::disabled(),
     )
 }
 
-/// The API's routes under `limits`, plus `/metrics` and `/health` (not limited).
+/// The API's routes under `limits` and `auth`, plus `/metrics` (behind `[auth] metrics_scope`
+/// when set) and `/health` (always open), neither limited.
 pub fn router_with(
     api: Arc<Api>,
     limits: &flashfit_config::HttpConfig,
     metrics: HttpMetrics,
+    auth: auth::Authenticator,
 ) -> Router {
+    let gate = Gate {
+        auth,
+        metrics: metrics.clone(),
+    };
     let l = Arc::new(Limits {
         permits: Arc::new(tokio::sync::Semaphore::new(
             limits.max_concurrent_requests.max(1),
@@ -339,13 +445,43 @@ pub fn router_with(
         .route("/v1/users/{user_id}/search", get(search_handler))
         .route("/v1/users/{user_id}/outfits", get(outfits_handler))
         .route("/v1/users/{user_id}/variants", get(variants_handler))
+        .route_layer(axum::middleware::from_fn_with_state(
+            gate.clone(),
+            authorize,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(l, limit))
         .with_state(api);
-    let ops = Router::new()
+    let metrics_route = Router::new()
         .route("/metrics", get(metrics_handler))
+        .route_layer(axum::middleware::from_fn_with_state(gate, metrics_gate))
+        .with_state(metrics.clone());
+    let health = Router::new()
         .route("/health", get(health_handler))
         .with_state(metrics);
-    api_routes.merge(ops)
+    api_routes.merge(metrics_route).merge(health)
+}
+
+/// The authenticator `[auth]` configures, refusing to serve a non-loopback `addr` without
+/// one unless `allow_unauthenticated` says so.
+async fn start_auth(config: &Config, addr: SocketAddr) -> Result<auth::Authenticator> {
+    let a = auth::Authenticator::new(&config.auth)
+        .await
+        .map_err(|e| flashfit_pipeline::Error::Invalid(e.to_string()))?;
+    if !a.enabled() && !addr.ip().is_loopback() {
+        if !config.auth.allow_unauthenticated {
+            return Err(flashfit_pipeline::Error::Invalid(format!(
+                "refusing to serve {addr} without authentication: anyone who reaches it could read \
+                 any wardrobe. Set [auth] jwks_uri (FLASHFIT_AUTH__JWKS_URI; hs256_secret for \
+                 development), bind a loopback address, or set [auth] allow_unauthenticated = true"
+            )));
+        }
+        tracing::warn!(
+            %addr,
+            "SERVING WITHOUT AUTHENTICATION on a non-loopback address ([auth] allow_unauthenticated): \
+             anyone who reaches it can read and poison any user's data"
+        );
+    }
+    Ok(a)
 }
 
 /// Binds `addr` and serves until `shutdown`; returns the bound address and the server task.
@@ -354,6 +490,7 @@ pub async fn serve(
     addr: SocketAddr,
     shutdown: CancellationToken,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let auth = start_auth(config, addr).await?;
     let api = Arc::new(Api {
         searcher: Searcher::open(config).await?,
         recommender: Recommender::new(config)?,
@@ -361,7 +498,8 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let metrics = HttpMetrics::new();
-    let app = router_with(api.clone(), &config.http, metrics.clone());
+    auth.spawn_refresh(shutdown.clone());
+    let app = router_with(api.clone(), &config.http, metrics.clone(), auth);
     let task = tokio::spawn(async move {
         let stopping = {
             let (s, m) = (shutdown.clone(), metrics.clone());

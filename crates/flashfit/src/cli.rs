@@ -92,6 +92,18 @@ pub enum Command {
     Config,
     /// The app-facing HTTP API on FLASHFIT_HTTP_ADDR (`GET /v1/users/{user_id}/search`).
     Serve,
+    /// A development bearer token for serve, signed with `[auth] hs256_secret`
+    /// (FLASHFIT_AUTH__HS256_SECRET): `sub` = the user, the configured issuer and audience.
+    Token {
+        #[arg(long)]
+        user: String,
+        /// Also grant the operator scope (any user's routes).
+        #[arg(long)]
+        operator: bool,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
     /// A user's garments like one of theirs (`--like GARMENT_ID`) or near a text (`--text`),
     /// from LanceDB; one JSON line per result, best first.
     Search {

@@ -146,6 +146,20 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             task.await?;
             Ok(())
         }
+        Command::Token {
+            user,
+            operator,
+            ttl,
+        } => {
+            let token = flashfit_serve::auth::mint_dev_token(
+                &config.auth,
+                &user,
+                operator,
+                std::time::Duration::from_secs(ttl),
+            )?;
+            println!("{token}");
+            Ok(())
+        }
         Command::Search {
             user,
             like,
