@@ -1610,6 +1610,51 @@ impl PrivateBroker {
     }
 }
 
+/// The whole chain (the default pipeline, real models) and both sinks as worker processes on
+/// a fresh local warehouse and LanceDB directory.
+struct WholeChain {
+    chain: [&'static str; 5],
+    dir: std::path::PathBuf,
+    warehouse: String,
+    lancedb: String,
+    env: Vec<(&'static str, String)>,
+    workers: Vec<Child>,
+}
+
+impl WholeChain {
+    async fn start(
+        stack: &Stack,
+        tag: &str,
+        extra: &[(&'static str, String)],
+    ) -> anyhow::Result<Self> {
+        let chain = ["quality", "detect", "classify", "attributes", "embed"];
+        stack.ensure_topics(&chain).await?;
+        stack.ensure_topics(&["parquet", "lance"]).await?;
+        let dir = std::env::temp_dir().join(format!("flashfit-{tag}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir)?;
+        let warehouse = format!("file://{}", dir.display());
+        let lancedb = format!("file://{}/lancedb", dir.display());
+        let mut env = vec![
+            ("FLASHFIT_WAREHOUSE_URI", warehouse.clone()),
+            ("FLASHFIT_LANCEDB_URI", lancedb.clone()),
+            ("FLASHFIT_PARQUET__ROLL_MS", "500".to_owned()),
+        ];
+        env.extend_from_slice(extra);
+        let mut workers = Vec::new();
+        for name in chain.iter().chain(&["parquet", "lance"]) {
+            workers.push(spawn_cmd(stack, &["worker", name], &env)?);
+        }
+        Ok(WholeChain {
+            chain,
+            dir,
+            warehouse,
+            lancedb,
+            env,
+            workers,
+        })
+    }
+}
+
 /// The broker unreachable for 30 s (a relay refusing and cutting connections), then its process
 /// killed and restarted on its durable storage, while uploads flow through the whole chain
 /// (the default pipeline, real models) and both sinks: every upload ends `processed`, nothing
@@ -1626,23 +1671,19 @@ async fn the_broker_unreachable_30_s_then_restarted_loses_nothing_and_writes_no_
         crate::relay::Relay::start(relay_port, &format!("127.0.0.1:{}", broker.port)).await?;
     stack.config.kafka.brokers = Some(relay.addr());
     // The whole chain (the default pipeline, real models) and both sinks.
-    let chain = ["quality", "detect", "classify", "attributes", "embed"];
-    stack.ensure_topics(&chain).await?;
-    stack.ensure_topics(&["parquet", "lance"]).await?;
-    let dir = std::env::temp_dir().join(format!("flashfit-broker-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir)?;
-    let warehouse = format!("file://{}", dir.display());
-    let lancedb = format!("file://{}/lancedb", dir.display());
-    let env = [
-        ("FLASHFIT_WAREHOUSE_URI", warehouse.clone()),
-        ("FLASHFIT_LANCEDB_URI", lancedb.clone()),
-        ("FLASHFIT_PARQUET__ROLL_MS", "500".to_owned()),
-        ("FLASHFIT_RUNTIME__RETRY_MAX_BACKOFF_MS", "2000".to_owned()),
-    ];
-    let mut workers = Vec::new();
-    for name in chain.iter().chain(&["parquet", "lance"]) {
-        workers.push(spawn_cmd(&stack, &["worker", name], &env)?);
-    }
+    let WholeChain {
+        chain,
+        dir,
+        warehouse,
+        lancedb,
+        env,
+        mut workers,
+    } = WholeChain::start(
+        &stack,
+        "broker",
+        &[("FLASHFIT_RUNTIME__RETRY_MAX_BACKOFF_MS", "2000".to_owned())],
+    )
+    .await?;
     let mut ids: HashSet<String> = publish_uploads(&stack, "bk1", 30)
         .await?
         .into_iter()
@@ -1754,23 +1795,15 @@ async fn the_broker_unreachable_30_s_then_restarted_loses_nothing_and_writes_no_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outfits_split_with_the_detect_worker_killed_add_no_duplicate_item() -> anyhow::Result<()> {
     let stack = Stack::new()?;
-    let chain = ["quality", "detect", "classify", "attributes", "embed"];
-    stack.ensure_topics(&chain).await?;
-    stack.ensure_topics(&["parquet", "lance"]).await?;
     feedback_topic(&stack).await?;
-    let dir = std::env::temp_dir().join(format!("flashfit-outfit-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir)?;
-    let warehouse = format!("file://{}", dir.display());
-    let lancedb = format!("file://{}/lancedb", dir.display());
-    let env = [
-        ("FLASHFIT_WAREHOUSE_URI", warehouse.clone()),
-        ("FLASHFIT_LANCEDB_URI", lancedb.clone()),
-        ("FLASHFIT_PARQUET__ROLL_MS", "500".to_owned()),
-    ];
-    let mut workers = Vec::new();
-    for name in chain.iter().chain(&["parquet", "lance"]) {
-        workers.push(spawn_cmd(&stack, &["worker", name], &env)?);
-    }
+    let WholeChain {
+        chain,
+        dir,
+        warehouse,
+        lancedb,
+        env,
+        mut workers,
+    } = WholeChain::start(&stack, "outfit", &[]).await?;
     // A full-body person (the labelled set's, built by models/train_head.sh beside the models).
     let set = flashfit_models::ModelDir::from_env()
         .path()
