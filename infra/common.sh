@@ -43,6 +43,17 @@ install_debian_packages() {
   fi
 }
 
+# A cargo subcommand the scripts use (cargo-nextest: one process per test, which the suite's
+# process-wide settings need; cargo-deny: the dependency policy), built once from crates.io
+# into ~/.cargo/bin (a few minutes each).
+ensure_cargo_tool() {
+  local tool="$1" version="$2"
+  if ! cargo "${tool#cargo-}" --version >/dev/null 2>&1; then
+    log "installing $tool $version (once)"
+    cargo install --locked "$tool" --version "$version" >&2
+  fi
+}
+
 require_cargo() {
   if ! command -v cargo >/dev/null 2>&1; then
     [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
@@ -84,6 +95,29 @@ ensure_tansu() {
   rm -rf "$tmp"
 }
 
+# The SASL/SCRAM-enforcing broker of the security suite: nisshi 0.8.1 (crates.io; Tansu's
+# successor), built with its SQL storage (the only storage that keeps SCRAM credentials; the
+# wheel's Tansu 0.6 keeps none, and lets a failed SASL exchange through). Its dependencies
+# need rustc >= 1.96, so it builds with a nightly toolchain when one is installed (about 50
+# minutes on 2 cores, once); without one the security suite's broker test says how to get it.
+NISSHI_VERSION=0.8.1
+ensure_nisshi() {
+  if [ -x "$STACK_DIR/bin/nisshi" ]; then return; fi
+  if ! cargo +nightly --version >/dev/null 2>&1; then
+    log "no nightly toolchain: not building nisshi (the SCRAM broker test needs $STACK_DIR/bin/nisshi;"
+    log "  rustup toolchain install nightly, then rerun)"
+    return
+  fi
+  log "building nisshi $NISSHI_VERSION (SCRAM broker for the security suite; ~50 min, once)"
+  local build="${FLASHFIT_NISSHI_BUILD_DIR:-$DEFAULT_HOME/nisshi-build}"
+  CARGO_TARGET_DIR="$build/target" nice -n 10 cargo +nightly install nisshi \
+    --version "$NISSHI_VERSION" --locked --no-default-features --features libsql,postgres \
+    --root "$build/root" >&2
+  mkdir -p "$STACK_DIR/bin"
+  cp "$build/root/bin/nisshi" "$STACK_DIR/bin/nisshi"
+  rm -rf "$build/target"
+}
+
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 is_running() {
@@ -116,5 +150,6 @@ export AWS_REGION=us-east-1
 export AWS_ENDPOINT_URL=http://127.0.0.1:$S3_PORT
 export AWS_ALLOW_HTTP=true
 export FLASHFIT_VENV=$VENV
+export FLASHFIT_NISSHI=$STACK_DIR/bin/nisshi
 EOF
 }

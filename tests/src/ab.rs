@@ -118,8 +118,11 @@ async fn experiment(dir: &std::path::Path) -> anyhow::Result<()> {
     phase("wardrobes written");
     // Every user: their variants, their outfits (impressions), their clicks and a session.
     let token = CancellationToken::new();
+    // Hundreds of users from one address without tokens: one rate-limit bucket, so no limit.
+    let mut config = stack.config.clone();
+    config.http.rate_per_s = 0;
     let (addr, server) =
-        flashfit_serve::serve(&stack.config, "127.0.0.1:0".parse()?, token.clone()).await?;
+        flashfit_serve::serve(&config, "127.0.0.1:0".parse()?, token.clone()).await?;
     let addr = addr.to_string();
     let visits: Vec<anyhow::Result<(String, Value, Value)>> =
         futures::stream::iter(users.iter().cloned())

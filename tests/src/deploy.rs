@@ -65,7 +65,16 @@ async fn the_kubernetes_manifests_render_and_validate_against_kubernetes_and_ked
             flashfit_schema::StageName::ALL.len(),
             "{v}"
         );
+        // Deny by default, then serve's API and the metrics from monitoring.
+        assert_eq!(v["kinds"][overlay]["NetworkPolicy"], 3, "{v}");
     }
+    // Production's Kafka principals: every worker, serve, the upload service, the app
+    // gateway and the operator, each a Strimzi KafkaUser.
+    assert_eq!(
+        v["validated"]["production"]["strimzi"],
+        flashfit_schema::StageName::ALL.len() + 4,
+        "{v}"
+    );
     Ok(())
 }
 
@@ -201,5 +210,40 @@ async fn every_metric_an_alert_or_panel_names_is_exported_by_a_live_worker() -> 
         "deploy: {} metric names checked against live workers",
         named.len()
     );
+    Ok(())
+}
+
+/// The Kafka permissions in the repository (`kafka-acls` commands, Strimzi users, the
+/// production overlay's credential patches) are what `flashfit acls` renders from the
+/// pipeline on the default names: re-render them after a change (docs/security.md).
+#[tokio::test]
+async fn the_committed_kafka_permissions_are_the_rendered_ones() -> anyhow::Result<()> {
+    for (format, file) in [
+        ("kafka-acls", "infra/kafka/acls.sh"),
+        ("strimzi", "infra/k8s/overlays/production/kafka-users.yaml"),
+        (
+            "k8s-patches",
+            "infra/k8s/overlays/production/kafka-auth.yaml",
+        ),
+    ] {
+        let out = tokio::process::Command::new(flashfit_bin())
+            .args(["acls", "--format", format])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .output()
+            .await?;
+        anyhow::ensure!(out.status.success(), "{out:?}");
+        let rendered = String::from_utf8(out.stdout)?;
+        let path = repo().join(file);
+        if std::env::var_os("FLASHFIT_BLESS").is_some() {
+            std::fs::write(&path, &rendered)?;
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == rendered,
+            "{file} differs from `flashfit acls --format {format}`: run \
+             `FLASHFIT_BLESS=1 cargo nextest run -E 'test(the_committed_kafka_permissions)'`"
+        );
+    }
     Ok(())
 }

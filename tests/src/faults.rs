@@ -17,56 +17,6 @@ use tokio::process::{Child, Command};
 
 use crate::support::*;
 
-fn quality_pipeline() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines/quality.toml")
-}
-
-/// `flashfit --pipeline pipelines/quality.toml worker <name>` as a child process seeing
-/// `stack`, its log in a temporary file (named in failures).
-fn spawn(stack: &Stack, name: &str, extra: &[(&str, String)]) -> anyhow::Result<Child> {
-    spawn_cmd(
-        stack,
-        &[
-            "--pipeline",
-            &quality_pipeline().display().to_string(),
-            "worker",
-            name,
-        ],
-        extra,
-    )
-}
-
-/// `flashfit ARGS…` as a child process seeing `stack`, its log in a temporary file.
-fn spawn_cmd(stack: &Stack, args: &[&str], extra: &[(&str, String)]) -> anyhow::Result<Child> {
-    Ok(spawn_logged(stack, args, extra)?.0)
-}
-
-/// [`spawn_cmd`], also returning the log file's path.
-fn spawn_logged(
-    stack: &Stack,
-    args: &[&str],
-    extra: &[(&str, String)],
-) -> anyhow::Result<(Child, std::path::PathBuf)> {
-    let name = args.last().copied().unwrap_or("flashfit");
-    let log = std::env::temp_dir().join(format!(
-        "flashfit-fault-{}-{name}-{}.log",
-        stack.prefix.trim_end_matches('.'),
-        uuid::Uuid::new_v4().simple()
-    ));
-    let file = std::fs::File::create(&log)?;
-    let mut cmd = Command::new(flashfit_bin());
-    cmd.args(args)
-        .envs(stack.child_env())
-        .env("FLASHFIT_ADMIN_ADDR", format!("127.0.0.1:{}", free_port()))
-        .stdout(Stdio::null())
-        .stderr(file)
-        .kill_on_drop(true);
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    Ok((cmd.spawn()?, log))
-}
-
 /// Reads statuses of `ids` from a long-lived tail (first status per id, duplicates counted).
 struct Statuses {
     tail: flashfit_pipeline::watch::TopicTail,
@@ -887,8 +837,8 @@ async fn poison_messages_are_dead_lettered_and_the_partition_keeps_moving() -> a
     let mut events: Vec<_> = (0..10)
         .map(|i| upload_event(&format!("up-{i}"), &uri))
         .collect();
-    let mut big = upload_event(&"x".repeat(2_000), &uri);
-    big.user_id = "u".repeat(2_000);
+    // Two 2,000-byte ids: a valid event whose record is over the limit.
+    let big = upload_event(&"x".repeat(2_000), &uri);
     events.insert(5, big.clone());
     stack.publish(&stack.producer()?, &events).await?;
     let ids: HashSet<String> = events.iter().map(|e| e.event_id.clone()).collect();

@@ -128,11 +128,23 @@ impl Stack {
         ]
     }
 
-    /// Puts bytes into the uploads bucket and returns their `s3://` URI.
+    /// Puts bytes into the uploads bucket, in the folder of [`upload_event`]'s user, and
+    /// returns their `s3://` URI.
     pub async fn put_upload(&self, name: &str, bytes: Vec<u8>) -> anyhow::Result<String> {
-        let path = self
-            .uploads
-            .child(&format!("{}/{name}", self.prefix.trim_end_matches('.')))?;
+        self.put_upload_of(TEST_USER, name, bytes).await
+    }
+
+    /// [`TestStack::put_upload`] into `user`'s folder.
+    pub async fn put_upload_of(
+        &self,
+        user: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> anyhow::Result<String> {
+        let path = self.uploads.child(&format!(
+            "{user}/{}/{name}",
+            self.prefix.trim_end_matches('.')
+        ))?;
         self.uploads
             .store()
             .put(&path, bytes.into())
@@ -203,10 +215,13 @@ impl Stack {
     }
 }
 
+/// The user of [`upload_event`].
+pub const TEST_USER: &str = "u-test";
+
 pub fn upload_event(id: &str, uri: &str) -> UploadEvent {
     UploadEvent {
         event_id: id.to_owned(),
-        user_id: "u-test".into(),
+        user_id: TEST_USER.into(),
         garment_id: format!("g-{id}"),
         image_uri: uri.to_owned(),
         uploaded_at: Utc::now(),
@@ -505,4 +520,63 @@ pub fn sigterm(child: &tokio::process::Child) -> anyhow::Result<()> {
         .success();
     anyhow::ensure!(ok, "kill -TERM {pid} failed");
     Ok(())
+}
+
+/// The pipeline file of the quality-only tests.
+pub fn quality_pipeline() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines/quality.toml")
+}
+
+/// `flashfit --pipeline pipelines/quality.toml worker <name>` as a child process seeing
+/// `stack`, its log in a temporary file (named in failures).
+pub fn spawn(
+    stack: &Stack,
+    name: &str,
+    extra: &[(&str, String)],
+) -> anyhow::Result<tokio::process::Child> {
+    spawn_cmd(
+        stack,
+        &[
+            "--pipeline",
+            &quality_pipeline().display().to_string(),
+            "worker",
+            name,
+        ],
+        extra,
+    )
+}
+
+/// `flashfit ARGS…` as a child process seeing `stack`, its log in a temporary file.
+pub fn spawn_cmd(
+    stack: &Stack,
+    args: &[&str],
+    extra: &[(&str, String)],
+) -> anyhow::Result<tokio::process::Child> {
+    Ok(spawn_logged(stack, args, extra)?.0)
+}
+
+/// [`spawn_cmd`], also returning the log file's path.
+pub fn spawn_logged(
+    stack: &Stack,
+    args: &[&str],
+    extra: &[(&str, String)],
+) -> anyhow::Result<(tokio::process::Child, std::path::PathBuf)> {
+    let name = args.last().copied().unwrap_or("flashfit");
+    let log = std::env::temp_dir().join(format!(
+        "flashfit-test-{}-{name}-{}.log",
+        stack.prefix.trim_end_matches('.'),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let file = std::fs::File::create(&log)?;
+    let mut cmd = tokio::process::Command::new(flashfit_bin());
+    cmd.args(args)
+        .envs(stack.child_env())
+        .env("FLASHFIT_ADMIN_ADDR", format!("127.0.0.1:{}", free_port()))
+        .stdout(std::process::Stdio::null())
+        .stderr(file)
+        .kill_on_drop(true);
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    Ok((cmd.spawn()?, log))
 }

@@ -294,7 +294,7 @@ impl Deployment {
                 let i = self.seq;
                 UploadEvent {
                     event_id: format!("{}-{i}", self.run),
-                    user_id: format!("bench-user-{}", i % 20),
+                    user_id: bench_user(i % self.uris.len()),
                     garment_id: format!("{}-g{i}", self.run),
                     image_uri: self.uris[i % self.uris.len()].clone(),
                     uploaded_at: Utc::now(),
@@ -455,9 +455,12 @@ async fn measure(
     )
     .map_err(invalid)?;
     let mut uris = Vec::new();
-    for (name, bytes) in photos {
+    for (j, (name, bytes)) in photos.iter().enumerate() {
         use flashfit_storage::object_store::ObjectStoreExt as _;
-        let path = uploads.child(&format!("{run}/{name}")).map_err(invalid)?;
+        // Photo j is user j's (the folder the quality stage checks the owner by).
+        let path = uploads
+            .child(&format!("{}/{run}/{name}", bench_user(j)))
+            .map_err(invalid)?;
         uploads
             .store()
             .put(&path, bytes.clone().into())
@@ -624,6 +627,11 @@ pub async fn chain(config: &Config, opts: &ChainBench) -> Result<Vec<Figures>> {
         }
     }
     Ok(all)
+}
+
+/// The user of the benchmark's `j`th photo.
+fn bench_user(j: usize) -> String {
+    format!("bench-user-{j}")
 }
 
 #[cfg(test)]

@@ -183,6 +183,20 @@ pub struct HttpConfig {
     pub max_concurrent_requests: usize,
     /// Longest accepted path and query string, in bytes (longer: 414).
     pub max_uri_bytes: usize,
+    /// Requests per second one client may make on the API routes, sustained: the token's
+    /// subject when it has one, else its address. Over it: 429 with `Retry-After`. 0: no limit.
+    pub rate_per_s: u32,
+    /// Requests one client may make at once above `rate_per_s` (the bucket's size).
+    pub rate_burst: u32,
+    /// A request's headers must arrive within this of the connection opening or of the
+    /// previous response on it, or the connection is closed: a slowloris client cannot hold a
+    /// connection, nor an idle keep-alive one for longer than this.
+    pub header_read_timeout_ms: u64,
+    /// A connection that neither sends nor receives a byte for this long is closed (a client
+    /// that stops reading its response).
+    pub idle_timeout_ms: u64,
+    /// Connections open at once; more are closed on accept (and counted).
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -191,6 +205,11 @@ impl Default for HttpConfig {
             request_timeout_ms: 10_000,
             max_concurrent_requests: 64,
             max_uri_bytes: 2_048,
+            rate_per_s: 20,
+            rate_burst: 40,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 1_024,
         }
     }
 }
@@ -649,6 +668,12 @@ pub struct QualityConfig {
     /// which bounds a stage's memory whatever its concurrency. An image over the whole budget
     /// waits until it can decode alone.
     pub decode_budget_pixels: u64,
+    /// Where an upload's photo must be, relative to FLASHFIT_UPLOADS_URI: its key starts with
+    /// this, `{user_id}` replaced by the event's user id, or the upload is refused (status
+    /// `failed`, reason `not_owner`, dead-lettered): user A's upload naming user B's photo. The default is the layout
+    /// `flashfit ingest` writes. An empty string turns the check off, for an upload service
+    /// that keys photos otherwise and checks ownership itself.
+    pub owner_prefix: String,
 }
 
 impl Default for QualityConfig {
@@ -663,6 +688,7 @@ impl Default for QualityConfig {
             max_side: 16_384,
             not_found_grace_ms: 120_000,
             decode_budget_pixels: 100_000_000,
+            owner_prefix: "{user_id}/".into(),
         }
     }
 }
@@ -1127,6 +1153,13 @@ impl Config {
                     "classify.{key} must be within 0..=1 (got {v})"
                 )));
             }
+        }
+        let owner = &self.quality.owner_prefix;
+        if !owner.is_empty() && (!owner.contains("{user_id}") || !owner.ends_with('/')) {
+            return Err(Error::Invalid(format!(
+                "quality.owner_prefix must name `{{user_id}}` and end with `/` (got `{owner}`; \
+                 \"\" turns the ownership check off)"
+            )));
         }
         for (name, e) in &self.experiments {
             e.validate(name)?;

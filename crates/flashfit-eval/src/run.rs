@@ -83,6 +83,8 @@ pub async fn evaluate(
         .to_string();
     let mut config = config.clone();
     config.uploads_uri = Some(root.clone());
+    // A labelled set is a folder of photos, not users' folders: no owner to check.
+    config.quality.owner_prefix.clear();
     let topics = Topics::new(config.kafka.topic_prefix.clone());
     let uploaded_at = "2026-01-01T00:00:00Z";
     let mut input: Vec<(Option<Vec<u8>>, Vec<u8>)> = photos

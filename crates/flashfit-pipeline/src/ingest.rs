@@ -79,7 +79,14 @@ pub async fn ingest_as(
     let producer = kafka::producer(&config.kafka)?;
     let mut events = Vec::with_capacity(files.len());
     for (file, garment_id) in files {
-        let image_uri = place(&uploads, file, user_id, garment_id).await?;
+        let image_uri = place(
+            &uploads,
+            &config.quality.owner_prefix,
+            file,
+            user_id,
+            garment_id,
+        )
+        .await?;
         events.push(UploadEvent {
             event_id: uuid::Uuid::new_v4().to_string(),
             user_id: user_id.to_owned(),
@@ -138,10 +145,23 @@ pub async fn publish_with(
     Ok(())
 }
 
-async fn place(uploads: &Location, file: &Path, user_id: &str, garment_id: &str) -> Result<String> {
+/// Where `file` is read from by the chain: its own URI when it already lies in the user's
+/// folder of the uploads location (`[quality] owner_prefix`), else a copy put there under
+/// the garment id.
+async fn place(
+    uploads: &Location,
+    owner_prefix: &str,
+    file: &Path,
+    user_id: &str,
+    garment_id: &str,
+) -> Result<String> {
+    flashfit_schema::check_user_id(user_id).map_err(|e| Error::Invalid(e.0))?;
+    let folder = owner_prefix.replace("{user_id}", user_id);
     let canonical = file.canonicalize()?;
     if let Ok(uri) = url::Url::from_file_path(&canonical)
-        && uploads.resolve(uri.as_str()).is_ok()
+        && uploads
+            .relative(uri.as_str())
+            .is_ok_and(|key| key.starts_with(&folder))
     {
         return Ok(uri.to_string());
     }
@@ -150,17 +170,7 @@ async fn place(uploads: &Location, file: &Path, user_id: &str, garment_id: &str)
         .and_then(|e| e.to_str())
         .unwrap_or("img")
         .to_ascii_lowercase();
-    let safe_user: String = user_id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let path = uploads.child(&format!("{safe_user}/{garment_id}.{ext}"))?;
+    let path = uploads.child(&format!("{folder}{garment_id}.{ext}"))?;
     let bytes = tokio::fs::read(file).await?;
     uploads
         .store()

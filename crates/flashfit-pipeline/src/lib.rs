@@ -9,6 +9,7 @@
 //! [`EmbeddedBroker`], [`ingest::ingest_files`], [`watch::StatusWatcher`],
 //! [`search::Searcher`], [`vector_dims`].
 
+pub mod acls;
 pub mod dlq;
 mod embedded;
 pub mod ingest;

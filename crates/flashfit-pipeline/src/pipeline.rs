@@ -481,7 +481,7 @@ pub fn build_stage(
                 let experiments = config.experiments.clone();
                 let hash = flashfit_outfits::experiments::config_hash(&experiments);
                 Arc::new(move |row: &mut serde_json::Value| {
-                    flashfit_sinks::kpi_events::attribute(row, &experiments, &hash)
+                    flashfit_sinks::kpi_events::attribute(row, &experiments, &hash);
                 })
             }),
         )),

@@ -36,6 +36,17 @@ impl Searcher {
 
     /// The text model's vector for `text` (the model loads on first use).
     pub async fn text_vector(&self, text: &str) -> std::result::Result<Vec<f32>, String> {
+        self.text_vector_unless(text, &tokio_util::sync::CancellationToken::new())
+            .await
+    }
+
+    /// [`Searcher::text_vector`], skipped if `cancel` fires before the embedding starts (a
+    /// request that timed out while it waited for a blocking thread).
+    pub async fn text_vector_unless(
+        &self,
+        text: &str,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> std::result::Result<Vec<f32>, String> {
         let model = self
             .text_model
             .get_or_try_init(|| async {
@@ -50,10 +61,18 @@ impl Searcher {
             .await?
             .clone();
         let text = text.to_owned();
-        tokio::task::spawn_blocking(move || model.embed(&[text]))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())
-            .map(|v| v.into_iter().next().unwrap_or_default())
+        let cancel = cancel.clone();
+        tokio::task::spawn_blocking(move || {
+            if cancel.is_cancelled() {
+                return Err(flashfit_models::Error::Inference(
+                    "cancelled: the request timed out before the text was embedded".into(),
+                ));
+            }
+            model.embed(&[text])
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+        .map(|v| v.into_iter().next().unwrap_or_default())
     }
 }

@@ -58,9 +58,15 @@ pub fn io(stage: StageName, config: &Config, pipeline: &Pipeline) -> Result<Stag
     let input = pipeline
         .input_of(stage, &topics)
         .ok_or_else(|| Error::Invalid(format!("{stage} is not in the pipeline")))?;
+    let mut caps = config.quality.clone();
+    if input != topics.uploads() {
+        // The stage that reads the uploads topic checked the photo's owner; records come from
+        // workers.
+        caps.owner_prefix.clear();
+    }
     Ok(StageIo {
         uploads: Location::open(uri, &config.s3)?,
-        caps: config.quality.clone(),
+        caps,
         concurrency: config.runtime.concurrency,
         input,
         output: topics.output_of(stage).unwrap_or_default(),

@@ -44,7 +44,7 @@ pub async fn reserve_decode(bytes: &[u8], caps: &flashfit_config::QualityConfig)
 }
 
 /// Upload events larger than this are not parsed (`invalid_event`).
-pub const MAX_EVENT_BYTES: usize = 64 * 1024;
+pub const MAX_EVENT_BYTES: usize = flashfit_schema::MAX_EVENT_BYTES;
 
 /// Records the model stages read (an upload event of up to [`MAX_EVENT_BYTES`] plus what the
 /// stages before added: detections, the classifier's 1280-float image vector, …) larger than
@@ -79,6 +79,7 @@ pub async fn read_upload(
         ));
     }
     let upload = UploadEvent::from_json(payload).map_err(|e| bad(Reason::InvalidEvent, e.0))?;
+    check_owner(uploads, &upload, &caps.owner_prefix)?;
     match uploads.fetch(&upload.image_uri, caps.max_bytes).await {
         Ok(b) => Ok((upload, b)),
         Err(e) => Err(match e {
@@ -103,6 +104,32 @@ pub async fn read_upload(
             other if other.is_retryable() => Outcome::Retry(other.to_string()),
             other => Outcome::Internal(other.to_string()),
         }),
+    }
+}
+
+/// An upload may only name a photo in its user's folder of the uploads location
+/// (`owner_prefix` with `{user_id}` replaced; empty: no check): otherwise user A could file
+/// user B's photo, its tags and caption in A's wardrobe (`not_owner`).
+pub fn check_owner(
+    uploads: &Location,
+    upload: &UploadEvent,
+    owner_prefix: &str,
+) -> Result<(), Outcome> {
+    if owner_prefix.is_empty() {
+        return Ok(());
+    }
+    let want = owner_prefix.replace("{user_id}", &upload.user_id);
+    match uploads.relative(&upload.image_uri) {
+        Ok(key) if key.starts_with(&want) => Ok(()),
+        Ok(key) => Err(bad(
+            Reason::NotOwner,
+            format!(
+                "the photo's key `{key}` is not under `{want}`, the folder of user `{}`",
+                upload.user_id
+            ),
+        )),
+        Err(flashfit_storage::Error::NotAllowed(m)) => Err(bad(Reason::UriNotAllowed, m)),
+        Err(e) => Err(Outcome::Internal(e.to_string())),
     }
 }
 

@@ -12,14 +12,21 @@ use super::QualityStage;
 
 struct Setup {
     _dir: tempfile::TempDir,
+    /// The uploads location.
+    uploads_uri: String,
+    /// The folder of user `u1` in it, which holds the photos.
     root_uri: String,
+    /// `cat.jpg` in the folder of user `u2`.
+    other_users_uri: String,
     outside_uri: String,
     stage: Arc<dyn flashfit_runtime::Stage>,
 }
 
 fn setup(terminal: bool) -> Setup {
     let dir = tempfile::tempdir().expect("tmp");
-    let root = dir.path().join("uploads");
+    let uploads = dir.path().join("uploads");
+    let root = uploads.join("u1");
+    std::fs::create_dir_all(uploads.join("u2")).expect("mkdir");
     let photos =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/photos");
     std::fs::create_dir_all(&root).expect("mkdir");
@@ -36,13 +43,18 @@ fn setup(terminal: bool) -> Setup {
     .expect("write");
     std::fs::write(root.join("garbage.bin"), vec![0x5Au8; 2 * 1024 * 1024]).expect("write");
     std::fs::write(dir.path().join("outside.jpg"), &full).expect("write");
+    std::fs::copy(root.join("cat.jpg"), uploads.join("u2/cat.jpg")).expect("copy");
+    std::fs::copy(root.join("cat.jpg"), uploads.join("cat.jpg")).expect("copy");
     let root_uri = url::Url::from_directory_path(&root)
+        .expect("uri")
+        .to_string();
+    let uploads_uri = url::Url::from_directory_path(&uploads)
         .expect("uri")
         .to_string();
     let outside_uri = url::Url::from_file_path(dir.path().join("outside.jpg"))
         .expect("uri")
         .to_string();
-    let uploads = Location::open(&root_uri, &S3Config::default()).expect("open");
+    let uploads = Location::open(&uploads_uri, &S3Config::default()).expect("open");
     let stage = Arc::new(QualityStage::new(
         uploads,
         QualityConfig::default(),
@@ -52,6 +64,8 @@ fn setup(terminal: bool) -> Setup {
     ));
     Setup {
         _dir: dir,
+        other_users_uri: format!("{uploads_uri}u2/cat.jpg"),
+        uploads_uri,
         root_uri,
         outside_uri,
         stage,
@@ -180,6 +194,9 @@ async fn bad_inputs_are_dead_lettered_with_their_reason() {
         (event("dotdot", &format!("{}../outside.jpg", s.root_uri)), Reason::UriNotAllowed),
         (event("garbage", &format!("{}garbage.bin", s.root_uri)), Reason::Undecodable),
         (event("missing", &format!("{}nope.jpg", s.root_uri)), Reason::NotFound),
+        // User u1's upload naming user u2's photo, or one outside every user's folder.
+        (event("theirs", &s.other_users_uri), Reason::NotOwner),
+        (event("nobody's", &format!("{}cat.jpg", s.uploads_uri)), Reason::NotOwner),
         ((Some(b"k3".to_vec()), vec![0x5A; 2 * 1024 * 1024]), Reason::InvalidEvent),
     ];
     let mut input = vec![good("g0")];
@@ -322,13 +339,14 @@ async fn an_unreachable_store_is_retried_not_dead_lettered() {
 #[tokio::test]
 async fn a_missing_image_is_retried_within_the_grace_then_processed_when_it_appears() {
     let s = setup(true);
-    let late = s._dir.path().join("uploads").join("late.jpg");
+    let late = s._dir.path().join("uploads/u1").join("late.jpg");
     let v = serde_json::json!({
         "event_id": "late", "user_id": "u1", "garment_id": "g-late",
         "image_uri": format!("{}late.jpg", s.root_uri),
         "uploaded_at": chrono::Utc::now().to_rfc3339(),
     });
-    let photo = std::fs::read(s._dir.path().join("uploads").join("person_suit.jpg")).expect("read");
+    let photo =
+        std::fs::read(s._dir.path().join("uploads/u1").join("person_suit.jpg")).expect("read");
     let writer = tokio::spawn(async move {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         std::fs::write(late, photo).expect("write");
@@ -364,7 +382,7 @@ async fn a_poisoned_upload_stalls_nothing_behind_it() {
         ..QualityConfig::default()
     };
     let stage: Arc<dyn flashfit_runtime::Stage> = Arc::new(QualityStage::new(
-        Location::open(&s.root_uri, &S3Config::default()).expect("open"),
+        Location::open(&s.uploads_uri, &S3Config::default()).expect("open"),
         cfg,
         4,
         true,

@@ -14,7 +14,7 @@ mod error;
 pub mod faults;
 pub mod harness;
 pub mod kafka;
-mod metrics;
+pub mod metrics;
 mod process;
 mod stage;
 pub mod worker;

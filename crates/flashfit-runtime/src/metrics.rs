@@ -277,6 +277,24 @@ static SINK_COUNTERS: std::sync::LazyLock<SinkCounters> =
         ),
     });
 
+static KPI_VARIANT_MISMATCHES: std::sync::LazyLock<IntCounterVec> =
+    std::sync::LazyLock::new(|| {
+        counter(
+            &SINK_REGISTRY,
+            "flashfit_kpi_variant_mismatches_total",
+            "KPI events whose claimed variant differed from FlashFit's assignment (replaced), by \
+             experiment (`unknown`: not in the experiments config).",
+            &["experiment"],
+        )
+    });
+
+/// Counts a KPI event whose claimed variant in `experiment` was not the assigned one.
+pub fn kpi_variant_mismatch(experiment: &str) {
+    KPI_VARIANT_MISMATCHES
+        .with_label_values(&[experiment])
+        .inc();
+}
+
 /// Records a sink's durable write of `rows` rows in `files` files (or commits) to `table`.
 pub fn sink_written(stage: &str, table: &str, rows: u64, files: u64) {
     let c = &*SINK_COUNTERS;

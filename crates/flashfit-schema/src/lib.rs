@@ -412,7 +412,12 @@ pub struct UploadEvent {
     /// never creates a second garment.
     #[schemars(length(min = 1, max = 2048))]
     pub event_id: String,
-    #[schemars(length(min = 1, max = 2048))]
+    /// 1–255 bytes; no `/`, `\\`, `%` or control character, and not `.` or `..` (it names the
+    /// user's folder in the uploads location).
+    #[schemars(
+        length(min = 1, max = 255),
+        regex(pattern = r"^[^/\\%\x00-\x1f\x7f]+$")
+    )]
     pub user_id: String,
     #[schemars(length(min = 1, max = 2048))]
     pub garment_id: String,
@@ -462,10 +467,10 @@ impl UploadEvent {
     pub fn validate(&self) -> Result<(), InvalidEvent> {
         check_ids(&[
             ("event_id", &self.event_id),
-            ("user_id", &self.user_id),
             ("garment_id", &self.garment_id),
             ("image_uri", &self.image_uri),
         ])?;
+        check_user_id(&self.user_id)?;
         check_time("uploaded_at", self.uploaded_at)
     }
 }
@@ -482,7 +487,12 @@ pub struct DeleteEvent {
     #[schemars(length(min = 1, max = 2048))]
     pub event_id: String,
     /// The garment's owner.
-    #[schemars(length(min = 1, max = 2048))]
+    /// 1–255 bytes; no `/`, `\\`, `%` or control character, and not `.` or `..` (it names the
+    /// user's folder in the uploads location).
+    #[schemars(
+        length(min = 1, max = 255),
+        regex(pattern = r"^[^/\\%\x00-\x1f\x7f]+$")
+    )]
     pub user_id: String,
     #[schemars(length(min = 1, max = 2048))]
     pub garment_id: String,
@@ -495,13 +505,14 @@ pub struct DeleteEvent {
 impl DeleteEvent {
     /// Parses and validates a delete event from its JSON bytes.
     pub fn from_json(bytes: &[u8]) -> Result<Self, InvalidEvent> {
+        check_size("delete", bytes)?;
         let event: DeleteEvent = serde_json::from_slice(bytes)
             .map_err(|e| InvalidEvent(format!("invalid delete event: {e}")))?;
         check_ids(&[
             ("event_id", &event.event_id),
-            ("user_id", &event.user_id),
             ("garment_id", &event.garment_id),
         ])?;
+        check_user_id(&event.user_id)?;
         check_time("deleted_at", event.deleted_at)?;
         Ok(event)
     }
@@ -554,7 +565,12 @@ pub struct FeedbackEvent {
     /// Unique per interaction; a redelivered or replayed event_id changes nothing.
     #[schemars(length(min = 1, max = 2048))]
     pub event_id: String,
-    #[schemars(length(min = 1, max = 2048))]
+    /// 1–255 bytes; no `/`, `\\`, `%` or control character, and not `.` or `..` (it names the
+    /// user's folder in the uploads location).
+    #[schemars(
+        length(min = 1, max = 255),
+        regex(pattern = r"^[^/\\%\x00-\x1f\x7f]+$")
+    )]
     pub user_id: String,
     pub signal: Signal,
     /// The garments the signal is about: one garment, or an outfit's garments.
@@ -572,9 +588,11 @@ pub struct FeedbackEvent {
 
 impl FeedbackEvent {
     pub fn from_json(bytes: &[u8]) -> Result<Self, InvalidEvent> {
+        check_size("feedback", bytes)?;
         let e: FeedbackEvent = serde_json::from_slice(bytes)
             .map_err(|e| InvalidEvent(format!("invalid feedback event: {e}")))?;
-        check_ids(&[("event_id", &e.event_id), ("user_id", &e.user_id)])?;
+        check_ids(&[("event_id", &e.event_id)])?;
+        check_user_id(&e.user_id)?;
         check_time("ts", e.ts)?;
         check_garments(&e.garment_ids)?;
         if let Some(o) = &e.outfit_id {
@@ -649,7 +667,12 @@ pub struct KpiEvent {
     /// Unique per event: the sink writes each once.
     #[schemars(length(min = 1, max = 2048))]
     pub event_id: String,
-    #[schemars(length(min = 1, max = 2048))]
+    /// 1–255 bytes; no `/`, `\\`, `%` or control character, and not `.` or `..` (it names the
+    /// user's folder in the uploads location).
+    #[schemars(
+        length(min = 1, max = 255),
+        regex(pattern = r"^[^/\\%\x00-\x1f\x7f]+$")
+    )]
     pub user_id: String,
     #[serde(rename = "type")]
     pub kind: KpiType,
@@ -658,14 +681,18 @@ pub struct KpiEvent {
     #[schemars(with = "DateTime<Utc>")]
     pub ts: DateTime<Utc>,
     /// Experiment name -> the user's variant (as assigned by FlashFit's experiments config).
+    /// At most 32 entries. Informative only: the kpi worker writes the variants it recomputes
+    /// from the config, and counts a claim that differs.
     #[serde(default)]
+    #[schemars(extend("maxProperties" = 32))]
     pub variants: std::collections::BTreeMap<String, String>,
-    /// Session length in seconds; required for session_end.
+    /// Session length in seconds (at most a day); required for session_end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 86400))]
     pub duration_s: Option<f64>,
-    /// The rating; required for rating.
+    /// The rating (-1000 to 1000); required for rating.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = -1000, max = 1000))]
     pub value: Option<f64>,
     /// The outfit shown or acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -677,10 +704,11 @@ pub struct KpiEvent {
     pub garment_ids: Vec<String>,
     /// Impressions: the outfit's position in the response, 1 = first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1000))]
     pub rank: Option<u32>,
-    /// Impressions: the outfit's score as ranked.
+    /// Impressions: the outfit's score as ranked (-1000 to 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = -1000, max = 1000))]
     pub score: Option<f64>,
     /// Impressions: the scorer that ranked it (`rules` or a compatibility model's name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -691,8 +719,8 @@ pub struct KpiEvent {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub model_versions: Vec<String>,
-    /// Set when FlashFit assigned `variants` (serve, the feedback worker, or the kpi worker for
-    /// an event that came without them): the hash of the experiments config that did.
+    /// The hash of the experiments config that assigned `variants` (serve, the feedback
+    /// worker; the kpi worker always sets its own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64))]
     pub experiments_hash: Option<String>,
@@ -700,6 +728,7 @@ pub struct KpiEvent {
 
 impl KpiEvent {
     pub fn from_json(bytes: &[u8]) -> Result<Self, InvalidEvent> {
+        check_size("KPI", bytes)?;
         let e: KpiEvent = serde_json::from_slice(bytes)
             .map_err(|e| InvalidEvent(format!("invalid KPI event: {e}")))?;
         e.validate()?;
@@ -707,22 +736,45 @@ impl KpiEvent {
     }
 
     pub fn validate(&self) -> Result<(), InvalidEvent> {
-        check_ids(&[("event_id", &self.event_id), ("user_id", &self.user_id)])?;
+        check_ids(&[("event_id", &self.event_id)])?;
+        check_user_id(&self.user_id)?;
         check_time("ts", self.ts)?;
+        if self.variants.len() > MAX_VARIANTS {
+            return Err(InvalidEvent(format!(
+                "field `variants` has {} entries, more than {MAX_VARIANTS}",
+                self.variants.len()
+            )));
+        }
         for (x, v) in &self.variants {
             check_ids(&[("variants key", x), ("variants value", v)])?;
         }
-        let finite = |name: &str, v: Option<f64>| match v {
+        let bounded = |name: &str, v: Option<f64>, lo: f64, hi: f64| match v {
             Some(x) if !x.is_finite() => Err(InvalidEvent(format!("field `{name}` is not finite"))),
+            Some(x) if !(lo..=hi).contains(&x) => Err(InvalidEvent(format!(
+                "field `{name}` ({x}) is outside {lo}..={hi}"
+            ))),
             _ => Ok(()),
         };
-        finite("duration_s", self.duration_s)?;
-        finite("value", self.value)?;
-        finite("score", self.score)?;
+        bounded("duration_s", self.duration_s, 0.0, MAX_SESSION_S)?;
+        bounded("value", self.value, -MAX_KPI_VALUE, MAX_KPI_VALUE)?;
+        bounded("score", self.score, -MAX_KPI_VALUE, MAX_KPI_VALUE)?;
+        if self.rank.is_some_and(|r| r == 0 || r > MAX_RANK) {
+            return Err(InvalidEvent(format!(
+                "field `rank` is outside 1..={MAX_RANK}"
+            )));
+        }
+        for (name, v) in [("outfit_id", &self.outfit_id), ("scorer", &self.scorer)] {
+            if let Some(v) = v {
+                check_ids(&[(name, v)])?;
+            }
+        }
         if self.model_versions.len() > MAX_GARMENTS_PER_EVENT {
             return Err(InvalidEvent(format!(
                 "field `model_versions` has more than {MAX_GARMENTS_PER_EVENT} entries"
             )));
+        }
+        for m in self.model_versions.iter().chain(&self.garment_ids) {
+            check_ids(&[("model_versions[] / garment_ids[]", m)])?;
         }
         match self.kind {
             KpiType::SessionEnd if self.duration_s.is_none_or(|d| d < 0.0) => Err(InvalidEvent(
@@ -773,6 +825,69 @@ fn check_time(name: &str, t: DateTime<Utc>) -> Result<(), InvalidEvent> {
             ahead.num_seconds(),
             skew / 1000
         )));
+    }
+    if t < earliest_event_time() {
+        return Err(InvalidEvent(format!(
+            "field `{name}` ({}) is before 2000-01-01",
+            t.to_rfc3339()
+        )));
+    }
+    Ok(())
+}
+
+/// No event is older than this: an earlier time is a client's bug (a zero or a unit mistake).
+fn earliest_event_time() -> DateTime<Utc> {
+    DateTime::from_timestamp(946_684_800, 0).unwrap_or_default()
+}
+
+/// Feedback, KPI and delete events larger than this are not parsed (`invalid_event`); upload
+/// events have the same cap (the quality stage's intake).
+pub const MAX_EVENT_BYTES: usize = 64 * 1024;
+
+/// Most experiments one KPI event may name in `variants`.
+pub const MAX_VARIANTS: usize = 32;
+
+/// Longest session a `session_end` event may report: one day, in seconds.
+pub const MAX_SESSION_S: f64 = 86_400.0;
+
+/// Bound of a KPI event's `value` (a rating) and `score`, either sign.
+pub const MAX_KPI_VALUE: f64 = 1_000.0;
+
+/// Deepest position an impression may report.
+pub const MAX_RANK: u32 = 1_000;
+
+/// Longest accepted user id, in bytes (OpenID Connect's `sub` is at most 255 ASCII characters).
+pub const MAX_USER_ID_LEN: usize = 255;
+
+fn check_size(kind: &str, bytes: &[u8]) -> Result<(), InvalidEvent> {
+    if bytes.len() > MAX_EVENT_BYTES {
+        return Err(InvalidEvent(format!(
+            "{kind} event is {} bytes, over the {MAX_EVENT_BYTES}-byte cap",
+            bytes.len()
+        )));
+    }
+    Ok(())
+}
+
+/// A user id names the user's folder in the uploads location and is compared with a token's
+/// subject: 1 to [`MAX_USER_ID_LEN`] bytes, no `/`, `\`, `%` or control character (NUL
+/// included), and not `.` or `..`.
+pub fn check_user_id(id: &str) -> Result<(), InvalidEvent> {
+    let bad = |why: &str| Err(InvalidEvent(format!("field `user_id` {why}")));
+    if id.trim().is_empty() {
+        return bad("is empty");
+    }
+    if id.len() > MAX_USER_ID_LEN {
+        return bad(&format!("is longer than {MAX_USER_ID_LEN} bytes"));
+    }
+    if id == "." || id == ".." {
+        return bad("is `.` or `..`");
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| matches!(c, '/' | '\\' | '%') || c.is_control())
+    {
+        return bad(&format!("contains {c:?}"));
     }
     Ok(())
 }

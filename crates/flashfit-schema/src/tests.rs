@@ -411,3 +411,87 @@ fn events_from_the_future_are_invalid() {
         "ts": ahead(0), "variants": {}});
     assert!(KpiEvent::from_json(&serde_json::to_vec(&kpi_now).expect("json")).is_ok());
 }
+
+/// Hostile identifiers and sizes from producers: a user id with `/`, `..`, NUL or 2,048
+/// bytes; a KPI event claiming 10,000 variants or out-of-range values; a 10 MiB feedback
+/// event; a time before 2000. Each is refused with a message naming what is wrong.
+#[test]
+fn hostile_ids_values_and_sizes_are_refused_by_name() {
+    let upload = |user: &str| {
+        serde_json::to_vec(&serde_json::json!({"event_id": "e", "user_id": user,
+            "garment_id": "g", "image_uri": "s3://b/k.jpg", "uploaded_at": "2026-11-22T10:00:00Z"}))
+        .expect("json")
+    };
+    for user in [
+        "a/b",
+        "..",
+        ".",
+        "a\0b",
+        "a\\b",
+        "50%",
+        &"u".repeat(2_048),
+        &"u".repeat(256),
+    ] {
+        let e = UploadEvent::from_json(&upload(user)).expect_err(user);
+        assert!(e.0.contains("user_id"), "{user:?}: {e}");
+    }
+    for user in [
+        "u1",
+        "auth0|5f7c8ec7c33c6c004bbafe82",
+        "ana@example.com",
+        &"u".repeat(255),
+    ] {
+        assert!(UploadEvent::from_json(&upload(user)).is_ok(), "{user}");
+    }
+    let feedback = |user: &str, ts: &str| {
+        serde_json::to_vec(&serde_json::json!({"event_id": "e", "user_id": user,
+            "signal": "like", "garment_ids": ["g"], "ts": ts}))
+        .expect("json")
+    };
+    assert!(FeedbackEvent::from_json(&feedback("a/../b", "2026-11-22T10:00:00Z")).is_err());
+    let old = FeedbackEvent::from_json(&feedback("u", "1970-01-01T00:00:00Z")).expect_err("1970");
+    assert!(old.0.contains("2000"), "{old}");
+    let mut huge = feedback("u", "2026-11-22T10:00:00Z");
+    huge.truncate(huge.len() - 1);
+    huge.extend(format!(r#","pad":"{}"}}"#, "x".repeat(10 << 20)).into_bytes());
+    let e = FeedbackEvent::from_json(&huge).expect_err("10 MiB");
+    assert!(e.0.contains("byte cap"), "{e}");
+    let delete = serde_json::json!({"event_id": "e", "user_id": "u\0", "garment_id": "g",
+        "deleted_at": "2026-11-22T10:00:00Z"});
+    assert!(DeleteEvent::from_json(&serde_json::to_vec(&delete).expect("json")).is_err());
+
+    let kpi = |extra: serde_json::Value| {
+        let mut v = serde_json::json!({"event_id": "k", "user_id": "u", "type": "rating",
+            "ts": "2026-11-22T10:00:00Z", "value": 4.0});
+        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        KpiEvent::from_json(&serde_json::to_vec(&v).expect("json"))
+    };
+    assert!(kpi(serde_json::json!({})).is_ok());
+    let many: serde_json::Map<String, serde_json::Value> = (0..10_000)
+        .map(|i| (format!("x{i}"), serde_json::json!("a")))
+        .collect();
+    // 10,000 variants do not fit the byte cap; 33 small ones do, and are too many.
+    assert!(kpi(serde_json::json!({"variants": many})).is_err());
+    let some: serde_json::Map<String, serde_json::Value> = (0..33)
+        .map(|i| (format!("x{i}"), serde_json::json!("a")))
+        .collect();
+    let e = kpi(serde_json::json!({"variants": some})).expect_err("33 variants");
+    assert!(e.0.contains("variants"), "{e}");
+    for (extra, field) in [
+        (serde_json::json!({"value": 1e300}), "value"),
+        (serde_json::json!({"score": -5000.0}), "score"),
+        (serde_json::json!({"rank": 0}), "rank"),
+        (serde_json::json!({"rank": 100_000}), "rank"),
+        (
+            serde_json::json!({"type": "session_end", "duration_s": 1e9}),
+            "duration_s",
+        ),
+        (serde_json::json!({"scorer": ""}), "scorer"),
+        (serde_json::json!({"garment_ids": [""]}), "garment_ids"),
+    ] {
+        let e = kpi(extra.clone()).expect_err(field);
+        assert!(e.0.contains(field), "{extra}: {e}");
+    }
+}

@@ -29,6 +29,8 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 pub mod auth;
+mod listener;
+pub mod ratelimit;
 pub mod recommend;
 
 use flashfit_pipeline::Result;
@@ -100,9 +102,12 @@ async fn outfits_handler(
         occasion: p.occasion.filter(|o| !o.is_empty()),
         season: p.season.filter(|s| !s.is_empty()),
     };
+    // Dropped with this future when the request times out: the scoring stops.
+    let cancel = CancellationToken::new();
+    let _cancel_on_drop = cancel.clone().drop_guard();
     match api
         .recommender
-        .recommend(api.searcher.table(), &user_id, &req)
+        .recommend_unless(api.searcher.table(), &user_id, &req, &cancel)
         .await
     {
         Ok(o) => reply(StatusCode::OK, json!(o)),
@@ -116,9 +121,6 @@ async fn outfits_handler(
 
 /// `GET /v1/users/{user_id}/variants`: the user's assignments in the experiments running now.
 async fn variants_handler(State(api): State<Arc<Api>>, Path(user_id): Path<String>) -> Reply {
-    if user_id.trim().is_empty() || user_id.len() > flashfit_schema::MAX_FIELD_LEN {
-        return bad("user_id must be 1 to 2048 bytes");
-    }
     reply(StatusCode::OK, json!(api.recommender.assignments(&user_id)))
 }
 
@@ -134,6 +136,9 @@ async fn search_handler(
     q: std::result::Result<Query<SearchParams>, QueryRejection>,
 ) -> Reply {
     let s = &api.searcher;
+    // Dropped with this future when the request times out: a queued embedding is skipped.
+    let cancel = CancellationToken::new();
+    let _cancel_on_drop = cancel.clone().drop_guard();
     let p = match params(q) {
         Ok(p) => p,
         Err(r) => return r,
@@ -155,7 +160,7 @@ async fn search_handler(
                 r => r,
             }
         }
-        (None, Some(t)) if !t.trim().is_empty() => match s.text_vector(&t).await {
+        (None, Some(t)) if !t.trim().is_empty() => match s.text_vector_unless(&t, &cancel).await {
             Ok(v) => flashfit_lance::search::text(s.table(), &user_id, v, k, &filters).await,
             Err(e) => {
                 tracing::error!(error = %e, "text model unavailable");
@@ -179,6 +184,9 @@ pub struct HttpMetrics {
     registry: prometheus::Registry,
     duration: prometheus::HistogramVec,
     refusals: prometheus::IntCounterVec,
+    rate_limited: prometheus::IntCounter,
+    rate_clients: prometheus::IntGauge,
+    conns: listener::ConnMetrics,
     health: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -220,10 +228,30 @@ impl HttpMetrics {
         }
         // Every HttpMetrics of the process shares the one recommendation histogram.
         let _ = registry.register(Box::new(phases.clone()));
+        let rate_limited = prometheus::IntCounter::new(
+            "flashfit_http_rate_limited_total",
+            "API requests answered 429: the client was over [http] rate_per_s.",
+        )
+        .expect("valid metric definition");
+        let rate_clients = prometheus::IntGauge::new(
+            "flashfit_http_rate_limited_clients",
+            "Clients the rate limiter holds state for (after the last minute's clean-up).",
+        )
+        .expect("valid metric definition");
+        for m in [
+            Box::new(rate_limited.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(rate_clients.clone()),
+        ] {
+            registry.register(m).expect("metric registered once");
+        }
+        let conns = listener::ConnMetrics::register(&registry);
         HttpMetrics {
             registry,
             duration,
             refusals,
+            rate_limited,
+            rate_clients,
+            conns,
             health: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         }
     }
@@ -344,11 +372,35 @@ fn refused(metrics: &HttpMetrics, r: auth::Refusal) -> axum::response::Response 
     resp
 }
 
+/// The answer to a client over its rate: 429 with `Retry-After`.
+fn rate_limited(metrics: &HttpMetrics, wait: std::time::Duration) -> axum::response::Response {
+    metrics.rate_limited.inc();
+    let secs = ratelimit::retry_after_secs(wait);
+    let mut resp = reply(
+        StatusCode::TOO_MANY_REQUESTS,
+        json!({"error": format!("too many requests; retry after {secs} s")}),
+    )
+    .into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+    resp
+}
+
 /// What the authorisation layers need.
 #[derive(Clone)]
 struct Gate {
     auth: auth::Authenticator,
     metrics: HttpMetrics,
+    limiter: ratelimit::ClientLimiter,
+}
+
+/// The rate-limit key of a request without a verified subject: its peer address (none in
+/// tests that call the router directly).
+fn address_key(req: &axum::extract::Request) -> String {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| format!("addr:{}", c.0.ip()))
+        .unwrap_or_else(|| "addr:unknown".into())
 }
 
 impl Gate {
@@ -376,7 +428,20 @@ async fn authorize(
     mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    match g.caller_of(req.headers()).await {
+    // The same rule as the events' user ids (no `/`, `..`, NUL, at most 255 bytes).
+    if let Err(e) = flashfit_schema::check_user_id(&user_id) {
+        return bad(e.0).into_response();
+    }
+    let caller = g.caller_of(req.headers()).await;
+    // One bucket per subject when the token proves one, else per address (bad tokens too).
+    let client = match &caller {
+        Ok(Some(c)) => format!("sub:{}", c.subject),
+        _ => address_key(&req),
+    };
+    if let Err(wait) = g.limiter.check(&client) {
+        return rate_limited(&g.metrics, wait);
+    }
+    match caller {
         Ok(None) => next.run(req).await,
         Ok(Some(c)) if c.may_act_for(&user_id) => {
             req.extensions_mut().insert(c);
@@ -432,7 +497,9 @@ pub fn router_with(
     let gate = Gate {
         auth,
         metrics: metrics.clone(),
+        limiter: ratelimit::ClientLimiter::new(limits.rate_per_s, limits.rate_burst),
     };
+    let limiter = gate.limiter.clone();
     let l = Arc::new(Limits {
         permits: Arc::new(tokio::sync::Semaphore::new(
             limits.max_concurrent_requests.max(1),
@@ -457,7 +524,20 @@ pub fn router_with(
         .with_state(metrics.clone());
     let health = Router::new()
         .route("/health", get(health_handler))
-        .with_state(metrics);
+        .with_state(metrics.clone());
+    // Clients whose buckets are full again are forgotten every minute (the router lives as
+    // long as its server; the task ends with the runtime).
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                limiter.forget_idle();
+                metrics.rate_clients.set(limiter.clients() as i64);
+            }
+        });
+    }
     api_routes.merge(metrics_route).merge(health)
 }
 
@@ -500,18 +580,21 @@ pub async fn serve(
     let metrics = HttpMetrics::new();
     auth.spawn_refresh(shutdown.clone());
     let app = router_with(api.clone(), &config.http, metrics.clone(), auth);
+    let limits = listener::ConnLimits::of(&config.http);
+    let drain = std::time::Duration::from_millis(config.http.request_timeout_ms.max(1))
+        + std::time::Duration::from_secs(1);
     let task = tokio::spawn(async move {
+        let stop = CancellationToken::new();
         let stopping = {
-            let (s, m) = (shutdown.clone(), metrics.clone());
+            let (s, m, stop) = (shutdown.clone(), metrics.clone(), stop.clone());
             async move {
                 s.cancelled().await;
                 m.health.store(false, std::sync::atomic::Ordering::Relaxed);
+                stop.cancel();
             }
         };
-        let server = axum::serve(listener, app).with_graceful_shutdown(stopping);
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "http server failed");
-        }
+        tokio::spawn(stopping);
+        listener::serve(listener, app, limits, metrics.conns.clone(), stop, drain).await;
         // Impressions of answered requests are delivered before the process goes.
         api.recommender
             .flush(std::time::Duration::from_secs(5))

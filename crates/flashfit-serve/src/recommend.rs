@@ -7,6 +7,7 @@ use std::sync::Arc;
 use flashfit_config::{Config, ScoreWeights};
 use flashfit_outfits::{Item, Outfit, Request, RuleScorer, Scorer, experiments};
 use flashfit_schema::{KpiEvent, KpiType};
+use tokio_util::sync::CancellationToken;
 
 use flashfit_pipeline::{Error, Result};
 
@@ -37,7 +38,12 @@ fn timed(phase: &str, since: std::time::Instant) -> std::time::Instant {
 /// A learned compatibility model (`[model.compatibility]` in the manifest) as a re-ranker.
 pub struct OnnxReranker {
     pub model: Arc<flashfit_models::compat::CompatModel>,
+    /// Fires when the request that asked is gone (timed out): scoring stops between batches.
+    pub cancel: CancellationToken,
 }
+
+/// Candidates the re-ranker scores between two looks at its request's cancellation.
+const RERANK_BATCH: usize = 64;
 
 impl flashfit_outfits::Reranker for OnnxReranker {
     fn name(&self) -> &str {
@@ -60,10 +66,15 @@ impl flashfit_outfits::Reranker for OnnxReranker {
             }
             outfits.push(vectors);
         }
-        self.model
-            .score(&outfits)
-            .map(|s| s.into_iter().map(f64::from).collect())
-            .map_err(|e| e.to_string())
+        let mut scores = Vec::with_capacity(outfits.len());
+        for batch in outfits.chunks(RERANK_BATCH) {
+            if self.cancel.is_cancelled() {
+                return Err("cancelled: the request timed out".into());
+            }
+            let s = self.model.score(batch).map_err(|e| e.to_string())?;
+            scores.extend(s.into_iter().map(f64::from));
+        }
+        Ok(scores)
     }
 }
 
@@ -149,7 +160,10 @@ impl Recommender {
     fn reranker(&self, name: &str) -> Result<OnnxReranker> {
         let mut models = self.models.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(m) = models.get(name) {
-            return Ok(OnnxReranker { model: m.clone() });
+            return Ok(OnnxReranker {
+                model: m.clone(),
+                cancel: CancellationToken::new(),
+            });
         }
         let m = Arc::new(
             flashfit_models::compat::CompatModel::load(
@@ -160,7 +174,10 @@ impl Recommender {
             .map_err(|e| Error::Invalid(format!("compatibility model {name}: {e}")))?,
         );
         models.insert(name.to_owned(), m.clone());
-        Ok(OnnxReranker { model: m })
+        Ok(OnnxReranker {
+            model: m,
+            cancel: CancellationToken::new(),
+        })
     }
 
     /// The user's variants in the experiments running now.
@@ -209,9 +226,27 @@ impl Recommender {
         user_id: &str,
         req: &Request,
     ) -> std::result::Result<Outfits, RecommendError> {
-        let (variant, scorer, reranker) = self
+        self.recommend_unless(table, user_id, req, &CancellationToken::new())
+            .await
+    }
+
+    /// [`Recommender::recommend`] for a request that may go away: scoring runs on a blocking
+    /// thread (not a runtime worker), the re-ranker stops between batches once `cancel`
+    /// fires, and a cancelled request logs no impression — impressions are written once, for a
+    /// list that is answered.
+    pub async fn recommend_unless(
+        &self,
+        table: &lancedb::Table,
+        user_id: &str,
+        req: &Request,
+        cancel: &CancellationToken,
+    ) -> std::result::Result<Outfits, RecommendError> {
+        let (variant, scorer, mut reranker) = self
             .scorer_for(user_id)
             .map_err(RecommendError::Unavailable)?;
+        if let Some(r) = reranker.as_mut() {
+            r.cancel = cancel.clone();
+        }
         let t = std::time::Instant::now();
         let wardrobe = flashfit_lance::wardrobe::items(table, user_id, None, reranker.is_some())
             .await
@@ -236,25 +271,37 @@ impl Recommender {
             }
         };
         let t = timed("preferences", t);
-        let outfits = flashfit_outfits::recommend_reranked(
-            &wardrobe,
-            req,
-            scorer.as_ref(),
-            reranker
-                .as_ref()
-                .map(|r| r as &dyn flashfit_outfits::Reranker),
-            prefs.as_ref(),
-            &self.config.outfits,
-        )
-        .map_err(|e| match e {
-            flashfit_outfits::Error::BadRequest(m) => RecommendError::BadRequest(m),
-            flashfit_outfits::Error::Model(m) => RecommendError::Unavailable(Error::Invalid(m)),
-        })?;
-        let t = timed("score", t);
         let scorer_name = reranker
             .as_ref()
             .map(|r| r.model.name.clone())
             .unwrap_or_else(|| "rules".into());
+        let (req, cfg) = (req.clone(), self.config.outfits.clone());
+        let scored = tokio::task::spawn_blocking(move || {
+            let outfits = flashfit_outfits::recommend_reranked(
+                &wardrobe,
+                &req,
+                scorer.as_ref(),
+                reranker
+                    .as_ref()
+                    .map(|r| r as &dyn flashfit_outfits::Reranker),
+                prefs.as_ref(),
+                &cfg,
+            );
+            (outfits, wardrobe)
+        })
+        .await
+        .map_err(|e| RecommendError::Unavailable(Error::Invalid(format!("scoring task: {e}"))))?;
+        let (outfits, wardrobe) = scored;
+        let outfits = outfits.map_err(|e| match e {
+            flashfit_outfits::Error::BadRequest(m) => RecommendError::BadRequest(m),
+            flashfit_outfits::Error::Model(m) => RecommendError::Unavailable(Error::Invalid(m)),
+        })?;
+        let t = timed("score", t);
+        if cancel.is_cancelled() {
+            return Err(RecommendError::Unavailable(Error::Invalid(
+                "cancelled: the request timed out".into(),
+            )));
+        }
         self.log_impressions(user_id, &outfits, &wardrobe, &scorer_name);
         timed("impressions", t);
         Ok(Outfits { outfits, variant })
@@ -414,6 +461,7 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         let reranker = OnnxReranker {
             model: Arc::new(model),
+            cancel: CancellationToken::new(),
         };
         // The model likes embedding[0]: the boots and the jeans have it.
         let item = |id: &str, category: &str, liked: bool| {
@@ -480,5 +528,17 @@ mod tests {
         )
         .expect_err("missing vector");
         assert!(err.to_string().contains("no image vector"), "{err}");
+        // The request went away: the re-ranker stops instead of scoring on.
+        reranker.cancel.cancel();
+        let err = flashfit_outfits::recommend_reranked(
+            &wardrobe,
+            &req,
+            &rules,
+            Some(&reranker),
+            None,
+            &cfg,
+        )
+        .expect_err("cancelled");
+        assert!(err.to_string().contains("cancelled"), "{err}");
     }
 }

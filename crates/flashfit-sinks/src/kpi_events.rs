@@ -54,21 +54,39 @@ pub fn row(payload: &[u8]) -> Result<Value> {
     }))
 }
 
-/// What `flashfit worker kpi` does to a row before writing it: an event that came without
-/// `variants` gets the user's variants in the experiments whose window holds its `ts`
-/// (assignment is a pure function of the config and the user) and `experiments_hash` names the
-/// config that assigned them. Events that carry variants keep them.
-pub fn attribute(row: &mut Value, experiments: &BTreeMap<String, Experiment>, hash: &str) {
-    if row["variants"].as_array().is_some_and(|v| !v.is_empty()) {
-        return;
-    }
+/// What `flashfit worker kpi` does to a row before writing it: `variants` become the user's
+/// variants in the experiments whose window holds its `ts`, recomputed from the assignment (a
+/// pure function of the config and the user) whatever the event claimed, so no client can
+/// place itself in an arm; `experiments_hash` names the config that assigned them. Each
+/// claimed variant that differs is counted in `flashfit_kpi_variant_mismatches_total` (by
+/// experiment; `unknown` for one the config does not define). Returns those experiments.
+pub fn attribute(
+    row: &mut Value,
+    experiments: &BTreeMap<String, Experiment>,
+    hash: &str,
+) -> Vec<String> {
     let (Some(user), Some(ts)) = (row["user_id"].as_str(), row["ts"].as_str()) else {
-        return;
+        return Vec::new();
     };
     let Ok(ts) = chrono::DateTime::parse_from_rfc3339(ts) else {
-        return;
+        return Vec::new();
     };
     let assigned = experiments::variants_at(experiments, user, ts.with_timezone(&chrono::Utc));
+    let mut mismatched = Vec::new();
+    for claim in row["variants"].as_array().into_iter().flatten() {
+        let (Some(x), Some(v)) = (claim["experiment"].as_str(), claim["variant"].as_str()) else {
+            continue;
+        };
+        if assigned.get(x).map(String::as_str) != Some(v) {
+            let label = if experiments.contains_key(x) {
+                x
+            } else {
+                "unknown"
+            };
+            flashfit_runtime::metrics::kpi_variant_mismatch(label);
+            mismatched.push(label.to_owned());
+        }
+    }
     row["variants"] = Value::Array(
         assigned
             .iter()
@@ -76,6 +94,7 @@ pub fn attribute(row: &mut Value, experiments: &BTreeMap<String, Experiment>, ha
             .collect(),
     );
     row["experiments_hash"] = json!(hash);
+    mismatched
 }
 
 #[cfg(test)]
@@ -112,14 +131,38 @@ mod tests {
         let mut r = event("2026-12-02T12:00:00Z", json!({}));
         attribute(&mut r, &all, "h1");
         assert_eq!(r["variants"].as_array().map(Vec::len), Some(2));
-        // The app's own assignment is kept, and no hash claims FlashFit assigned it.
-        let mut r = event("2026-12-02T12:00:00Z", json!({"outfit_scorer": "b"}));
-        attribute(&mut r, &all, "h1");
-        assert_eq!(
-            r["variants"],
-            json!([{"experiment": "outfit_scorer", "variant": "b"}])
+        // A claimed variant is replaced by the assignment, and counted when it differs: a
+        // client cannot put itself in an arm, nor in an experiment the config lacks.
+        let mut r = event(
+            "2026-12-02T12:00:00Z",
+            json!({"outfit_scorer": "b", "later": "control", "made_up": "x"}),
         );
-        assert!(r["experiments_hash"].is_null());
+        let mismatched = attribute(&mut r, &all, "h1");
+        let ts = chrono::DateTime::parse_from_rfc3339("2026-12-02T12:00:00Z").expect("ts");
+        let assigned = experiments::variants_at(&all, "u1", ts.with_timezone(&chrono::Utc));
+        assert_eq!(assigned.len(), 2);
+        let expected: Vec<Value> = assigned
+            .iter()
+            .map(|(x, v)| json!({"experiment": x, "variant": v}))
+            .collect();
+        assert_eq!(r["variants"], Value::Array(expected));
+        let mut want = Vec::new();
+        if assigned["later"] != "control" {
+            want.push("later");
+        }
+        if assigned["outfit_scorer"] != "b" {
+            want.push("outfit_scorer");
+        }
+        want.push("unknown");
+        let mut mismatched = mismatched;
+        mismatched.sort();
+        assert_eq!(mismatched, want);
+        assert_eq!(r["experiments_hash"], "h1");
+        let text = flashfit_runtime::Metrics::new().encode();
+        assert!(
+            text.contains("flashfit_kpi_variant_mismatches_total{experiment=\"unknown\"}"),
+            "{text}"
+        );
         crate::layout::KPI_EVENTS
             .batch(std::slice::from_ref(&r))
             .expect("still a valid row");

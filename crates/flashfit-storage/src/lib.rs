@@ -214,6 +214,19 @@ impl Location {
         Ok(path)
     }
 
+    /// The key of the object named by `uri` relative to this location's prefix
+    /// (`user/photo.jpg`), refusing URIs outside it as [`Location::resolve`] does.
+    pub fn relative(&self, uri: &str) -> Result<String> {
+        let path = self.resolve(uri)?;
+        let rest = path
+            .prefix_match(&self.prefix)
+            .ok_or_else(|| Error::NotAllowed(format!("{uri}: outside {}", self.uri)))?;
+        Ok(rest
+            .map(|p| p.as_ref().to_owned())
+            .collect::<Vec<_>>()
+            .join("/"))
+    }
+
     /// Reads the object named by `uri`, refusing URIs outside this location and objects over
     /// `max_bytes` (checked before the body is read).
     pub async fn fetch(&self, uri: &str, max_bytes: u64) -> Result<Bytes> {

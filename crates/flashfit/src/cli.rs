@@ -90,6 +90,15 @@ pub enum Command {
     },
     /// Print the effective configuration (secrets masked).
     Config,
+    /// Print who may read and write which Kafka topic and consumer group (each service's
+    /// principal), as `kafka-acls` commands or Strimzi `KafkaUser` resources.
+    Acls {
+        #[arg(long, value_enum, default_value = "kafka-acls")]
+        format: AclFormat,
+        /// The Strimzi Kafka cluster the users belong to (`strimzi.io/cluster`).
+        #[arg(long, default_value = "flashfit")]
+        cluster: String,
+    },
     /// The app-facing HTTP API on FLASHFIT_HTTP_ADDR (`GET /v1/users/{user_id}/search`).
     Serve,
     /// A development bearer token for serve, signed with `[auth] hs256_secret`
@@ -435,4 +444,15 @@ pub enum BenchCommand {
         #[arg(long, default_value = ".")]
         repo: PathBuf,
     },
+}
+
+/// How `flashfit acls` renders the permissions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AclFormat {
+    /// `kafka-acls.sh --add …` commands.
+    KafkaAcls,
+    /// Strimzi `KafkaUser` resources (SCRAM-SHA-512, simple authorization).
+    Strimzi,
+    /// Patches giving each Deployment its SCRAM user, password Secret and the cluster CA.
+    K8sPatches,
 }

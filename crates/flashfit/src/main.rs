@@ -200,6 +200,18 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             print!("{}", config.to_masked_toml());
             Ok(())
         }
+        Command::Acls { format, cluster } => {
+            use flashfit_pipeline::acls;
+            let perms = acls::permissions(&config, &pipeline);
+            match format {
+                cli::AclFormat::KafkaAcls => print!("{}", acls::kafka_acls(&perms)),
+                cli::AclFormat::Strimzi => print!("{}", acls::strimzi_users(&perms, &cluster)),
+                cli::AclFormat::K8sPatches => {
+                    print!("{}", acls::deployment_patches(&perms, &cluster))
+                }
+            }
+            Ok(())
+        }
         Command::KpiDaily => {
             let r = flashfit_pipeline::kpi_daily(&config).await?;
             println!(

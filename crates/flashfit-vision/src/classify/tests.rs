@@ -21,7 +21,10 @@ fn stage(root_uri: &str, terminal: bool) -> Arc<ClassifyStage> {
     Arc::new(ClassifyStage::new(
         StageIo {
             uploads: Location::open(root_uri, &S3Config::default()).expect("uploads"),
-            caps: QualityConfig::default(),
+            caps: QualityConfig {
+                owner_prefix: String::new(),
+                ..QualityConfig::default()
+            },
             concurrency: 4,
             input: topics.quality(),
             output: "flashfit.classified".into(),
@@ -200,7 +203,10 @@ async fn a_trained_head_scores_garments_onto_the_taxonomy() {
     let s = Arc::new(ClassifyStage::new(
         StageIo {
             uploads: Location::open(&root, &S3Config::default()).expect("uploads"),
-            caps: QualityConfig::default(),
+            caps: QualityConfig {
+                owner_prefix: String::new(),
+                ..QualityConfig::default()
+            },
             concurrency: 2,
             input: "in".into(),
             output: "out".into(),
